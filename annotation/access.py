@@ -1,0 +1,65 @@
+"""Who may touch what. One helper per object a user reaches; the only place that decides.
+
+Anything a user may not see is reported as not found, so ids of other projects leak nothing.
+Members who may see a thing but not change it get Forbidden.
+"""
+from __future__ import annotations
+
+from .errors import Forbidden, NotFound
+from .models import Annotation, Item, Membership, Project
+
+
+def is_admin(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def is_member(user, project: Project) -> bool:
+    return Membership.objects.filter(project=project, user=user).exists()
+
+
+def access_project(user, project_id, *, admin: bool = False) -> Project:
+    """The project if ``user`` may see it (members and admins); with ``admin=True`` admins only."""
+    try:
+        project = Project.objects.get(pk=int(project_id))
+    except (Project.DoesNotExist, TypeError, ValueError):
+        raise NotFound("Project not found.")
+    if is_admin(user):
+        return project
+    if not user.is_authenticated or not is_member(user, project):
+        raise NotFound("Project not found.")
+    if admin:
+        raise Forbidden("Only admins can do this.")
+    return project
+
+
+def access_project_by_slug(user, slug: str, *, admin: bool = False) -> Project:
+    project = Project.objects.filter(slug=slug).only("id").first()
+    if project is None:
+        raise NotFound("Project not found.")
+    return access_project(user, project.pk, admin=admin)
+
+
+def access_item(user, item_id, *, lock: bool = False) -> Item:
+    """The item if ``user`` is an admin or a member of its project; ``lock`` takes its row lock."""
+    qs = Item.objects.select_related("project")
+    if lock:
+        qs = qs.select_for_update(of=("self",))
+    try:
+        item = qs.get(pk=int(item_id))
+    except (Item.DoesNotExist, TypeError, ValueError):
+        raise NotFound("Item not found.")
+    if not is_admin(user) and not (user.is_authenticated and is_member(user, item.project)):
+        raise NotFound("Item not found.")
+    return item
+
+
+def access_own_annotation(user, annotation_id, *, lock: bool = False) -> Annotation:
+    """An annotation its own rater may see and edit. Nobody else's, admins included."""
+    qs = Annotation.objects.select_related("item", "item__project")
+    if lock:
+        qs = qs.select_for_update(of=("self",))
+    try:
+        annotation = qs.get(pk=int(annotation_id), rater=user)
+    except (Annotation.DoesNotExist, TypeError, ValueError):
+        raise NotFound("Annotation not found.")
+    return annotation

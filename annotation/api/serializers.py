@@ -1,0 +1,90 @@
+from rest_framework import serializers
+
+from annotation.models import Annotation, Membership, Project
+from annotation.project_config import MODES
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "slug", "name", "mode", "guidelines", "config", "status", "created_at"]
+        read_only_fields = fields
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    mode = serializers.ChoiceField(choices=MODES)
+    guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+    config = serializers.JSONField(required=False, default=dict)
+    slug = serializers.SlugField(required=False, max_length=80)
+
+
+class ProjectUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    guidelines = serializers.CharField(required=False, allow_blank=True)
+    config = serializers.JSONField(required=False)
+    status = serializers.ChoiceField(choices=Project.Status.values, required=False)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "is_paused", "paused_reason", "created_at"]
+        read_only_fields = ["is_paused", "paused_reason", "created_at"]
+
+
+class MemberAddSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    is_paused = serializers.BooleanField()
+    paused_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class ImportSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    round = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    prompts_created = serializers.IntegerField()
+    responses_created = serializers.IntegerField()
+    items_created = serializers.IntegerField()
+    annotations_created = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+
+
+class SubmitSerializer(serializers.Serializer):
+    payload = serializers.JSONField()
+    idempotency_key = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=86_400_000)
+
+
+class EditSerializer(serializers.Serializer):
+    payload = serializers.JSONField()
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=86_400_000)
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    """A rater's own annotation: the payload as they gave it (display positions) and resolved."""
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "item", "payload", "raw_payload", "display_order", "time_spent_ms", "idempotency_key",
+                  "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class GoldSerializer(serializers.Serializer):
+    is_gold = serializers.BooleanField()
+    payload = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text="The right answer in the item's canonical order ('A' is its first response).",
+    )
+
+
+class ItemUpdateSerializer(serializers.Serializer):
+    priority = serializers.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000)

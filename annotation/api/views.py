@@ -1,0 +1,200 @@
+"""API v1 for projects, members, import, the rater queue and submissions. Views stay thin."""
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.access import access_item, access_own_annotation, access_project
+from annotation.errors import Forbidden, NotFound
+from annotation.importer import import_items
+from annotation.models import Annotation, Membership
+
+from . import serializers as s
+from .permissions import IsAdmin
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ProjectListView(APIView):
+    def get_permissions(self):
+        return [IsAuthenticated(), IsAdmin()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    @extend_schema(responses=s.ProjectSerializer(many=True))
+    def get(self, request):
+        projects = selectors.projects_visible_to(request.user)
+        return Response(s.ProjectSerializer(projects, many=True).data)
+
+    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
+    def post(self, request):
+        data = _valid(s.ProjectCreateSerializer, request.data)
+        project = services.project_create(**data, created_by=request.user)
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=s.ProjectSerializer)
+    def get(self, request, project_id):
+        return Response(s.ProjectSerializer(access_project(request.user, project_id)).data)
+
+    @extend_schema(request=s.ProjectUpdateSerializer, responses=s.ProjectSerializer)
+    def patch(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        project = services.project_update(project=project, **_valid(s.ProjectUpdateSerializer, request.data))
+        return Response(s.ProjectSerializer(project).data)
+
+
+class MemberListView(APIView):
+    @extend_schema(responses=s.MemberSerializer(many=True))
+    def get(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        members = Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+        return Response(s.MemberSerializer(members, many=True).data)
+
+    @extend_schema(request=s.MemberAddSerializer, responses={201: s.MemberSerializer})
+    def post(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        membership = services.member_add(project=project, **_valid(s.MemberAddSerializer, request.data))
+        return Response(s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailView(APIView):
+    @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
+    def patch(self, request, project_id, username):
+        """Pause a rater, or lift a pause (gold accuracy then counts afresh)."""
+        project = access_project(request.user, project_id, admin=True)
+        data = _valid(s.MemberUpdateSerializer, request.data)
+        membership = Membership.objects.filter(project=project, user__username=username).select_related("user").first()
+        if membership is None:
+            raise NotFound("Not a member of this project.")
+        membership = services.member_set_paused(
+            project=project, user=membership.user, paused=data["is_paused"], reason=data["paused_reason"]
+        )
+        return Response(s.MemberSerializer(membership).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, project_id, username):
+        project = access_project(request.user, project_id, admin=True)
+        services.member_remove(project=project, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ImportView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": s.ImportSerializer},
+        responses={201: s.ImportResultSerializer, 400: OpenApiResponse(description='{"errors": [{line, field, message}]}')},
+    )
+    def post(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        data = _valid(s.ImportSerializer, request.data)
+        upload = data["file"]
+        result = import_items(project=project, stream=upload.file, filename=upload.name, round_name=data["round"])
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class NextItemView(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description="{item: {id, prompt, responses, lease_expires_at}}"),
+                              204: OpenApiResponse(description="Nothing left for this rater.")})
+    def get(self, request, project_id):
+        project = access_project(request.user, project_id)
+        assignment = services.queue_next(rater=request.user, project=project)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"item": selectors.assignment_view(assignment)})
+
+
+class SubmitView(APIView):
+    @extend_schema(request=s.SubmitSerializer, responses={201: s.AnnotationSerializer, 200: s.AnnotationSerializer})
+    def post(self, request, item_id):
+        data = _valid(s.SubmitSerializer, request.data)
+        annotation, created = services.annotation_submit(rater=request.user, item_id=item_id, **data)
+        return Response(
+            s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class SkipView(APIView):
+    @extend_schema(request=None, responses={200: OpenApiResponse(description='{"skipped": true}')})
+    def post(self, request, item_id):
+        services.assignment_skip(rater=request.user, item_id=item_id)
+        return Response({"skipped": True})
+
+
+def _admin_item(request, item_id):
+    item = access_item(request.user, item_id)
+    if not request.user.is_staff:
+        raise Forbidden("Only admins can do this.")
+    return item
+
+
+class ItemDetailView(APIView):
+    """Admins see an item with its provenance and set its priority."""
+
+    def get(self, request, item_id):
+        return Response(selectors.item_admin_view(_admin_item(request, item_id)))
+
+    @extend_schema(request=s.ItemUpdateSerializer)
+    def patch(self, request, item_id):
+        item = _admin_item(request, item_id)
+        data = _valid(s.ItemUpdateSerializer, request.data)
+        if "priority" in data:
+            services.item_set_priority(item=item, priority=data["priority"])
+        return Response(selectors.item_admin_view(item))
+
+
+class GoldView(APIView):
+    @extend_schema(request=s.GoldSerializer)
+    def post(self, request, item_id):
+        item = _admin_item(request, item_id)
+        data = _valid(s.GoldSerializer, request.data)
+        item = services.item_set_gold(item=item, is_gold=data["is_gold"], payload=data.get("payload"))
+        return Response(selectors.item_admin_view(item))
+
+
+class GoldFromImportedView(APIView):
+    @extend_schema(request=None, responses={200: OpenApiResponse(description='{"gold_items": n}')})
+    def post(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        limit = int(request.data.get("limit", 50)) if str(request.data.get("limit", 50)).isdigit() else 50
+        return Response({"gold_items": services.gold_from_imported(project=project, limit=limit)})
+
+
+class AnnotationDetailView(APIView):
+    """A rater's own annotation: read it, or edit it while it is still open."""
+
+    @extend_schema(responses=s.AnnotationSerializer)
+    def get(self, request, annotation_id):
+        return Response(s.AnnotationSerializer(access_own_annotation(request.user, annotation_id)).data)
+
+    @extend_schema(request=s.EditSerializer, responses=s.AnnotationSerializer)
+    def patch(self, request, annotation_id):
+        data = _valid(s.EditSerializer, request.data)
+        annotation = services.annotation_edit(rater=request.user, annotation_id=annotation_id, **data)
+        return Response(s.AnnotationSerializer(annotation).data)
+
+
+class MyAnnotationsView(APIView):
+    """The requesting rater's annotations in a project, newest first."""
+
+    @extend_schema(responses=s.AnnotationSerializer(many=True))
+    def get(self, request, project_id):
+        project = access_project(request.user, project_id)
+        qs = Annotation.objects.filter(item__project=project, rater=request.user).order_by("-created_at")[:50]
+        return Response(s.AnnotationSerializer(qs, many=True).data)
+
+
+class StatsView(APIView):
+    def get(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        return Response(selectors.project_counts(project))

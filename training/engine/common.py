@@ -1,0 +1,240 @@
+"""What every method shares: runtime setup, model/tokenizer loading, adapters, TRL arguments, the train-save step."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+
+from .config import RunConfig
+from .events import Reporter, ReporterCallback
+from .tiny import END_OF_TURN, resolve_model_source
+
+logger = logging.getLogger(__name__)
+
+# LoRA targets per architecture (config.model_type); anything else gets peft's "all-linear".
+TARGET_MODULES = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "phi3": ["qkv_proj", "o_proj"],
+    "gpt2": ["c_attn", "c_proj"],
+    "gpt_neox": ["query_key_value", "dense"],
+    "bert": ["query", "key", "value"],
+}
+# Heads of sequence-classification models: trained in full next to the adapter and kept out of 4-bit quantization.
+SEQ_CLS_HEADS = ["score", "classifier", "pooler"]
+
+
+# ---------------------------------------------------------------- runtime
+
+
+def setup_runtime(cfg: RunConfig) -> None:
+    """Threads first (before any heavy op), then seeds."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    elif not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+
+
+def precision(cfg: RunConfig) -> str:
+    """"bf16", "fp16" or "fp32" for this run on this machine."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def base_source(cfg: RunConfig) -> str:
+    return resolve_model_source(cfg.base_model, cfg.data_dir)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_tokenizer(source: str):
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end a response: eos, plus the end-of-turn token where the vocabulary has one."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    for token in (END_OF_TURN, "<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in ids:
+            ids.append(token_id)
+    return ids
+
+
+def quantization_config(cfg: RunConfig) -> BitsAndBytesConfig | None:
+    if cfg.adapter != "qlora":
+        return None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=SEQ_CLS_HEADS + ["lm_head"],  # a new, random head must not be quantized
+    )
+
+
+def load_model(cfg: RunConfig, source: str, task: str = "causal"):
+    """The base model for training: fp32 on CPU, bf16 weights under LoRA on a bf16 GPU, 4-bit NF4 for QLoRA."""
+    kwargs: dict[str, Any] = {}
+    if cfg.adapter == "qlora":
+        kwargs["quantization_config"] = quantization_config(cfg)
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
+    elif cfg.adapter != "full" and precision(cfg) == "bf16":
+        kwargs["dtype"] = torch.bfloat16  # frozen base weights; trainable adapters are upcast by peft
+    if task == "seq_cls":
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if cfg.adapter == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model
+
+
+def target_modules(cfg: RunConfig, model) -> list[str] | str:
+    if cfg.lora_target_modules:
+        return cfg.lora_target_modules
+    return TARGET_MODULES.get(model.config.model_type, "all-linear")
+
+
+def peft_config(cfg: RunConfig, model, task: str = "causal"):
+    """The peft config for cfg.adapter, or None for full fine-tuning."""
+    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
+
+    task_type = TaskType.SEQ_CLS if task == "seq_cls" else TaskType.CAUSAL_LM
+    if cfg.adapter in ("lora", "qlora"):
+        return LoraConfig(
+            task_type=task_type,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=target_modules(cfg, model),
+            bias="none",
+        )
+    if cfg.adapter == "prompt_tuning":
+        return PromptTuningConfig(
+            task_type=task_type, num_virtual_tokens=cfg.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM
+        )
+    return None
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str | os.PathLike) -> str:
+    """The base model an adapter was trained on (absolute path or Hub id, from adapter_config.json)."""
+    with open(Path(path) / "adapter_config.json", encoding="utf-8") as f:
+        return json.load(f)["base_model_name_or_path"]
+
+
+def load_causal_lm_for_inference(checkpoint: str | None, base: str, dtype=None):
+    """A causal LM for generation: the base, a full-model checkpoint, or the base with an adapter checkpoint."""
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if checkpoint is None:
+        return AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    if is_adapter_dir(checkpoint):
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        return PeftModel.from_pretrained(model, checkpoint)
+    return AutoModelForCausalLM.from_pretrained(checkpoint, **kwargs)
+
+
+# ---------------------------------------------------------------- TRL arguments and the train-save step
+
+
+def trl_args(cfg: RunConfig, config_cls, eval_rows: int = 0, **method_args):
+    """A TRL *Config for this run: shared settings from RunConfig, method settings from `method_args`."""
+    prec = precision(cfg)
+    return config_cls(
+        output_dir=cfg.output_dir,
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        # The trainer always writes the last step as a full (resumable) checkpoint; save_steps adds earlier ones.
+        save_strategy="steps",
+        save_steps=cfg.save_steps or 10**9,
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=prec == "bf16",
+        fp16=prec == "fp16",
+        activation_checkpointing=cfg.gradient_checkpointing,
+        dataloader_num_workers=0,
+        **method_args,
+    )
+
+
+def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=None) -> dict[str, Any]:
+    """Train (resuming if asked), evaluate on the held-out rows, report the final checkpoint; return the result."""
+    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ReporterCallback))
+    step = trainer.state.global_step
+    eval_metrics: dict[str, float] = {}
+    if eval_dataset is not None and len(eval_dataset) > 0:
+        eval_metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
+    checkpoint_dir = Path(cfg.output_dir) / f"checkpoint-{step}"
+    if not checkpoint_dir.is_dir():  # e.g. a resumed run that had nothing left to do
+        trainer.save_model(str(checkpoint_dir))
+    metrics = {**callback.last_metrics, **eval_metrics}
+    if trainer.is_world_process_zero():
+        reporter.checkpoint(step, checkpoint_dir, cfg.checkpoint_kind, metrics)
+    train_losses = [h["loss"] for h in callback.history if "loss" in h]
+    return {
+        "method": cfg.method,
+        "step": step,
+        "checkpoint": str(checkpoint_dir.resolve()),
+        "kind": cfg.checkpoint_kind,
+        "base_model": base_source(cfg),
+        "metrics": metrics,
+        "eval": eval_metrics,
+        "first_loss": train_losses[0] if train_losses else None,
+        "final_loss": train_losses[-1] if train_losses else None,
+    }
+
+
+def callbacks(cfg: RunConfig, reporter: Reporter) -> list:
+    return [ReporterCallback(reporter, cfg.method, cfg.checkpoint_kind)]
+
+
+def to_dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows) if rows else None

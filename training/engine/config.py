@@ -1,0 +1,358 @@
+"""One config dataclass per run, read from JSON, validated on construction.
+
+    {"method": "dpo", "base_model": "tiny", "dataset": "snap.jsonl", "output_dir": "runs/42",
+     "adapter": "lora", "max_steps": 200, "dpo": {"beta": 0.1}}
+
+Every field has a default except `method` and `output_dir`. Unknown keys are rejected (a typo must not silently
+train with a default). Method-specific settings live in their own section (`dpo`, `kto`, `ppo`, ...); a section
+for another method is accepted and ignored, so one UI form can carry all of them.
+
+This module imports nothing heavy (no torch): the web app may import it to validate a run's config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "generate", "evaluate")
+ADAPTERS = ("lora", "qlora", "prompt_tuning", "full")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+OPTIMIZERS = (
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_8bit",  # bitsandbytes 8-bit AdamW (works on CPU too)
+    "adamw_bnb_8bit",
+    "paged_adamw_8bit",
+    "paged_adamw_32bit",
+    "lion_8bit",
+    "adafactor",
+    "sgd",
+)
+# Methods that train a causal LM with a TRL trainer and may use peft prompt tuning.
+PROMPT_TUNING_METHODS = ("sft", "dpo", "kto")
+TRAINING_METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo")
+
+# Default learning rates by method and adapter family. LoRA rates move the built-in tiny model within a few dozen
+# steps and are within the usual range for 1-8B models; full fine-tuning rates are the usual small ones.
+DEFAULT_LEARNING_RATES = {
+    "lora": {"reward": 5e-4, "sft": 5e-4, "dpo": 5e-5, "kto": 5e-5, "ppo": 5e-5, "rloo": 5e-5},
+    "full": {"reward": 1e-5, "sft": 2e-5, "dpo": 1e-6, "kto": 1e-6, "ppo": 1e-6, "rloo": 1e-6},
+    "prompt_tuning": {"reward": 3e-2, "sft": 3e-2, "dpo": 3e-2, "kto": 3e-2, "ppo": 3e-2, "rloo": 3e-2},
+}
+
+
+def _check(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"{name}: {message}")
+
+
+@dataclass
+class RewardSection:
+    use_margin: bool = True  # use the dataset's `margin` column (from pairwise strength) when present
+    center_rewards_coefficient: float | None = None  # e.g. 0.01 pushes mean reward towards 0 (Llama 2)
+
+
+@dataclass
+class DPOSection:
+    beta: float = 0.1  # strength of the KL pull towards the reference model
+    loss_type: str | list[str] = "sigmoid"  # TRL loss name(s): sigmoid, ipo, hinge, robust, sppo_hard, apo_zero, ...
+    label_smoothing: float = 0.0  # conservative DPO / robust DPO noise rate, in [0, 0.5)
+    precompute_ref_log_probs: bool = False  # compute reference log-probs once up front (saves memory and time)
+
+    def __post_init__(self):
+        _check(self.beta > 0, "dpo.beta", "must be > 0")
+        _check(0 <= self.label_smoothing < 0.5, "dpo.label_smoothing", "must be in [0, 0.5)")
+        _check(isinstance(self.loss_type, (str, list)) and bool(self.loss_type), "dpo.loss_type", "a name or list")
+
+
+@dataclass
+class KTOSection:
+    beta: float = 0.1
+    desirable_weight: float = 1.0  # raise when thumbs-up rows are rarer than thumbs-down rows
+    undesirable_weight: float = 1.0
+    precompute_ref_log_probs: bool = False
+
+    def __post_init__(self):
+        _check(self.beta > 0, "kto.beta", "must be > 0")
+        _check(self.desirable_weight > 0, "kto.desirable_weight", "must be > 0")
+        _check(self.undesirable_weight > 0, "kto.undesirable_weight", "must be > 0")
+
+
+@dataclass
+class SFTSection:
+    assistant_only_loss: bool = False  # for `messages` rows: loss on assistant turns only (needs {% generation %})
+    packing: bool = False  # pack several short rows into one max_length sequence
+
+
+@dataclass
+class PPOSection:
+    rollout_batch_size: int = 8  # prompts per rollout; one PPO update per rollout (`max_steps` counts updates)
+    mini_batch_size: int = 4  # rollouts per optimizer step inside an update
+    ppo_epochs: int = 4  # passes over each rollout batch
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    top_p: float = 1.0
+    kl_coef: float = 0.05  # per-token KL penalty to the reference (the base with adapters off)
+    gamma: float = 1.0  # discount
+    lam: float = 0.95  # GAE lambda
+    cliprange: float = 0.2  # policy ratio clip
+    cliprange_value: float = 0.2  # value prediction clip
+    vf_coef: float = 0.1  # value loss weight
+    whiten_rewards: bool = False
+    missing_eos_penalty: float | None = None  # subtract from the score of responses that never end their turn
+
+    def __post_init__(self):
+        for name in ("rollout_batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens"):
+            _check(getattr(self, name) >= 1, f"ppo.{name}", "must be >= 1")
+        _check(self.rollout_batch_size % self.mini_batch_size == 0, "ppo.mini_batch_size", "must divide rollout_batch_size")
+        _check(self.temperature > 0, "ppo.temperature", "must be > 0")
+        _check(0 < self.top_p <= 1, "ppo.top_p", "must be in (0, 1]")
+        _check(self.kl_coef >= 0, "ppo.kl_coef", "must be >= 0")
+        _check(0 <= self.gamma <= 1, "ppo.gamma", "must be in [0, 1]")
+        _check(0 <= self.lam <= 1, "ppo.lam", "must be in [0, 1]")
+        _check(self.cliprange > 0, "ppo.cliprange", "must be > 0")
+        _check(self.cliprange_value > 0, "ppo.cliprange_value", "must be > 0")
+        _check(self.vf_coef >= 0, "ppo.vf_coef", "must be >= 0")
+
+
+@dataclass
+class RLOOSection:
+    num_generations: int = 4  # completions per prompt; batch_size * grad_accum must be a multiple of it
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.05  # KL coefficient to the reference (the base with adapters off)
+    num_iterations: int = 1  # optimisation passes per generated batch
+
+    def __post_init__(self):
+        _check(self.num_generations >= 2, "rloo.num_generations", "must be >= 2 (leave-one-out baseline)")
+        _check(self.max_new_tokens >= 1, "rloo.max_new_tokens", "must be >= 1")
+        _check(self.temperature > 0, "rloo.temperature", "must be > 0")
+        _check(self.beta >= 0, "rloo.beta", "must be >= 0")
+
+
+@dataclass
+class GenerateSection:
+    prompts: str | None = None  # JSONL of prompts; defaults to `dataset`
+    checkpoint: str | None = None  # adapter or full-model dir to sample from; None = the base model
+    n: int = 2  # responses per prompt
+    temperature: float = 0.8  # 0 = greedy
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    max_prompts: int | None = None  # cap on prompts read
+
+    def __post_init__(self):
+        _check(self.n >= 1, "generate.n", "must be >= 1")
+        _check(self.temperature >= 0, "generate.temperature", "must be >= 0")
+        _check(0 < self.top_p <= 1, "generate.top_p", "must be in (0, 1]")
+        _check(self.max_new_tokens >= 1, "generate.max_new_tokens", "must be >= 1")
+
+
+@dataclass
+class EvaluateSection:
+    kind: str = "reward_accuracy"  # reward_accuracy: the reward checkpoint on held-out pairs (`dataset`);
+    #                                win_rate: `policy_checkpoint` vs `baseline_checkpoint` judged by the reward checkpoint
+    policy_checkpoint: str | None = None
+    baseline_checkpoint: str | None = None  # None = the base model
+    max_prompts: int | None = 200
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.95
+    ci: str = "wilson"  # wilson | bootstrap (95% interval on the win-rate, ties count half)
+    bootstrap_samples: int = 2000
+
+    def __post_init__(self):
+        _check(self.kind in ("reward_accuracy", "win_rate"), "evaluate.kind", "reward_accuracy or win_rate")
+        _check(self.ci in ("wilson", "bootstrap"), "evaluate.ci", "wilson or bootstrap")
+        _check(self.max_new_tokens >= 1, "evaluate.max_new_tokens", "must be >= 1")
+        _check(self.bootstrap_samples >= 100, "evaluate.bootstrap_samples", "must be >= 100")
+
+
+SECTIONS = {
+    "reward": RewardSection,
+    "dpo": DPOSection,
+    "kto": KTOSection,
+    "sft": SFTSection,
+    "ppo": PPOSection,
+    "rloo": RLOOSection,
+    "generate": GenerateSection,
+    "evaluate": EvaluateSection,
+}
+
+
+@dataclass
+class RunConfig:
+    method: str  # reward | dpo | kto | sft | ppo | rloo | generate | evaluate
+    output_dir: str  # checkpoints, generations and results go here (created if missing)
+    base_model: str = "tiny"  # "tiny" (built-in), a local model directory, or a Hugging Face Hub id
+    data_dir: str = "var/data"  # where the built-in tiny model is built (data_dir/models/tiny-v1)
+    dataset: str | None = None  # JSONL file in TRL's formats (see training/engine/data.py)
+    reward_checkpoint: str | None = None  # ppo / rloo / evaluate: reward adapter dir or full reward-model dir
+
+    # Adapter
+    adapter: str = "lora"  # lora | qlora (4-bit NF4 base, double quant) | prompt_tuning | full
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None  # None = per architecture (q/k/v/o projections for Llama-likes)
+    num_virtual_tokens: int = 8  # prompt tuning
+
+    # Schedule
+    max_steps: int = -1  # optimizer steps (PPO: updates); -1 = run num_epochs over the dataset
+    num_epochs: float = 1.0
+    batch_size: int = 8  # per device
+    grad_accum: int = 1
+    learning_rate: float | None = None  # None = DEFAULT_LEARNING_RATES[adapter family][method]
+    lr_scheduler: str = "linear"  # any transformers scheduler name: linear, cosine, constant, ...
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"  # or adamw_8bit (bitsandbytes), paged_adamw_8bit, ...
+    seed: int = 42
+    max_length: int = 512  # tokens per sequence (prompt + completion)
+    eval_fraction: float = 0.1  # held out from `dataset` for evaluation (reward accuracy, eval loss); 0 = none
+    save_steps: int = 0  # also save every N steps (0 = only the final checkpoint)
+    logging_steps: int = 1
+    resume_from_checkpoint: str | None = None  # a checkpoint-<step> dir written by an earlier run of this config
+
+    # Hardware
+    precision: str = "auto"  # auto = bf16 on a GPU that supports it, fp32 on CPU
+    threads: int | None = None  # torch CPU threads; None = 1 on CPU (oversubscription is 15-50x slower), untouched on GPU
+    gradient_checkpointing: bool = False
+
+    # Method sections
+    reward: RewardSection = field(default_factory=RewardSection)
+    dpo: DPOSection = field(default_factory=DPOSection)
+    kto: KTOSection = field(default_factory=KTOSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    ppo: PPOSection = field(default_factory=PPOSection)
+    rloo: RLOOSection = field(default_factory=RLOOSection)
+    generate: GenerateSection = field(default_factory=GenerateSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+
+    def __post_init__(self):
+        _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}; got {self.method!r}")
+        _check(bool(self.output_dir), "output_dir", "is required")
+        _check(bool(self.base_model), "base_model", "is required")
+        _check(self.adapter in ADAPTERS, "adapter", f"must be one of {', '.join(ADAPTERS)}; got {self.adapter!r}")
+        if self.adapter == "prompt_tuning":
+            _check(
+                self.method in PROMPT_TUNING_METHODS + ("generate", "evaluate"),
+                "adapter",
+                f"prompt_tuning is supported for {', '.join(PROMPT_TUNING_METHODS)}",
+            )
+        needs_dataset = self.method in TRAINING_METHODS or (
+            self.method == "evaluate" and self.evaluate.kind == "reward_accuracy"
+        )
+        if self.method == "generate":
+            _check(bool(self.dataset or self.generate.prompts), "generate.prompts", "or dataset is required")
+        elif self.method == "evaluate" and self.evaluate.kind == "win_rate":
+            _check(bool(self.dataset), "dataset", "is required (prompts to compare on)")
+        elif needs_dataset:
+            _check(bool(self.dataset), "dataset", "is required")
+        if self.method == "evaluate":
+            _check(bool(self.reward_checkpoint), "reward_checkpoint", "is required to evaluate")
+        if self.method == "evaluate" and self.evaluate.kind == "win_rate":
+            _check(bool(self.evaluate.policy_checkpoint), "evaluate.policy_checkpoint", "is required for win_rate")
+        _check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        _check(self.lora_alpha >= 1, "lora_alpha", "must be >= 1")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        _check(
+            self.lora_target_modules is None or isinstance(self.lora_target_modules, (list, str)),
+            "lora_target_modules",
+            "a list of module names, 'all-linear', or null",
+        )
+        _check(self.num_virtual_tokens >= 1, "num_virtual_tokens", "must be >= 1")
+        _check(self.max_steps == -1 or self.max_steps >= 1, "max_steps", "must be >= 1, or -1 to use num_epochs")
+        _check(self.max_steps >= 1 or self.num_epochs > 0, "num_epochs", "must be > 0 when max_steps is -1")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.grad_accum >= 1, "grad_accum", "must be >= 1")
+        _check(self.learning_rate is None or self.learning_rate > 0, "learning_rate", "must be > 0")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        _check(self.optim in OPTIMIZERS, "optim", f"must be one of {', '.join(OPTIMIZERS)}; got {self.optim!r}")
+        _check(self.max_length >= 8, "max_length", "must be >= 8")
+        _check(0 <= self.eval_fraction < 1, "eval_fraction", "must be in [0, 1)")
+        _check(self.save_steps >= 0, "save_steps", "must be >= 0")
+        _check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+        _check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
+        _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
+        if self.method == "rloo":
+            _check(
+                (self.batch_size * self.grad_accum) % self.rloo.num_generations == 0,
+                "rloo.num_generations",
+                "must divide batch_size * grad_accum",
+            )
+        if self.method == "kto":
+            _check(self.batch_size >= 2, "batch_size", "KTO needs batch_size >= 2 (its KL term)")
+        if self.resume_from_checkpoint is not None:
+            _check(
+                os.path.isdir(self.resume_from_checkpoint),
+                "resume_from_checkpoint",
+                f"not a directory: {self.resume_from_checkpoint}",
+            )
+
+    @property
+    def adapter_family(self) -> str:
+        return "lora" if self.adapter in ("lora", "qlora") else self.adapter
+
+    @property
+    def lr(self) -> float:
+        """The learning rate to use: the configured one or the per-method default."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DEFAULT_LEARNING_RATES[self.adapter_family].get(self.method, 5e-5)
+
+    @property
+    def checkpoint_kind(self) -> str:
+        """What a saved checkpoint holds: a peft adapter ("lora", "prompt_tuning") or a full model ("full")."""
+        return {"lora": "lora", "qlora": "lora", "prompt_tuning": "prompt_tuning", "full": "full"}[self.adapter]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
+        _reject_unknown(cls, data, "config")
+        kwargs = dict(data)
+        for name, section_cls in SECTIONS.items():
+            if name in kwargs:
+                section = kwargs[name]
+                if not isinstance(section, dict):
+                    raise ValueError(f"{name}: expected an object, got {type(section).__name__}")
+                _reject_unknown(section_cls, section, name)
+                kwargs[name] = section_cls(**section)
+        if "method" not in kwargs:
+            raise ValueError("method: is required")
+        if "output_dir" not in kwargs:
+            raise ValueError("output_dir: is required")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, path_or_dict: str | os.PathLike | dict[str, Any]) -> RunConfig:
+        """Read a config from a JSON file path, a JSON string, or an already-parsed dict."""
+        if isinstance(path_or_dict, dict):
+            return cls.from_dict(path_or_dict)
+        text = str(path_or_dict)
+        if text.lstrip().startswith("{"):
+            return cls.from_dict(json.loads(text))
+        with open(path_or_dict, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"config: {path_or_dict} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are {', '.join(sorted(known))}"
+        )

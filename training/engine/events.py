@@ -1,0 +1,155 @@
+"""JSON-lines events: the only thing the engine writes to stdout.
+
+One object per line, flushed at once, so a parent process (the Celery task) can follow a run as it goes:
+
+    {"event": "started", "method": "dpo", "total_steps": 200}
+    {"event": "progress", "step": 10, "total": 200, "eta_s": 41.2, "epoch": 0.4}
+    {"event": "metrics", "step": 10, "metrics": {"loss": 0.61, "rewards/accuracies": 0.75}}
+    {"event": "checkpoint", "step": 200, "path": "/abs/checkpoint-200", "kind": "lora", "size_bytes": 35210,
+     "metrics": {"eval_accuracy": 0.8}}
+    {"event": "done", "result": {...}}
+    {"event": "error", "message": "...", "traceback": "..."}
+
+Every event also carries "time" (Unix seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from transformers import TrainerCallback
+
+
+def _clean(value: Any) -> Any:
+    """Make a value JSON-safe: NaN/inf become None (JSON has no NaN), tensors and numpy scalars become floats."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def float_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of a log dict."""
+    out = {}
+    for key, value in logs.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def dir_size(path: str | os.PathLike) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+class Reporter:
+    """Writes events as JSON lines to `stream` (default: stdout) and keeps them in `self.events`."""
+
+    def __init__(self, stream: TextIO | None = None, echo: bool = True):
+        self.stream = stream if stream is not None else sys.stdout
+        self.echo = echo
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = _clean({"event": event, **fields, "time": round(time.time(), 3)})
+        self.events.append(record)
+        if self.echo:
+            self.stream.write(json.dumps(record) + "\n")
+            self.stream.flush()
+        return record
+
+    def started(self, method: str, total_steps: int | None) -> None:
+        self.emit("started", method=method, total_steps=total_steps)
+
+    def progress(self, step: int, total: int | None, eta_s: float | None, epoch: float | None = None) -> None:
+        self.emit("progress", step=step, total=total, eta_s=eta_s, epoch=epoch)
+
+    def metrics(self, step: int, metrics: dict[str, float]) -> None:
+        if metrics:
+            self.emit("metrics", step=step, metrics=metrics)
+
+    def checkpoint(self, step: int, path: str | os.PathLike, kind: str, metrics: dict[str, float] | None = None) -> None:
+        path = Path(path).resolve()
+        self.emit("checkpoint", step=step, path=str(path), kind=kind, size_bytes=dir_size(path), metrics=metrics or {})
+
+    def done(self, result: dict[str, Any]) -> None:
+        self.emit("done", result=result)
+
+    def error(self, message: str, traceback: str = "") -> None:
+        self.emit("error", message=message, traceback=traceback)
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        """The events of one type emitted so far."""
+        return [e for e in self.events if e["event"] == event]
+
+
+class ProgressTimer:
+    """ETA from the mean time per step since the first step seen (resume-aware)."""
+
+    def __init__(self):
+        self.start_time: float | None = None
+        self.start_step = 0
+
+    def eta(self, step: int, total: int | None) -> float | None:
+        now = time.monotonic()
+        if self.start_time is None:
+            self.start_time, self.start_step = now, step - 1
+        done = step - self.start_step
+        if not total or done <= 0:
+            return None
+        return round((now - self.start_time) / done * max(total - step, 0), 2)
+
+
+class ReporterCallback(TrainerCallback):
+    """Forwards a transformers/TRL Trainer's progress, logs and intermediate saves to a Reporter.
+
+    The final checkpoint is reported by the method itself, after evaluation, so that its event carries the
+    evaluation metrics; saves before the last step are reported here as they happen.
+    """
+
+    def __init__(self, reporter: Reporter, method: str, checkpoint_kind: str):
+        self.reporter = reporter
+        self.method = method
+        self.checkpoint_kind = checkpoint_kind
+        self.timer = ProgressTimer()
+        self.last_metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.reporter.started(self.method, state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            step = state.global_step
+            self.reporter.progress(step, state.max_steps, self.timer.eta(step, state.max_steps), state.epoch)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            metrics = float_metrics(logs)
+            metrics.pop("epoch", None)
+            metrics.pop("step", None)
+            self.last_metrics.update(metrics)
+            self.history.append({"step": state.global_step, **metrics})
+            self.reporter.metrics(state.global_step, metrics)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and state.global_step < state.max_steps:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.reporter.checkpoint(state.global_step, path, self.checkpoint_kind, dict(self.last_metrics))

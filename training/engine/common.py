@@ -204,16 +204,19 @@ def trl_args(cfg: RunConfig, config_cls, eval_rows: int = 0, **method_args):
 
 def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=None) -> dict[str, Any]:
     """Train (resuming if asked), evaluate on the held-out rows, report the final checkpoint; return the result."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints python dicts to stdout; our events carry the same numbers
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ReporterCallback))
     step = trainer.state.global_step
     eval_metrics: dict[str, float] = {}
     if eval_dataset is not None and len(eval_dataset) > 0:
-        eval_metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
+        eval_metrics = _quality_metrics(trainer.evaluate())
     checkpoint_dir = Path(cfg.output_dir) / f"checkpoint-{step}"
     if not checkpoint_dir.is_dir():  # e.g. a resumed run that had nothing left to do
         trainer.save_model(str(checkpoint_dir))
-    metrics = {**callback.last_metrics, **eval_metrics}
+    metrics = {**_quality_metrics(callback.last_metrics), **eval_metrics}
     if trainer.is_world_process_zero():
         reporter.checkpoint(step, checkpoint_dir, cfg.checkpoint_kind, metrics)
     train_losses = [h["loss"] for h in callback.history if "loss" in h]
@@ -227,6 +230,16 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
         "eval": eval_metrics,
         "first_loss": train_losses[0] if train_losses else None,
         "final_loss": train_losses[-1] if train_losses else None,
+    }
+
+
+def _quality_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Numeric metrics without the bookkeeping ones (runtimes, throughput, flos, epoch)."""
+    skip = ("_runtime", "_per_second", "total_flos", "epoch")
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith(skip)
     }
 
 

@@ -75,6 +75,7 @@ class TrainingRun(models.Model):
     config = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     queue = models.CharField(max_length=50, default="training")
+    gpus = models.PositiveSmallIntegerField(default=1, help_text="GPUs on one node; more than 1 runs under accelerate.")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
@@ -117,7 +118,8 @@ class Checkpoint(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     size_bytes = models.BigIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
-    evaluation = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True, help_text="{kind: {status, result, error}}")
+    export = models.JSONField(default=dict, blank=True, help_text="Merge-and-export job: {status, checkpoint, error}")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

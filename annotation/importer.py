@@ -314,8 +314,8 @@ def item_groups(mode: str, n: int, config: dict) -> list[list[int]]:
     if n <= k:
         return [list(range(n))]
     groups = [list(range(i, min(i + k, n))) for i in range(0, n, k)]
-    if len(groups[-1]) < 2:  # a lone leftover joins the previous group
-        groups[-2].extend(groups.pop())
+    if len(groups[-1]) < k:  # the last item takes the last k responses, so every item ranks exactly k
+        groups[-1] = list(range(n - k, n))
     return groups
 
 

@@ -1,0 +1,137 @@
+"""Turn what a browser posts into annotation payloads (display positions), and the admin forms."""
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from annotation.models import Project
+
+
+def _int_or_raw(value: str):
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value  # the payload validator names the field and the allowed range
+
+
+def payload_from_post(mode: str, config: dict, post, display_order: list[int]) -> dict:
+    """The payload the rater meant, in the shape ``annotation.payloads`` validates."""
+    comment = post.get("comment", "")
+    if mode == "pairwise":
+        payload: dict = {"choice": post.get("choice") or None}
+        strength = post.get("strength") or None
+        if config.get("strength") and payload["choice"] in ("A", "B"):
+            payload["strength"] = strength
+        criteria = {name: post.get(f"crit_{name}") for name in config.get("criteria", [])}
+        payload["criteria"] = {name: value for name, value in criteria.items() if value}
+    elif mode == "rating":
+        payload = {"overall": _int_or_raw(post.get("overall"))}
+        if payload["overall"] is None:
+            del payload["overall"]
+        criteria = {name: _int_or_raw(post.get(f"crit_{name}")) for name in config.get("criteria", [])}
+        payload["criteria"] = {name: value for name, value in criteria.items() if value is not None}
+        payload["flags"] = post.getlist("flags")
+    else:
+        payload = {"not_rankable": post.get("not_rankable") == "on", "order": []}
+        if not payload["not_rankable"]:
+            payload["order"] = order_from_ranks(post, display_order)
+    payload["comment"] = comment
+    return payload
+
+
+def order_from_ranks(post, display_order: list[int]) -> list[list[int]]:
+    """``rank_<id>`` fields (1 = best, equal ranks tie) to groups of response ids, best first."""
+    ranks = {}
+    for rid in display_order:
+        raw = (post.get(f"rank_{rid}") or "").strip()
+        try:
+            ranks[rid] = int(raw)
+        except ValueError:
+            raise ValidationError({"payload.order": ["give every response a rank (1 is best; equal ranks tie)"]})
+        if not 1 <= ranks[rid] <= len(display_order):
+            raise ValidationError({"payload.order": [f"ranks must be from 1 to {len(display_order)}"]})
+    groups: dict[int, list[int]] = {}
+    for rid in display_order:
+        groups.setdefault(ranks[rid], []).append(rid)
+    return [groups[rank] for rank in sorted(groups)]
+
+
+def ranks_from_order(order: list[list[int]]) -> dict[int, int]:
+    """Response id to rank (1 = best; tied responses share a rank)."""
+    ranks = {}
+    for i, group in enumerate(order or []):
+        for rid in group:
+            ranks[rid] = i + 1
+    return ranks
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """Readable lines that name the field, e.g. 'strength: must be one of ...'."""
+    if hasattr(exc, "error_dict"):
+        return [
+            f"{field.removeprefix('payload.')}: {message}"
+            for field, errors in exc.error_dict.items()
+            for error in errors
+            for message in error.messages
+        ]
+    return list(exc.messages)
+
+
+class ProjectCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    mode = forms.ChoiceField(choices=Project.Mode.choices)
+    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
+                                 help_text="Markdown shown to raters in the guidelines drawer.")
+    config = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text='JSON object of options, e.g. {"overlap": 3, "criteria": ["helpfulness"]}. Empty: the defaults.',
+    )
+
+    def clean_config(self):
+        raw = (self.cleaned_data.get("config") or "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        if not isinstance(value, dict):
+            raise ValidationError("must be a JSON object")
+        return value
+
+    def add_service_errors(self, exc: ValidationError):
+        """Put a service's field errors (``config.scale``, ``name``...) next to the right field."""
+        for field, message in _flat(exc):
+            target = field.split(".", 1)[0] if field.split(".", 1)[0] in self.fields else None
+            label = f"{field}: " if target == "config" else ""
+            self.add_error(target, f"{label}{message}")
+
+
+class ProjectSettingsForm(forms.Form):
+    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}))
+    status = forms.ChoiceField(choices=Project.Status.choices)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text=".jsonl, .csv or .parquet")
+    round = forms.CharField(required=False, max_length=100, help_text="Optional name of this batch.")
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150)
+
+
+def _flat(exc: ValidationError):
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            for error in errors:
+                for message in error.messages:
+                    yield field, message
+    else:
+        for message in exc.messages:
+            yield None, message

@@ -1,0 +1,27 @@
+"""The site root: sign-in (Django auth views), the rater pages and the admin project pages."""
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(
+        template_name="frontend/login.html", redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(
+        template_name="frontend/password_change.html"), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(
+        template_name="frontend/password_change_done.html"), name="password_change_done"),
+    path("", views.home, name="home"),
+    path("p/<slug:slug>/", views.annotate, name="annotate"),
+    path("p/<slug:slug>/stage/", views.stage, name="annotate-stage"),
+    path("p/<slug:slug>/items/<int:item_id>/submit/", views.submit, name="annotate-submit"),
+    path("p/<slug:slug>/items/<int:item_id>/skip/", views.skip, name="annotate-skip"),
+    path("p/<slug:slug>/annotations/<int:annotation_id>/edit/", views.edit, name="annotate-edit"),
+    path("manage/", views.manage_projects, name="manage"),
+    path("manage/<int:project_id>/", views.manage_project, name="manage-project"),
+    path("manage/<int:project_id>/import/", views.manage_import, name="manage-import"),
+    path("manage/<int:project_id>/members/", views.manage_member_add, name="manage-member-add"),
+    path("manage/<int:project_id>/members/<str:username>/", views.manage_member_change, name="manage-member"),
+    path("manage/<int:project_id>/settings/", views.manage_settings, name="manage-settings"),
+]

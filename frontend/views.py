@@ -1,0 +1,329 @@
+"""Pages for raters (home, the annotate screen and its htmx partials) and for admins (projects).
+
+Views stay thin: they call the annotation services and selectors, and turn service errors into
+pages (404 for what a user may not see, a message for the rest), never a 500.
+"""
+from __future__ import annotations
+
+import functools
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotation import services
+from annotation.access import access_own_annotation, access_project, access_project_by_slug, is_admin
+from annotation.errors import Conflict, Forbidden, ImportFailed, NotFound
+from annotation.importer import import_items
+from annotation.models import Item, Project
+from annotation.selectors import projects_visible_to
+
+from . import forms as f
+from . import selectors
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+EXPORT_URL = "/api/v1/projects/{id}/export/?kind={kind}&format={fmt}"
+EXPORTS = [("TRL preference", "trl", "jsonl"), ("TRL preference", "trl", "parquet"), ("KTO", "kto", "jsonl"),
+           ("Raw annotations", "raw", "jsonl"), ("Raw annotations", "raw", "csv")]
+
+
+def page(view):
+    """Login required, a strict Content-Security-Policy, and service errors as pages."""
+
+    @functools.wraps(view)
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        try:
+            response = view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(exc.message)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+    return wrapper
+
+
+def staff_page(view):
+    """Admin pages: staff only; anyone else gets a 403 page that shows nothing of the project."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_admin(request.user):
+            return TemplateResponse(request, "frontend/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return page(wrapper)
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+# --- rater pages ---------------------------------------------------------------------------
+
+
+@page
+def home(request):
+    return TemplateResponse(request, "frontend/home.html", {"rows": selectors.home_rows(request.user)})
+
+
+def _count_key(project: Project) -> str:
+    return f"ps:count:{project.pk}"
+
+
+def _stage(request, project: Project, *, notice: str = "") -> dict:
+    """The context of the stage: the rater's current item (leased now if needed), or done / paused."""
+    ctx = {"project": project, "notice": notice, "mode": project.mode, "config": project.config,
+           "session_count": request.session.get(_count_key(project), 0)}
+    try:
+        assignment = services.queue_next(rater=request.user, project=project)
+    except Forbidden as exc:
+        ctx["paused"] = exc.message
+        return ctx
+    ctx["last_annotation"] = selectors.last_editable_annotation(request.user, project)
+    if assignment is None:
+        ctx["done"] = True
+        return ctx
+    ctx["item"] = selectors.assignment_screen(assignment)
+    ctx["prefill"] = {}
+    ctx["idempotency_key"] = uuid.uuid4().hex
+    ctx["action"] = reverse("annotate-submit", args=[project.slug, assignment.item_id])
+    return ctx
+
+
+def _render_stage(request, ctx: dict, status: int = 200):
+    template = "frontend/_stage.html" if _is_htmx(request) else "frontend/annotate.html"
+    return TemplateResponse(request, template, ctx, status=status)
+
+
+def _time_spent(request):
+    raw = request.POST.get("time_spent_ms", "").strip()
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+@page
+def annotate(request, slug):
+    project = access_project_by_slug(request.user, slug)
+    return TemplateResponse(request, "frontend/annotate.html", _stage(request, project))
+
+
+@page
+def stage(request, slug):
+    project = access_project_by_slug(request.user, slug)
+    return TemplateResponse(request, "frontend/_stage.html", _stage(request, project))
+
+
+def _project_item(project: Project, item_id: int) -> Item:
+    item = Item.objects.filter(pk=item_id, project=project).select_related("prompt").first()
+    if item is None:
+        raise NotFound("Item not found.")
+    return item
+
+
+@page
+@require_POST
+def submit(request, slug, item_id):
+    project = access_project_by_slug(request.user, slug)
+    item = _project_item(project, item_id)
+    assignment = item.assignments.filter(rater=request.user).first()
+    order = assignment.display_order if assignment else list(item.item_responses.values_list("response_id", flat=True))
+    notice = ""
+    try:
+        payload = f.payload_from_post(project.mode, project.config, request.POST, order)
+        _, created = services.annotation_submit(
+            rater=request.user, item_id=item.pk, payload=payload,
+            idempotency_key=request.POST.get("idempotency_key", "")[:100], time_spent_ms=_time_spent(request),
+        )
+    except ValidationError as exc:
+        return _invalid(request, project, item, order, exc, action=request.path)
+    except (Conflict, Forbidden) as exc:
+        created, notice = False, exc.message
+    if created:
+        key = _count_key(project)
+        request.session[key] = request.session.get(key, 0) + 1
+    if not _is_htmx(request):
+        return HttpResponseRedirect(reverse("annotate", args=[slug]))
+    return _render_stage(request, _stage(request, project, notice=notice))
+
+
+def _invalid(request, project, item, order, exc, *, action, editing=None):
+    """The same item again with what the rater chose, and the problems named (422)."""
+    post = request.POST
+    try:
+        prefill = f.payload_from_post(project.mode, project.config, post, order)
+    except ValidationError:  # unreadable ranks: show the cards in their first order
+        prefill = {"order": [], "comment": post.get("comment", "")}
+    view = selectors.item_view(item, order)
+    assignment = item.assignments.filter(rater=request.user).first()
+    if assignment is not None and editing is None:
+        view = selectors.assignment_screen(assignment)
+    ctx = {"project": project, "mode": project.mode, "config": project.config, "item": view,
+           "prefill": prefill, "errors": f.error_lines(exc), "action": action, "editing": editing,
+           "idempotency_key": post.get("idempotency_key") or uuid.uuid4().hex,
+           "session_count": request.session.get(_count_key(project), 0),
+           "last_annotation": None if editing else selectors.last_editable_annotation(request.user, project)}
+    return _render_stage(request, ctx, status=422)
+
+
+@page
+@require_POST
+def skip(request, slug, item_id):
+    project = access_project_by_slug(request.user, slug)
+    item = _project_item(project, item_id)
+    notice = ""
+    try:
+        services.assignment_skip(rater=request.user, item_id=item.pk)
+    except Conflict as exc:
+        notice = exc.message
+    if not _is_htmx(request):
+        return HttpResponseRedirect(reverse("annotate", args=[slug]))
+    return _render_stage(request, _stage(request, project, notice=notice))
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def edit(request, slug, annotation_id):
+    """Edit my own annotation while its edit window is open: the form again, filled in."""
+    project = access_project_by_slug(request.user, slug)
+    annotation = access_own_annotation(request.user, annotation_id)
+    if annotation.item.project_id != project.pk:
+        raise NotFound("Annotation not found.")
+    item = _project_item(project, annotation.item_id)
+    order = annotation.display_order
+    action = reverse("annotate-edit", args=[slug, annotation.pk])
+    if request.method == "POST":
+        try:
+            payload = f.payload_from_post(project.mode, project.config, request.POST, order)
+            services.annotation_edit(rater=request.user, annotation_id=annotation.pk, payload=payload,
+                                     time_spent_ms=_time_spent(request))
+        except ValidationError as exc:
+            return _invalid(request, project, item, order, exc, action=action, editing=annotation)
+        except Conflict as exc:
+            notice = exc.message
+        else:
+            notice = "Your last answer was updated."
+        if not _is_htmx(request):
+            return HttpResponseRedirect(reverse("annotate", args=[slug]))
+        return _render_stage(request, _stage(request, project, notice=notice))
+    raw = annotation.raw_payload if isinstance(annotation.raw_payload, dict) else {}
+    ctx = {"project": project, "mode": project.mode, "config": project.config, "editing": annotation,
+           "item": selectors.item_view(item, order), "prefill": raw, "action": action,
+           "session_count": request.session.get(_count_key(project), 0)}
+    return _render_stage(request, ctx)
+
+
+# --- admin pages ---------------------------------------------------------------------------
+
+
+@staff_page
+@require_http_methods(["GET", "POST"])
+def manage_projects(request):
+    form = f.ProjectCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.project_create(**form.cleaned_data, created_by=request.user)
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            return redirect("manage-project", project_id=project.pk)
+    projects = projects_visible_to(request.user)
+    status = 422 if request.method == "POST" else 200
+    return TemplateResponse(request, "frontend/manage_projects.html", {"projects": projects, "form": form},
+                            status=status)
+
+
+def _manage_ctx(project: Project, **extra) -> dict:
+    ctx = {
+        "project": project,
+        "import_form": f.ImportForm(),
+        "member_form": f.MemberAddForm(),
+        "settings_form": f.ProjectSettingsForm(initial={"guidelines": project.guidelines, "status": project.status}),
+        "exports": [{"label": label, "fmt": fmt, "url": EXPORT_URL.format(id=project.pk, kind=kind, fmt=fmt)}
+                    for label, kind, fmt in EXPORTS],
+        **selectors.project_admin_view(project),
+    }
+    ctx.update(extra)
+    return ctx
+
+
+@staff_page
+def manage_project(request, project_id):
+    project = access_project(request.user, project_id, admin=True)
+    return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project))
+
+
+@staff_page
+@require_POST
+def manage_import(request, project_id):
+    project = access_project(request.user, project_id, admin=True)
+    form = f.ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project, import_form=form),
+                                status=422)
+    upload = form.cleaned_data["file"]
+    try:
+        result = import_items(project=project, stream=upload.file, filename=upload.name,
+                              round_name=form.cleaned_data["round"])
+    except ImportFailed as exc:
+        return TemplateResponse(
+            request, "frontend/manage_project.html",
+            _manage_ctx(project, import_form=form, import_errors=exc.errors, import_name=upload.name), status=422,
+        )
+    return TemplateResponse(request, "frontend/manage_project.html",
+                            _manage_ctx(project, import_result=result.as_dict(), import_name=upload.name))
+
+
+@staff_page
+@require_POST
+def manage_member_add(request, project_id):
+    project = access_project(request.user, project_id, admin=True)
+    form = f.MemberAddForm(request.POST)
+    if form.is_valid():
+        try:
+            services.member_add(project=project, username=form.cleaned_data["username"].strip())
+        except ValidationError as exc:
+            form.add_error("username", f.error_lines(exc)[0].removeprefix("username: "))
+    if form.errors:
+        return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project, member_form=form),
+                                status=422)
+    return redirect("manage-project", project_id=project.pk)
+
+
+@staff_page
+@require_POST
+def manage_member_change(request, project_id, username):
+    project = access_project(request.user, project_id, admin=True)
+    action = request.POST.get("action")
+    if action == "remove":
+        services.member_remove(project=project, username=username)
+    elif action in ("pause", "resume"):
+        membership = project.memberships.filter(user__username=username).select_related("user").first()
+        if membership is None:
+            raise NotFound("Member not found.")
+        services.member_set_paused(project=project, user=membership.user, paused=action == "pause",
+                                   reason="Paused by an admin." if action == "pause" else "")
+    return redirect("manage-project", project_id=project.pk)
+
+
+@staff_page
+@require_POST
+def manage_settings(request, project_id):
+    project = access_project(request.user, project_id, admin=True)
+    form = f.ProjectSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            services.project_update(project=project, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, "; ".join(f.error_lines(exc)))
+    if form.errors:
+        return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project, settings_form=form),
+                                status=422)
+    return redirect("manage-project", project_id=project.pk)

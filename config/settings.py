@@ -146,6 +146,9 @@ PS_DATA_DIR = Path(env("PS_DATA_DIR", default=str(VAR_DIR / "data")))
 PS_LEASE_SECONDS = env.int("PS_LEASE_SECONDS", default=600)
 PS_MAX_TEXT_CHARS = env.int("PS_MAX_TEXT_CHARS", default=100_000)
 PS_IMPORT_BATCH_SIZE = env.int("PS_IMPORT_BATCH_SIZE", default=2000)
+# A running training run whose worker sent no heartbeat for this long is marked failed (the worker died).
+PS_RUN_HEARTBEAT_SECONDS = env.float("PS_RUN_HEARTBEAT_SECONDS", default=2.0)
+PS_RUN_STALE_SECONDS = env.int("PS_RUN_STALE_SECONDS", default=300)
 
 # --- Celery ------------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
@@ -173,6 +176,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+# `celery -A config beat` runs this; the reaper is a short task on the default queue, not behind a run.
+CELERY_BEAT_SCHEDULE = {
+    "training-reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": 60.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -18,17 +18,29 @@ def is_member(user, project: Project) -> bool:
 
 
 def access_project(user, project_id, *, admin: bool = False) -> Project:
-    """The project if ``user`` may see it (members and admins); with ``admin=True`` admins only."""
+    """The project if ``user`` may see it (members and admins); with ``admin=True`` admins only.
+
+    For a member, the membership is fetched in the same query and kept as ``project.membership``.
+    """
     try:
-        project = Project.objects.get(pk=int(project_id))
-    except (Project.DoesNotExist, TypeError, ValueError):
+        project_id = int(project_id)
+    except (TypeError, ValueError):
         raise NotFound("Project not found.")
     if is_admin(user):
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            raise NotFound("Project not found.")
+        project.membership = Membership.objects.filter(project=project, user=user).first()
         return project
-    if not user.is_authenticated or not is_member(user, project):
+    if not (user and user.is_authenticated):
+        raise NotFound("Project not found.")
+    membership = Membership.objects.select_related("project").filter(project_id=project_id, user=user).first()
+    if membership is None:
         raise NotFound("Project not found.")
     if admin:
         raise Forbidden("Only admins can do this.")
+    project = membership.project
+    project.membership = membership
     return project
 
 
@@ -40,7 +52,11 @@ def access_project_by_slug(user, slug: str, *, admin: bool = False) -> Project:
 
 
 def access_item(user, item_id, *, lock: bool = False) -> Item:
-    """The item if ``user`` is an admin or a member of its project; ``lock`` takes its row lock."""
+    """The item if ``user`` is an admin or a member of its project; ``lock`` takes its row lock.
+
+    The user's membership of the item's project (None for admins without one) is kept as
+    ``item.membership``.
+    """
     qs = Item.objects.select_related("project")
     if lock:
         qs = qs.select_for_update(of=("self",))
@@ -48,7 +64,10 @@ def access_item(user, item_id, *, lock: bool = False) -> Item:
         item = qs.get(pk=int(item_id))
     except (Item.DoesNotExist, TypeError, ValueError):
         raise NotFound("Item not found.")
-    if not is_admin(user) and not (user.is_authenticated and is_member(user, item.project)):
+    item.membership = (
+        Membership.objects.filter(project_id=item.project_id, user=user).first() if user.is_authenticated else None
+    )
+    if item.membership is None and not is_admin(user):
         raise NotFound("Item not found.")
     return item
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -117,7 +117,13 @@ def _claim_item(project: Project, rater, *, gold: bool, now) -> Item | None:
     qs = Item.objects.filter(project=project, is_complete=False, is_gold=gold).filter(~Exists(done_by_rater))
     if not gold:
         qs = qs.annotate(live=_live_leases(now)).filter(annotations_count__lt=F("overlap") - F("live"))
-    return qs.order_by("-priority", "id").select_for_update(skip_locked=True, of=("self",)).first()
+    return (
+        qs.select_related("prompt")
+        .prefetch_related("item_responses")
+        .order_by("-priority", "id")
+        .select_for_update(skip_locked=True, of=("self",))
+        .first()
+    )
 
 
 def _gold_due(project: Project, rater) -> bool:
@@ -131,15 +137,21 @@ def _gold_due(project: Project, rater) -> bool:
 
 
 def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
-    """The rater's current lease, or a new lease on the next item they have not seen; None when done."""
+    """The rater's current lease, or a new lease on the next item they have not seen; None when done.
+
+    ``project`` comes from ``access_project``, which attaches the rater's membership.
+    """
     now = now or timezone.now()
-    membership = Membership.objects.filter(project=project, user=rater).only("is_paused", "paused_reason").first()
+    membership = getattr(project, "membership", None)
+    if membership is None and not hasattr(project, "membership"):
+        membership = Membership.objects.filter(project=project, user=rater).first()
     if membership and membership.is_paused:
         raise Forbidden(membership.paused_reason or "You are paused on this project; ask an admin.")
     if project.status != Project.Status.ACTIVE:
         return None
     live = (
         Assignment.objects.filter(rater=rater, project=project, status=Assignment.Status.LEASED, expires_at__gt=now)
+        .select_related("item__prompt")
         .order_by("leased_at")
         .first()
     )
@@ -152,16 +164,17 @@ def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
             item = _claim_item(project, rater, gold=not want_gold, now=now)
         if item is None:
             return None
-        order = list(item.item_responses.values_list("response_id", flat=True))
+        order = [ir.response_id for ir in item.item_responses.all()]
         random.shuffle(order)
-        assignment, _ = Assignment.objects.update_or_create(
-            item=item, rater=rater,
-            defaults={
-                "project": project, "status": Assignment.Status.LEASED, "display_order": order,
-                "is_gold": item.is_gold, "leased_at": now, "expires_at": now + timedelta(seconds=project.lease_seconds),
-                "finished_at": None,
-            },
+        # One statement: a new lease, or a fresh one over this rater's own expired lease.
+        (assignment,) = Assignment.objects.bulk_create(
+            [Assignment(item=item, rater=rater, project=project, status=Assignment.Status.LEASED,
+                        display_order=order, is_gold=item.is_gold, leased_at=now,
+                        expires_at=now + timedelta(seconds=project.lease_seconds))],
+            update_conflicts=True, unique_fields=["item", "rater"],
+            update_fields=["status", "display_order", "leased_at", "expires_at", "finished_at"],
         )
+        assignment.item = item
     return assignment
 
 
@@ -216,17 +229,14 @@ def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", tim
     time_spent_ms = _check_time_spent(time_spent_ms)
     item = access_item(rater, item_id, lock=True)  # serialises all writes to this item
     project = item.project
-    if not rater.is_staff:
-        membership = Membership.objects.filter(project=project, user=rater).first()
-        if membership and membership.is_paused:
-            raise Forbidden(membership.paused_reason or "You are paused on this project.")
-    if key:
-        replay = Annotation.objects.filter(rater=rater, idempotency_key=key).first()
-        if replay is not None:
-            if replay.item_id != item.pk:
+    if item.membership and item.membership.is_paused:
+        raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
+    earlier = Q(item=item, rater=rater) | (Q(rater=rater, idempotency_key=key) if key else Q(pk__in=[]))
+    for previous in Annotation.objects.filter(earlier):
+        if key and previous.idempotency_key == key:
+            if previous.item_id != item.pk:
                 raise Conflict("This idempotency key was used for another item.", field="idempotency_key")
-            return replay, False
-    if Annotation.objects.filter(item=item, rater=rater).exists():
+            return previous, False
         raise Conflict("You have already annotated this item; edit your annotation instead.")
 
     assignment = Assignment.objects.filter(item=item, rater=rater).first()
@@ -236,34 +246,23 @@ def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", tim
             raise Conflict("Your lease on this item expired and it no longer needs annotations.")
     if project.status != Project.Status.ACTIVE:
         raise Conflict("This project is not accepting annotations.")
-    display_order = assignment.display_order if assignment else list(
-        item.item_responses.values_list("response_id", flat=True)
+    if assignment is None:  # an annotation without a lease, allowed while the item needs one
+        order = list(item.item_responses.values_list("response_id", flat=True))
+        assignment = Assignment.objects.create(item=item, rater=rater, project=project, display_order=order,
+                                               is_gold=item.is_gold, leased_at=now, expires_at=now)
+    resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
+
+    annotation = Annotation.objects.create(
+        item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
+        payload=resolved, raw_payload=payload, display_order=assignment.display_order,
+        time_spent_ms=time_spent_ms, idempotency_key=key,
+        gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
     )
-    resolved = resolve_payload(project.mode, payload, project.config, display_order)
-
-    try:
-        with transaction.atomic():
-            annotation = Annotation.objects.create(
-                item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
-                payload=resolved, raw_payload=payload, display_order=display_order,
-                time_spent_ms=time_spent_ms, idempotency_key=key,
-                gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
-            )
-    except IntegrityError:
-        raise Conflict("This annotation was already stored.")
-    if assignment is None:
-        assignment = Assignment(item=item, rater=rater, project=project, display_order=display_order,
-                                is_gold=item.is_gold, leased_at=now, expires_at=now)
-    assignment.status, assignment.finished_at = Assignment.Status.SUBMITTED, now
-    assignment.save()
-    annotation.assignment = assignment
-    annotation.save(update_fields=["assignment"])
-
-    item.annotations_count = F("annotations_count") + 1
-    item.save(update_fields=["annotations_count"])
-    item.refresh_from_db(fields=["annotations_count"])
-    if not item.is_gold and item.annotations_count >= item.overlap:
-        Item.objects.filter(pk=item.pk).update(is_complete=True)
+    Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
+    count = item.annotations_count + 1  # exact: we hold the item's row lock
+    Item.objects.filter(pk=item.pk).update(
+        annotations_count=count, is_complete=not item.is_gold and count >= item.overlap
+    )
     if item.is_gold:
         from .gold import gold_check_rater  # noqa: PLC0415 - import cycle
         transaction.on_commit(lambda: gold_check_rater(project_id=project.pk, rater_id=rater.pk))

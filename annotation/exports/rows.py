@@ -1,0 +1,586 @@
+"""Export rows, derived on the fly from the annotation tables and streamed.
+
+Annotations are read through one server-side cursor ordered by (prompt, item, id) and handled a
+batch of prompts at a time: each batch looks up its prompts and responses with two queries, turns
+its annotations into rows and is dropped, so memory stays flat however large the project is.
+
+Row shapes (columns in ``annotation.exports.schema``):
+  trl  prompt / chosen / rejected (strings, or message lists with style=conversational), margin,
+       and provenance (item, annotation, rater, source, model and display position of each side, ...)
+  kto  prompt / completion / label, and provenance
+  raw  one row per annotation with everything stored about it
+"""
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import orjson
+from django.db.models import Max
+
+from annotation.models import Annotation, ItemResponse, Project, Prompt
+
+from .options import ExportOptions
+
+# Llama 2's "margin small" values for its four strength levels (Touvron et al. 2023, table 28).
+STRENGTH_MARGIN = {"negligible": 0.0, "slight": 1 / 3, "better": 2 / 3, "significant": 1.0}
+POSITIONS = "ABCDEFGHIJ"
+BATCH_ANNOTATIONS = 5000  # annotations per lookup batch (a batch never splits a prompt)
+
+
+@dataclass(slots=True)
+class Ann:
+    id: int
+    item_id: int
+    prompt_id: int
+    is_gold: bool
+    rater: str | None
+    source: str
+    payload: dict
+    raw_payload: dict | None
+    display_order: list
+    time_spent_ms: int | None
+    gold_correct: bool | None
+    created_at: object
+    updated_at: object
+
+
+@dataclass(slots=True)
+class Resp:
+    id: int
+    text: str
+    model: str
+    position: int
+
+
+@dataclass
+class ItemGroup:
+    item_id: int
+    prompt_id: int
+    is_gold: bool
+    responses: dict[int, Resp] = field(default_factory=dict)
+    annotations: list[Ann] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Pair:
+    """One judgement between two responses: ``a`` preferred to ``b`` (or tied with it)."""
+
+    a: int
+    b: int
+    tie: bool = False
+    margin: float = 0.0
+    strength: str | None = None
+
+
+def high_water_mark(project: Project) -> int:
+    """The largest annotation id of the project (0 when none): an export includes ids up to it."""
+    return Annotation.objects.filter(item__project=project).aggregate(m=Max("id"))["m"] or 0
+
+
+def prompt_text(messages: list[dict]) -> str:
+    """The prompt as one string (standard style): a lone message's content, else 'Role: content' turns."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _annotations(project: Project, options: ExportOptions, high_water: int) -> Iterator[Ann]:
+    qs = Annotation.objects.filter(item__project=project, id__lte=high_water)
+    if options.since:
+        qs = qs.filter(created_at__gte=options.since)
+    if options.until:
+        qs = qs.filter(created_at__lte=options.until)
+    if options.raters:
+        qs = qs.filter(rater__username__in=options.raters)
+    if options.sources:
+        qs = qs.filter(source__in=options.sources)
+    if options.gold == "exclude":
+        qs = qs.filter(item__is_gold=False)
+    elif options.gold == "only":
+        qs = qs.filter(item__is_gold=True)
+    raw = options.kind == "raw"
+    fields = ["id", "item_id", "item__prompt_id", "item__is_gold", "rater__username", "source", "payload",
+              "raw_payload" if raw else "source", "display_order", "time_spent_ms", "gold_correct", "created_at",
+              "updated_at"]
+    rows = qs.order_by("item__prompt_id", "item_id", "id").values_list(*fields).iterator(chunk_size=BATCH_ANNOTATIONS)
+    for r in rows:
+        yield Ann(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] if raw else None, r[8], r[9], r[10], r[11], r[12])
+
+
+def _batches(anns: Iterator[Ann], size: int) -> Iterator[list[Ann]]:
+    """Runs of about ``size`` annotations that never split a prompt."""
+    batch: list[Ann] = []
+    for ann in anns:
+        if len(batch) >= size and ann.prompt_id != batch[-1].prompt_id:
+            yield batch
+            batch = []
+        batch.append(ann)
+    if batch:
+        yield batch
+
+
+def _prompt_groups(batch: list[Ann]) -> Iterator[tuple[dict, list[ItemGroup]]]:
+    """(prompt {external_id, messages}, its items with responses and annotations) for one batch."""
+    item_ids = {a.item_id for a in batch}
+    prompt_ids = {a.prompt_id for a in batch}
+    prompts = {pid: {"external_id": ext, "messages": msgs}
+               for pid, ext, msgs in Prompt.objects.filter(pk__in=prompt_ids).values_list("id", "external_id", "messages")}
+    responses: dict[int, dict[int, Resp]] = defaultdict(dict)
+    for item_id, pos, rid, text, model, ckpt in (
+        ItemResponse.objects.filter(item_id__in=item_ids)
+        .values_list("item_id", "position", "response_id", "response__text", "response__model_name",
+                     "response__checkpoint_id")
+    ):
+        responses[item_id][rid] = Resp(rid, text, f"checkpoint:{ckpt}" if ckpt else (model or "unknown"), pos)
+    for prompt_id, anns in itertools.groupby(batch, key=lambda a: a.prompt_id):
+        items = []
+        for item_id, item_anns in itertools.groupby(anns, key=lambda a: a.item_id):
+            item_anns = list(item_anns)
+            items.append(ItemGroup(item_id, prompt_id, item_anns[0].is_gold, responses[item_id], item_anns))
+        yield prompts[prompt_id], items
+
+
+# --- judgements --------------------------------------------------------------------------------
+
+
+def _canonical(item: ItemGroup) -> list[int]:
+    return [r.id for r in sorted(item.responses.values(), key=lambda r: r.position)]
+
+
+def annotation_label(mode: str, payload: dict, criterion: str = ""):
+    """What an annotation says, as one comparable value (for majorities and agreement); None: no judgement."""
+    if mode == "rating":
+        return payload["criteria"].get(criterion) if criterion else payload["overall"]
+    if mode == "pairwise":
+        if criterion:
+            value = payload.get("criteria", {}).get(criterion)
+            return None if value is None else ("tie" if value == "tie" else f"win:{value}")
+        outcome = payload["outcome"]
+        return f"win:{payload['chosen']}" if outcome == "win" else outcome
+    if payload.get("not_rankable"):
+        return None
+    return tuple(sorted(payload["order"][0]))  # the best response(s)
+
+
+def annotation_pairs(mode: str, payload: dict, canonical: list[int], criterion: str, stats: Counter) -> list[Pair]:
+    """The pairwise judgements in one pairwise or ranking annotation (ties included, flagged)."""
+    position = {rid: i for i, rid in enumerate(canonical)}
+    if mode == "pairwise":
+        if criterion:
+            value = payload.get("criteria", {}).get(criterion)
+            if value is None:
+                stats["dropped_no_criterion"] += 1
+                return []
+            if value == "tie":
+                return [Pair(canonical[0], canonical[1], tie=True)]
+            other = canonical[1] if value == canonical[0] else canonical[0]
+            return [Pair(value, other)]
+        outcome = payload["outcome"]
+        if outcome == "both_bad":
+            stats["dropped_both_bad"] += 1
+            return []
+        if outcome == "tie":
+            return [Pair(canonical[0], canonical[1], tie=True)]
+        strength = payload.get("strength")
+        return [Pair(payload["chosen"], payload["rejected"], margin=STRENGTH_MARGIN.get(strength, 0.0),
+                     strength=strength)]
+    if payload.get("not_rankable"):
+        stats["dropped_not_rankable"] += 1
+        return []
+    pairs = []
+    groups = [sorted(g, key=lambda rid: position.get(rid, 0)) for g in payload["order"]]
+    for i, better in enumerate(groups):
+        for a, b in itertools.combinations(better, 2):  # a tie inside one group
+            pairs.append(Pair(a, b, tie=True))
+        for worse in groups[i + 1:]:
+            for a in better:
+                for b in worse:
+                    pairs.append(Pair(a, b))
+    return pairs
+
+
+def majority(labels: list) -> tuple[object, int] | None:
+    """(label, votes) of the strict majority (more votes than any other label), or None."""
+    counts = Counter(label for label in labels if label is not None).most_common(2)
+    if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0]
+
+
+def item_agreement(mode: str, anns: list[Ann], criterion: str = "") -> float | None:
+    """Share of an item's annotations that agree with its most common label (None with under 2)."""
+    labels = [annotation_label(mode, a.payload, criterion) for a in anns]
+    labels = [label for label in labels if label is not None]
+    if len(labels) < 2:
+        return None
+    return Counter(labels).most_common(1)[0][1] / len(labels)
+
+
+def aggregate_pairs(item: ItemGroup, mode: str, options: ExportOptions, stats: Counter) -> tuple[list[Pair], list[list[int]]]:
+    """One verdict per response pair of an item, and the item's aggregated order (best group first)."""
+    canonical = _canonical(item)
+    per_pair: dict[tuple[int, int], list] = defaultdict(list)  # (first, second) in canonical order -> votes
+    position = {rid: i for i, rid in enumerate(canonical)}
+    comparisons = []
+    for ann in item.annotations:
+        if mode == "pairwise" and not options.criterion and ann.payload["outcome"] == "both_bad":
+            per_pair[(canonical[0], canonical[1])].append(("both_bad", 0.0))
+            continue
+        for pair in annotation_pairs(mode, ann.payload, canonical, options.criterion, Counter()):
+            key = tuple(sorted((pair.a, pair.b), key=position.get))
+            if pair.tie:
+                per_pair[key].append(("tie", 0.0))
+            else:
+                per_pair[key].append((pair.a, pair.margin))
+                comparisons.append((position[pair.a], position[pair.b]))
+    if options.aggregate == "bradley_terry":
+        return _bradley_terry(canonical, per_pair, comparisons, stats)
+    pairs, wins = [], Counter()
+    for (a, b), votes in per_pair.items():
+        top = majority([v for v, _ in votes])
+        if top is None:
+            stats["dropped_no_majority"] += 1
+            continue
+        label, n = top
+        if label == "both_bad":
+            stats["dropped_both_bad"] += 1
+            continue
+        if label == "tie":
+            pairs.append(Pair(a, b, tie=True, margin=0.0))
+            continue
+        loser = b if label == a else a
+        margins = [m for v, m in votes if v == label]
+        pairs.append(Pair(label, loser, margin=sum(margins) / len(margins)))
+        wins[label] += 1
+        wins[loser] -= 1
+    scores = {rid: wins[rid] for rid in canonical}  # Copeland score: pairwise majorities won minus lost
+    return pairs, _groups_by_score(scores, canonical) if pairs else []
+
+
+def _bradley_terry(canonical, per_pair, comparisons, stats) -> tuple[list[Pair], list[list[int]]]:
+    import choix  # noqa: PLC0415 - only this option needs it
+
+    if not comparisons:
+        stats["dropped_no_majority"] += 1
+        return [], []
+    strengths = choix.ilsr_pairwise(len(canonical), comparisons, alpha=0.01)
+    score = {rid: float(strengths[i]) for i, rid in enumerate(canonical)}
+    pairs = []
+    for (a, b) in per_pair:
+        diff = score[a] - score[b]
+        if abs(diff) < 1e-6:
+            pairs.append(Pair(a, b, tie=True))
+        elif diff > 0:
+            pairs.append(Pair(a, b, margin=diff))
+        else:
+            pairs.append(Pair(b, a, margin=-diff))
+    return pairs, _groups_by_score({rid: round(s, 6) for rid, s in score.items()}, canonical)
+
+
+def _groups_by_score(scores: dict[int, float], canonical: list[int]) -> list[list[int]]:
+    ordered = sorted(canonical, key=lambda rid: -scores[rid])
+    return [list(g) for _, g in itertools.groupby(ordered, key=lambda rid: scores[rid])]
+
+
+# --- row builders ----------------------------------------------------------------------------
+
+
+class _Rows:
+    def __init__(self, project: Project, options: ExportOptions, stats: Counter):
+        self.project, self.options, self.stats = project, options, stats
+        self.mode = project.mode
+        self.conversational = options.style == "conversational"
+        self.scale = project.config.get("scale", 7)
+
+    def prompt_value(self, prompt: dict):
+        return prompt["messages"] if self.conversational else prompt_text(prompt["messages"])
+
+    def completion_value(self, text: str):
+        return [{"role": "assistant", "content": text}] if self.conversational else text
+
+    # trl --------------------------------------------------------------------------------------
+
+    def trl_row(self, prompt, item: ItemGroup, pair: Pair, ann: Ann | None, *, votes=1, agreement=None,
+                criteria=None):
+        chosen, rejected = item.responses[pair.a], item.responses[pair.b]
+        shown = ann.display_order if ann is not None else None
+        self.stats["tie_rows" if pair.tie else "rows_decided"] += 1
+        return {
+            "prompt": self.prompt_value(prompt),
+            "chosen": self.completion_value(chosen.text),
+            "rejected": self.completion_value(rejected.text),
+            "margin": float(pair.margin),
+            "tie": pair.tie,
+            "item_id": item.item_id,
+            "prompt_id": prompt["external_id"],
+            "annotation_id": ann.id if ann else None,
+            "rater": ann.rater if ann else None,
+            "source": ann.source if ann else "aggregate",
+            "chosen_id": chosen.id,
+            "rejected_id": rejected.id,
+            "chosen_model": chosen.model,
+            "rejected_model": rejected.model,
+            "chosen_position": _shown_at(shown, chosen.id),
+            "rejected_position": _shown_at(shown, rejected.id),
+            "strength": pair.strength,
+            "criteria": _json(criteria or {}),
+            "votes": votes,
+            "agreement": agreement,
+            "is_gold": item.is_gold,
+            "created_at": _iso(ann.created_at) if ann else None,
+        }
+
+    def trl(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
+        if self.mode == "rating":
+            yield from self.trl_from_ratings(prompt, items)
+            return
+        keep_ties = self.options.ties == "flag"
+        for item in items:
+            agreement = self.agreement_ok(item)
+            if agreement is False:
+                continue
+            if self.options.aggregate != "none":
+                pairs, _ = aggregate_pairs(item, self.mode, self.options, self.stats)
+                for pair in pairs:
+                    if pair.tie and not keep_ties:
+                        self.stats["dropped_ties"] += 1
+                        continue
+                    yield self.trl_row(prompt, item, pair, None, votes=len(item.annotations), agreement=agreement)
+                continue
+            canonical = _canonical(item)
+            for ann in item.annotations:
+                for pair in annotation_pairs(self.mode, ann.payload, canonical, self.options.criterion, self.stats):
+                    if pair.tie and not keep_ties:
+                        self.stats["dropped_ties"] += 1
+                        continue
+                    yield self.trl_row(prompt, item, pair, ann, agreement=agreement,
+                                       criteria=self.pair_criteria(ann.payload, pair))
+
+    def pair_criteria(self, payload: dict, pair: Pair) -> dict:
+        """A pairwise annotation's per-criterion verdicts, relative to this row's sides."""
+        if self.mode != "pairwise":
+            return {}
+        names = {pair.a: "chosen", pair.b: "rejected"}
+        return {name: names.get(value, "tie") for name, value in payload.get("criteria", {}).items()}
+
+    def trl_from_ratings(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
+        """Pairs of one prompt's responses with different scores (by one rater, or by mean score)."""
+        keep_ties = self.options.ties == "flag"
+        criterion = self.options.criterion
+        items = [item for item in items if self.agreement_ok(item) is not False]
+        # One synthetic item holds all of the prompt's responses so rows can name both sides.
+        merged = ItemGroup(items[0].item_id if items else 0, items[0].prompt_id if items else 0, False)
+        for item in items:
+            merged.responses.update(item.responses)
+        span = max(self.scale - 1, 1)
+
+        def emit(scored: list[tuple[int, float, Ann | None, int]]):
+            for (r1, s1, ann1, n1), (r2, s2, ann2, n2) in itertools.combinations(scored, 2):
+                if s1 == s2 and not keep_ties:
+                    self.stats["dropped_ties"] += 1
+                    continue
+                if s2 > s1:
+                    r1, s1, ann1, r2, s2, ann2 = r2, s2, ann2, r1, s1, ann1
+                pair = Pair(r1, r2, tie=s1 == s2, margin=(s1 - s2) / span)
+                group = ItemGroup(merged.item_id, merged.prompt_id, False, merged.responses)
+                group.item_id = next(i.item_id for i in items if r1 in i.responses)
+                row = self.trl_row(prompt, group, pair, ann1 if self.options.aggregate == "none" else None,
+                                   votes=min(n1, n2))
+                row["criteria"] = _json({"chosen_score": s1, "rejected_score": s2})
+                yield row
+
+        if self.options.aggregate == "mean":
+            scored = []
+            for item in items:
+                values = [a.payload["criteria"].get(criterion) if criterion else a.payload["overall"]
+                          for a in item.annotations]
+                values = [v for v in values if v is not None]
+                if values:
+                    rid = _canonical(item)[0]
+                    scored.append((rid, sum(values) / len(values), None, len(values)))
+            yield from emit(scored)
+            return
+        by_rater: dict[str | None, list] = defaultdict(list)
+        for item in items:
+            rid = _canonical(item)[0]
+            for ann in item.annotations:
+                value = ann.payload["criteria"].get(criterion) if criterion else ann.payload["overall"]
+                if value is None:
+                    self.stats["dropped_no_criterion"] += 1
+                    continue
+                key = ann.rater if ann.rater is not None else f"#{ann.source}"
+                by_rater[key].append((rid, float(value), ann, 1))
+        for scored in by_rater.values():
+            yield from emit(scored)
+
+    # kto --------------------------------------------------------------------------------------
+
+    def kto_row(self, prompt, item: ItemGroup, rid: int, label: bool, ann: Ann | None, *, origin: str,
+                rating=None, votes=1, agreement=None):
+        resp = item.responses[rid]
+        self.stats["desirable" if label else "undesirable"] += 1
+        return {
+            "prompt": self.prompt_value(prompt),
+            "completion": self.completion_value(resp.text),
+            "label": bool(label),
+            "item_id": item.item_id,
+            "prompt_id": prompt["external_id"],
+            "annotation_id": ann.id if ann else None,
+            "rater": ann.rater if ann else None,
+            "source": ann.source if ann else "aggregate",
+            "response_id": rid,
+            "model": resp.model,
+            "position": _shown_at(ann.display_order if ann else None, rid),
+            "rating": None if rating is None else float(rating),
+            "origin": origin,
+            "votes": votes,
+            "agreement": agreement,
+            "is_gold": item.is_gold,
+            "created_at": _iso(ann.created_at) if ann else None,
+        }
+
+    def kto(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
+        threshold = self.options.kto_threshold
+        criterion = self.options.criterion
+        for item in items:
+            agreement = self.agreement_ok(item)
+            if agreement is False:
+                continue
+            canonical = _canonical(item)
+            if self.mode == "rating":
+                values = [(a, a.payload["criteria"].get(criterion) if criterion else a.payload["overall"])
+                          for a in item.annotations]
+                values = [(a, v) for a, v in values if v is not None]
+                if self.options.aggregate == "mean":
+                    if values:
+                        mean = sum(v for _, v in values) / len(values)
+                        yield self.kto_row(prompt, item, canonical[0], mean >= threshold, None, origin="rating",
+                                           rating=mean, votes=len(values), agreement=agreement)
+                    continue
+                for ann, value in values:
+                    yield self.kto_row(prompt, item, canonical[0], value >= threshold, ann, origin="rating",
+                                       rating=value, agreement=agreement)
+                continue
+            origin = "pair" if self.mode == "pairwise" else "ranking"
+            if self.options.aggregate != "none":
+                _, groups = aggregate_pairs(item, self.mode, self.options, self.stats)
+                if len(groups) < 2:
+                    if groups:
+                        self.stats["dropped_ties"] += 1
+                    continue
+                for rid in groups[0]:
+                    yield self.kto_row(prompt, item, rid, True, None, origin=origin,
+                                       votes=len(item.annotations), agreement=agreement)
+                for rid in groups[-1]:
+                    yield self.kto_row(prompt, item, rid, False, None, origin=origin,
+                                       votes=len(item.annotations), agreement=agreement)
+                continue
+            for ann in item.annotations:
+                for rid, label in self.kto_labels(ann, canonical):
+                    yield self.kto_row(prompt, item, rid, label, ann, origin=origin, agreement=agreement)
+
+    def kto_labels(self, ann: Ann, canonical: list[int]) -> list[tuple[int, bool]]:
+        payload, criterion = ann.payload, self.options.criterion
+        if self.mode == "pairwise":
+            if criterion:
+                value = payload.get("criteria", {}).get(criterion)
+                if value is None or value == "tie":
+                    self.stats["dropped_ties" if value == "tie" else "dropped_no_criterion"] += 1
+                    return []
+                other = canonical[1] if value == canonical[0] else canonical[0]
+                return [(value, True), (other, False)]
+            outcome = payload["outcome"]
+            if outcome == "win":
+                return [(payload["chosen"], True), (payload["rejected"], False)]
+            if outcome == "both_bad":
+                return [(canonical[0], False), (canonical[1], False)]
+            self.stats["dropped_ties"] += 1
+            return []
+        if payload.get("not_rankable"):
+            self.stats["dropped_not_rankable"] += 1
+            return []
+        order = payload["order"]
+        if len(order) < 2:
+            self.stats["dropped_ties"] += 1
+            return []
+        return [(rid, True) for rid in order[0]] + [(rid, False) for rid in order[-1]]
+
+    # raw --------------------------------------------------------------------------------------
+
+    def raw(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
+        slug = self.project.slug
+        for item in items:
+            if self.agreement_ok(item) is False:
+                continue
+            responses = [{"id": r.id, "text": r.text, "model": r.model, "position": r.position}
+                         for r in sorted(item.responses.values(), key=lambda r: r.position)]
+            for ann in item.annotations:
+                self.stats["rows_decided"] += 1
+                yield {
+                    "annotation_id": ann.id,
+                    "item_id": item.item_id,
+                    "prompt_id": prompt["external_id"],
+                    "project": slug,
+                    "mode": self.mode,
+                    "rater": ann.rater,
+                    "source": ann.source,
+                    "prompt": prompt["messages"],
+                    "responses": responses,
+                    "display_order": list(ann.display_order or []),
+                    "display_models": [item.responses[rid].model if rid in item.responses else None
+                                       for rid in ann.display_order or []],
+                    "payload": _json(ann.payload),
+                    "raw_payload": _json(ann.raw_payload),
+                    "is_gold": item.is_gold,
+                    "gold_correct": ann.gold_correct,
+                    "time_spent_ms": ann.time_spent_ms,
+                    "created_at": _iso(ann.created_at),
+                    "updated_at": _iso(ann.updated_at),
+                }
+
+    # filters ------------------------------------------------------------------------------------
+
+    def agreement_ok(self, item: ItemGroup):
+        """The item's agreement (None when not computable); False when it fails ``min_agreement``."""
+        agreement = item_agreement(self.mode, item.annotations, self.options.criterion)
+        if self.options.min_agreement is not None and (agreement is None or agreement < self.options.min_agreement):
+            self.stats["dropped_below_agreement"] += len(item.annotations)
+            return False
+        return agreement
+
+
+def _shown_at(display_order, rid) -> str | None:
+    if not display_order or rid not in display_order:
+        return None
+    return POSITIONS[display_order.index(rid)]
+
+
+def export_rows(project: Project, options: ExportOptions, *, high_water: int | None = None,
+                stats: Counter | None = None) -> Iterator[dict]:
+    """Stream the export's rows. ``stats`` (if given) collects row and drop counts as rows are made."""
+    stats = stats if stats is not None else Counter()
+    if high_water is None:
+        high_water = high_water_mark(project)
+    builder = _Rows(project, options, stats)
+    make = {"trl": builder.trl, "kto": builder.kto, "raw": builder.raw}[options.kind]
+    for batch in _batches(_annotations(project, options, high_water), BATCH_ANNOTATIONS):
+        stats["annotations"] += len(batch)
+        for prompt, items in _prompt_groups(batch):
+            stats["items"] += len(items)
+            for row in make(prompt, items):
+                stats["rows"] += 1
+                yield row

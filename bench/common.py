@@ -1,0 +1,62 @@
+"""Shared set-up for benchmarks: a dedicated PostgreSQL database, Django configured against it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def bench_env(db: str = "ps_bench") -> dict:
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{db}")
+    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
+    env.setdefault("PS_VAR_DIR", str(ROOT / "var" / "bench"))
+    env["DEBUG"] = "false"
+    env["SECRET_KEY"] = env.get("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def recreate_database(env: dict) -> None:
+    """Drop and create the bench database, then migrate it."""
+    name = env["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                   check=True)
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0", "--noinput"], cwd=ROOT, env=env, check=True)
+
+
+def setup_django(env: dict) -> None:
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_result(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **data}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    print(json.dumps(data, indent=2))
+    return path
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().sysname}"

@@ -1,0 +1,46 @@
+"""Who may touch training objects: admins only. Anything else is reported as not found or forbidden here."""
+from __future__ import annotations
+
+from annotation.access import is_admin
+from annotation.errors import Forbidden, NotFound
+
+from .models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+
+
+def _check_admin(user) -> None:
+    if not is_admin(user):
+        raise Forbidden("Only admins can do this.")
+
+
+def _get(model, object_id, label: str, qs=None, lock: bool = False):
+    qs = qs if qs is not None else model.objects.all()
+    if lock:
+        qs = qs.select_for_update(of=("self",))
+    try:
+        return qs.get(pk=int(object_id))
+    except (model.DoesNotExist, TypeError, ValueError):
+        raise NotFound(f"{label} not found.")
+
+
+def access_run(user, run_id, *, lock: bool = False) -> TrainingRun:
+    """A training run, for an admin; ``lock`` takes its row lock."""
+    _check_admin(user)
+    return _get(TrainingRun, run_id, "Run", TrainingRun.objects.select_related("base_model", "snapshot"), lock)
+
+
+def access_checkpoint(user, checkpoint_id, *, lock: bool = False) -> Checkpoint:
+    _check_admin(user)
+    return _get(Checkpoint, checkpoint_id, "Checkpoint", Checkpoint.objects.select_related("run", "run__base_model"), lock)
+
+
+def access_snapshot(user, snapshot_id) -> DatasetSnapshot:
+    _check_admin(user)
+    return _get(DatasetSnapshot, snapshot_id, "Snapshot")
+
+
+def access_base_model(user, name: str) -> BaseModel:
+    _check_admin(user)
+    model = BaseModel.objects.filter(name=str(name)).first()
+    if model is None:
+        raise NotFound(f"Base model {name!r} not found.")
+    return model

@@ -1,0 +1,76 @@
+from rest_framework import serializers
+
+from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+
+
+class BaseModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BaseModel
+        fields = ["id", "name", "source", "description", "created_at"]
+        read_only_fields = fields
+
+
+class BaseModelCreateSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=100)
+    source = serializers.CharField(max_length=500)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class CheckpointSerializer(serializers.ModelSerializer):
+    method = serializers.CharField(source="run.method", read_only=True)
+
+    class Meta:
+        model = Checkpoint
+        fields = ["id", "run", "method", "step", "kind", "path", "size_bytes", "metrics", "evaluation", "export",
+                  "created_at"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    base_model = serializers.CharField(source="base_model.name", read_only=True)
+    progress = serializers.FloatField(read_only=True)
+    checkpoints = CheckpointSerializer(many=True, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "method", "base_model", "project", "snapshot", "reward_checkpoint", "resumed_from", "config",
+            "gpus", "status", "step", "total_steps", "progress", "eta_seconds", "metrics", "result", "error",
+            "log_tail", "cancel_requested", "worker", "heartbeat_at", "created_by", "created_at", "started_at",
+            "finished_at", "checkpoints",
+        ]
+        read_only_fields = fields
+
+
+class RunListSerializer(RunSerializer):
+    """The list leaves out the long fields (metric series, log tail); the detail has them."""
+
+    class Meta(RunSerializer.Meta):
+        fields = [f for f in RunSerializer.Meta.fields if f not in ("metrics", "log_tail", "checkpoints", "result")]
+        read_only_fields = fields
+
+
+class RunCreateSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=[m for m in TrainingRun.Method.values])
+    base_model = serializers.CharField(max_length=100)
+    project = serializers.IntegerField(required=False, allow_null=True)
+    snapshot = serializers.IntegerField(required=False, allow_null=True)
+    reward_checkpoint = serializers.IntegerField(required=False, allow_null=True)
+    config = serializers.JSONField(required=False, default=dict)
+    gpus = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+
+
+class EvaluateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["reward_accuracy", "win_rate"])
+    snapshot = serializers.IntegerField(required=False, allow_null=True)
+    reward_checkpoint = serializers.IntegerField(required=False, allow_null=True)
+    baseline_checkpoint = serializers.IntegerField(required=False, allow_null=True)
+    options = serializers.JSONField(required=False, default=dict)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetSnapshot
+        fields = ["id", "project", "name", "kind", "style", "format", "row_count", "sha256", "created_at"]
+        read_only_fields = fields

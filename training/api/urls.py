@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("base-models/", views.BaseModelListView.as_view(), name="api-base-models"),
+    path("runs/", views.RunListView.as_view(), name="api-runs"),
+    path("runs/<int:run_id>/", views.RunDetailView.as_view(), name="api-run"),
+    path("runs/<int:run_id>/cancel/", views.RunCancelView.as_view(), name="api-run-cancel"),
+    path("runs/<int:run_id>/resume/", views.RunResumeView.as_view(), name="api-run-resume"),
+    path("checkpoints/<int:checkpoint_id>/", views.CheckpointDetailView.as_view(), name="api-checkpoint"),
+    path("checkpoints/<int:checkpoint_id>/download/", views.CheckpointDownloadView.as_view(), name="api-checkpoint-download"),
+    path("checkpoints/<int:checkpoint_id>/merge/", views.CheckpointMergeView.as_view(), name="api-checkpoint-merge"),
+    path("checkpoints/<int:checkpoint_id>/evaluate/", views.CheckpointEvaluateView.as_view(), name="api-checkpoint-evaluate"),
+]

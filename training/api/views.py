@@ -1,0 +1,139 @@
+"""API v1 for training: base models, runs, checkpoints. Admins only; views stay thin."""
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.access import access_project
+from annotation.api.permissions import IsAdmin
+from annotation.errors import Conflict
+from training import selectors, services
+from training.access import access_checkpoint, access_run, access_snapshot
+
+from . import serializers as s
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class AdminView(APIView):
+    permission_classes = [IsAuthenticated & IsAdmin]
+
+
+class BaseModelListView(AdminView):
+    @extend_schema(responses=s.BaseModelSerializer(many=True))
+    def get(self, request):
+        services.base_model_get(name=services.TINY)  # the built-in one is always listed
+        return Response(s.BaseModelSerializer(selectors.base_models_list(), many=True).data)
+
+    @extend_schema(request=s.BaseModelCreateSerializer, responses={201: s.BaseModelSerializer})
+    def post(self, request):
+        model = services.base_model_register(**_valid(s.BaseModelCreateSerializer, request.data))
+        return Response(s.BaseModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class RunListView(AdminView):
+    @extend_schema(responses=s.RunListSerializer(many=True))
+    def get(self, request):
+        runs = selectors.runs_list(
+            status=request.query_params.get("status"),
+            method=request.query_params.get("method"),
+            project_id=request.query_params.get("project"),
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(s.RunListSerializer(page, many=True).data)
+
+    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer})
+    def post(self, request):
+        data = _valid(s.RunCreateSerializer, request.data)
+        user = request.user
+        run = services.run_create(
+            method=data["method"],
+            base_model=services.base_model_get(name=data["base_model"]),
+            project=access_project(user, data["project"], admin=True) if data.get("project") else None,
+            snapshot=access_snapshot(user, data["snapshot"]) if data.get("snapshot") else None,
+            reward_checkpoint=(
+                access_checkpoint(user, data["reward_checkpoint"]) if data.get("reward_checkpoint") else None
+            ),
+            config=data["config"],
+            gpus=data["gpus"],
+            created_by=user,
+        )
+        return Response(s.RunSerializer(selectors.run_detail(run)).data, status=status.HTTP_201_CREATED)
+
+
+class RunDetailView(AdminView):
+    @extend_schema(responses=s.RunSerializer)
+    def get(self, request, run_id):
+        return Response(s.RunSerializer(selectors.run_detail(access_run(request.user, run_id))).data)
+
+
+class RunCancelView(AdminView):
+    @extend_schema(request=None, responses=s.RunSerializer)
+    def post(self, request, run_id):
+        run = services.run_cancel(run=access_run(request.user, run_id))
+        return Response(s.RunSerializer(selectors.run_detail(run)).data)
+
+
+class RunResumeView(AdminView):
+    @extend_schema(request=None, responses={201: s.RunSerializer, 200: s.RunSerializer})
+    def post(self, request, run_id):
+        run, created = services.run_resume(run=access_run(request.user, run_id), created_by=request.user)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(s.RunSerializer(selectors.run_detail(run)).data, status=code)
+
+
+class CheckpointDetailView(AdminView):
+    @extend_schema(responses=s.CheckpointSerializer)
+    def get(self, request, checkpoint_id):
+        return Response(s.CheckpointSerializer(access_checkpoint(request.user, checkpoint_id)).data)
+
+
+class CheckpointDownloadView(AdminView):
+    @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(description="A .tar.gz of the checkpoint")})
+    def get(self, request, checkpoint_id):
+        checkpoint = access_checkpoint(request.user, checkpoint_id)
+        directory = selectors.checkpoint_files_dir(checkpoint)
+        if not directory.is_dir():
+            raise Conflict(f"Checkpoint {checkpoint.pk}'s files are gone from {checkpoint.path}.")
+        name = f"run{checkpoint.run_id}-{directory.name}"
+        response = StreamingHttpResponse(selectors.checkpoint_archive(directory, name), content_type="application/gzip")
+        response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
+        return response
+
+
+class CheckpointMergeView(AdminView):
+    @extend_schema(request=None, responses={202: s.CheckpointSerializer})
+    def post(self, request, checkpoint_id):
+        checkpoint = services.checkpoint_merge(checkpoint=access_checkpoint(request.user, checkpoint_id))
+        return Response(s.CheckpointSerializer(checkpoint).data, status=status.HTTP_202_ACCEPTED)
+
+
+class CheckpointEvaluateView(AdminView):
+    @extend_schema(request=s.EvaluateSerializer, responses={202: s.CheckpointSerializer})
+    def post(self, request, checkpoint_id):
+        user = request.user
+        checkpoint = access_checkpoint(user, checkpoint_id)
+        data = _valid(s.EvaluateSerializer, request.data)
+        checkpoint = services.checkpoint_evaluate(
+            checkpoint=checkpoint,
+            kind=data["kind"],
+            snapshot=access_snapshot(user, data["snapshot"]) if data.get("snapshot") else None,
+            reward_checkpoint=(
+                access_checkpoint(user, data["reward_checkpoint"]) if data.get("reward_checkpoint") else None
+            ),
+            baseline_checkpoint=(
+                access_checkpoint(user, data["baseline_checkpoint"]) if data.get("baseline_checkpoint") else None
+            ),
+            options=data["options"],
+        )
+        return Response(s.CheckpointSerializer(checkpoint).data, status=status.HTTP_202_ACCEPTED)

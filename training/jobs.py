@@ -1,0 +1,349 @@
+"""What the training tasks do: claim a row, prepare the engine's config, run the engine, record what it reports.
+
+Each job starts with a claim under ``select_for_update``: a task delivered twice (Redis redelivers unacked tasks
+after the visibility timeout; a user may click twice) finds the row already taken and exits without starting
+a second engine.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotation.models import Annotation
+
+from . import services
+from .models import Checkpoint, DatasetSnapshot, TrainingRun
+from .runner import EngineProcess, Outcome, engine_command
+
+logger = logging.getLogger(__name__)
+
+Status = TrainingRun.Status
+METRICS_KEEP = 20_000  # points kept in a run's metric series (oldest dropped first)
+
+
+# --- claiming ------------------------------------------------------------------------------------
+
+
+def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
+    """Take a queued run for this worker (queued -> running), or None when it is not ours to start."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            logger.warning("run %s: no such run; task dropped", run_id)
+            return None
+        if run.status != Status.QUEUED:
+            logger.info("run %s: duplicate delivery (status %s); not starting another engine", run_id, run.status)
+            return None
+        now = timezone.now()
+        run.status = Status.RUNNING
+        run.worker = worker
+        run.started_at = now
+        run.heartbeat_at = now
+        run.error = ""
+        run.save(update_fields=["status", "worker", "started_at", "heartbeat_at", "error"])
+        return run
+
+
+def run_fail(run: TrainingRun, message: str) -> None:
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=Status.FAILED, error=message, finished_at=timezone.now(), pid=None
+    )
+
+
+# --- snapshots -----------------------------------------------------------------------------------
+
+
+def snapshot_kind(method: str) -> str:
+    return "kto" if method == TrainingRun.Method.KTO else "trl"
+
+
+def snapshot_for_run(run: TrainingRun) -> DatasetSnapshot:
+    """The run's snapshot: the one it names, else a frozen export of its project (reused when nothing changed)."""
+    if run.snapshot_id is not None:
+        return run.snapshot
+    project = run.project
+    kind, style, fmt, options = snapshot_kind(run.method), "conversational", "jsonl", {}
+    high_water = Annotation.objects.filter(item__project=project).aggregate(m=Max("id"))["m"] or 0
+    for candidate in DatasetSnapshot.objects.filter(
+        project=project, kind=kind, style=style, format=fmt, annotation_high_water=high_water
+    ).order_by("-created_at")[:5]:
+        if candidate.options == options and services.data_path(candidate.path).is_file():
+            return _set_snapshot(run, candidate)
+    try:
+        from .snapshots import snapshot_create
+    except ImportError as exc:  # pragma: no cover - until the exporter lands
+        raise RuntimeError("Freezing a snapshot needs training.snapshots; give the run a snapshot instead.") from exc
+    snapshot = snapshot_create(
+        project=project, kind=kind, style=style, format=fmt, options=options, created_by=run.created_by
+    )
+    return _set_snapshot(run, snapshot)
+
+
+def _set_snapshot(run: TrainingRun, snapshot: DatasetSnapshot) -> DatasetSnapshot:
+    run.snapshot = snapshot
+    TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
+    return snapshot
+
+
+# --- the engine config ---------------------------------------------------------------------------
+
+
+def engine_config(run: TrainingRun, snapshot: DatasetSnapshot, output_dir: Path) -> dict:
+    """The JSON the engine reads: the run's own settings plus the paths only the server knows."""
+    source = run.base_model.source
+    config = {
+        **run.config,
+        "method": run.method,
+        "output_dir": str(output_dir),
+        "base_model": source,  # "tiny", a Hugging Face id, or an absolute directory
+        "data_dir": str(services.data_dir()),
+        "dataset": str(services.data_path(snapshot.path)),
+    }
+    if run.reward_checkpoint_id:
+        config["reward_checkpoint"] = str(services.data_path(run.reward_checkpoint.path))
+    if run.resumed_from_id:
+        config["resume_from_checkpoint"] = str(services.data_path(run.resumed_from.path))
+    return config
+
+
+def write_config(config: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    tmp.replace(path)
+    return path
+
+
+# --- recording a run's events --------------------------------------------------------------------
+
+
+class RunRecorder:
+    """Keeps the latest progress and new metrics in memory and writes them to the run row on each tick.
+
+    Writes are ``UPDATE``s of the recorded columns only, so a concurrent cancel request is never overwritten.
+    """
+
+    def __init__(self, run: TrainingRun, engine: EngineProcess):
+        self.run = run
+        self.engine = engine
+        self.step = run.step
+        self.total = run.total_steps
+        self.eta = None
+        self.metrics = list(run.metrics)
+        self.result: dict = {}
+
+    def on_event(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "started":
+            self.total = int(event.get("total_steps") or self.total or 0)
+        elif kind == "progress":
+            self.step = int(event.get("step") or 0)
+            self.total = int(event.get("total") or self.total or 0)
+            self.eta = event.get("eta_s")
+        elif kind == "metrics":
+            self.metrics.append({"step": int(event.get("step") or 0), **(event.get("metrics") or {})})
+            del self.metrics[:-METRICS_KEEP]
+        elif kind == "checkpoint":
+            self.record_checkpoint(event)
+        elif kind == "done":
+            self.result = event.get("result") or {}
+
+    def record_checkpoint(self, event: dict) -> Checkpoint:
+        checkpoint, _ = Checkpoint.objects.update_or_create(
+            run_id=self.run.pk,
+            step=int(event.get("step") or 0),
+            kind=event.get("kind") or Checkpoint.Kind.LORA,
+            defaults={
+                "path": services.stored_path(event["path"]),
+                "size_bytes": int(event.get("size_bytes") or 0),
+                "metrics": event.get("metrics") or {},
+            },
+        )
+        return checkpoint
+
+    def flush(self) -> bool:
+        """Write progress, metrics, log tail and heartbeat; return True when the engine should stop."""
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            step=self.step,
+            total_steps=self.total,
+            eta_seconds=self.eta,
+            metrics=self.metrics,
+            log_tail="\n".join(self.engine.tail),
+            heartbeat_at=timezone.now(),
+        )
+        row = TrainingRun.objects.filter(pk=self.run.pk).values("status", "cancel_requested").first()
+        # Stop on a cancel, and also when the row was taken from us (deleted, or reaped as stale).
+        return row is None or row["cancel_requested"] or row["status"] != Status.RUNNING
+
+    def finish(self, outcome: Outcome) -> None:
+        row = TrainingRun.objects.filter(pk=self.run.pk).values("status", "cancel_requested").first()
+        if row is None:
+            return
+        fields = dict(
+            step=self.step,
+            total_steps=self.total,
+            eta_seconds=None,
+            metrics=self.metrics,
+            log_tail="\n".join(outcome.tail),
+            heartbeat_at=timezone.now(),
+            finished_at=timezone.now(),
+            pid=None,
+            result=self.result,
+        )
+        if outcome.stopped and row["status"] != Status.RUNNING:
+            fields.pop("finished_at")  # reaped while running: keep that verdict
+        elif outcome.stopped:
+            fields.update(status=Status.CANCELLED, error="")
+        elif outcome.succeeded:
+            fields.update(status=Status.SUCCEEDED, error="", eta_seconds=0.0)
+        else:
+            fields.update(status=Status.FAILED, error=outcome.failure_message())
+        TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
+
+
+# --- the jobs ------------------------------------------------------------------------------------
+
+
+def worker_name(hostname: str | None = None) -> str:
+    return hostname or socket.gethostname()
+
+
+def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
+    """Claim, prepare and run one training run to its end; return its final status (None if not claimed)."""
+    services.runs_reap_stale()
+    run = run_claim(run_id=run_id, worker=worker_name(worker))
+    if run is None:
+        return None
+    run = TrainingRun.objects.select_related("base_model", "snapshot", "project", "reward_checkpoint", "resumed_from").get(
+        pk=run.pk
+    )
+    output_dir = services.run_output_dir(run)
+    try:
+        if output_dir.exists() and any(output_dir.iterdir()):
+            raise RuntimeError(f"The output directory {output_dir} already exists; it would be overwritten.")
+        snapshot = snapshot_for_run(run)
+        config_path = write_config(engine_config(run, snapshot, output_dir), output_dir / "engine-config.json")
+    except Exception as exc:  # any preparation error ends the run with a message, never a stuck row
+        logger.exception("run %s: could not start", run.pk)
+        run_fail(run, f"Could not start the run: {exc}")
+        return Status.FAILED
+
+    engine = EngineProcess(engine_command(config_path, gpus=run.gpus))
+    pid = engine.start()
+    TrainingRun.objects.filter(pk=run.pk).update(pid=pid)
+    logger.info("run %s: engine started, pid %s", run.pk, pid)
+    recorder = RunRecorder(run, engine)
+    from django.conf import settings
+
+    try:
+        outcome = engine.follow(recorder.on_event, recorder.flush, tick_s=settings.PS_RUN_HEARTBEAT_SECONDS)
+    except BaseException as exc:  # the database went away, the worker is shutting down, ...: no engine unwatched
+        engine.stop(grace_s=2.0)
+        logger.exception("run %s: lost track of the engine; stopped it", run.pk)
+        run_fail(run, f"The worker lost track of the engine and stopped it: {exc!r}")
+        raise
+    recorder.finish(outcome)
+    status = TrainingRun.objects.values_list("status", flat=True).get(pk=run.pk)
+    logger.info("run %s: engine exited with %s; run %s", run.pk, outcome.returncode, status)
+    return status
+
+
+def _engine_job(config: dict, config_path: Path, module: str = "training.engine") -> Outcome:
+    """Run a short engine job (evaluate, merge) to its end; it has no cancel."""
+    write_config(config, config_path)
+    engine = EngineProcess(engine_command(config_path, module=module))
+    engine.start()
+    return engine.follow(lambda event: None, lambda: False)
+
+
+def checkpoint_merge_execute(*, checkpoint_id: int) -> str | None:
+    with transaction.atomic():
+        checkpoint = Checkpoint.objects.select_for_update().select_related("run", "run__base_model").get(pk=checkpoint_id)
+        if checkpoint.export.get("status") != "queued":
+            logger.info("checkpoint %s: merge already %s", checkpoint_id, checkpoint.export.get("status"))
+            return None
+        checkpoint.export = {**checkpoint.export, "status": "running", "started_at": timezone.now().isoformat()}
+        checkpoint.save(update_fields=["export"])
+    run = checkpoint.run
+    source = services.data_path(checkpoint.path)
+    target = source.parent / f"{source.name}-merged"
+    if target.exists():
+        shutil.rmtree(target)  # a half-written export of an earlier, interrupted attempt
+    config = {
+        "adapter": str(source),
+        "output_dir": str(target),
+        "base_model": run.base_model.source,
+        "data_dir": str(services.data_dir()),
+        "task": "seq_cls" if run.method == TrainingRun.Method.REWARD else "causal",
+    }
+    outcome = _engine_job(config, source.parent / f"merge-{checkpoint.pk}.json", module="training.merge")
+    with transaction.atomic():
+        checkpoint = Checkpoint.objects.select_for_update().get(pk=checkpoint_id)
+        if outcome.succeeded:
+            merged, _ = Checkpoint.objects.update_or_create(
+                run=run,
+                step=checkpoint.step,
+                kind=Checkpoint.Kind.MERGED,
+                defaults={
+                    "path": services.stored_path(target),
+                    "size_bytes": int(outcome.done.get("size_bytes") or 0),
+                    "metrics": checkpoint.metrics,
+                },
+            )
+            checkpoint.export = {**checkpoint.export, "status": "succeeded", "checkpoint": merged.pk, "error": ""}
+        else:
+            checkpoint.export = {**checkpoint.export, "status": "failed", "error": outcome.failure_message()}
+        checkpoint.export["finished_at"] = timezone.now().isoformat()
+        checkpoint.save(update_fields=["export"])
+    return checkpoint.export["status"]
+
+
+def checkpoint_evaluate_execute(*, checkpoint_id: int, kind: str) -> str | None:
+    with transaction.atomic():
+        checkpoint = Checkpoint.objects.select_for_update().select_related("run", "run__base_model").get(pk=checkpoint_id)
+        request = dict(checkpoint.evaluation.get(kind) or {})
+        if request.get("status") != "queued":
+            logger.info("checkpoint %s: %s evaluation already %s", checkpoint_id, kind, request.get("status"))
+            return None
+        request.update(status="running", started_at=timezone.now().isoformat())
+        checkpoint.evaluation = {**checkpoint.evaluation, kind: request}
+        checkpoint.save(update_fields=["evaluation"])
+    run = checkpoint.run
+    snapshot = DatasetSnapshot.objects.get(pk=request["snapshot"])
+    reward = Checkpoint.objects.get(pk=request["reward_checkpoint"])
+    output_dir = services.data_dir() / "evaluations" / f"checkpoint-{checkpoint.pk}-{kind}-{int(time.time())}"
+    section = {**request.get("options", {}), "kind": kind}
+    if kind == "win_rate":
+        section["policy_checkpoint"] = str(services.data_path(checkpoint.path))
+        if request.get("baseline_checkpoint"):
+            baseline = Checkpoint.objects.get(pk=request["baseline_checkpoint"])
+            section["baseline_checkpoint"] = str(services.data_path(baseline.path))
+    config = {
+        "method": "evaluate",
+        "output_dir": str(output_dir),
+        "base_model": run.base_model.source,
+        "data_dir": str(services.data_dir()),
+        "dataset": str(services.data_path(snapshot.path)),
+        "reward_checkpoint": str(services.data_path(reward.path)),
+        "evaluate": section,
+    }
+    outcome = _engine_job(config, output_dir / "engine-config.json")
+    with transaction.atomic():
+        checkpoint = Checkpoint.objects.select_for_update().get(pk=checkpoint_id)
+        request = dict(checkpoint.evaluation.get(kind) or {})
+        if outcome.succeeded:
+            request.update(status="succeeded", result=outcome.done, error="")
+        else:
+            request.update(status="failed", error=outcome.failure_message())
+        request["finished_at"] = timezone.now().isoformat()
+        checkpoint.evaluation = {**checkpoint.evaluation, kind: request}
+        checkpoint.save(update_fields=["evaluation"])
+    return request["status"]

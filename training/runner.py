@@ -1,0 +1,191 @@
+"""Running the engine as a child process and following it: the part of a training task that is not Django.
+
+The engine (``python -m training.engine CONFIG.json``) runs in its own process group, so stopping it stops
+everything it started (``accelerate launch`` workers, data loader processes). It prints one JSON event per
+line on stdout; anything else it prints (warnings, tracebacks) goes to the log tail. The parent never imports
+torch: a CUDA context in a Celery worker would be inherited by every forked child.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TAIL_LINES = 200
+STOP_GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1
+
+
+def engine_command(config_path: str | os.PathLike, *, gpus: int = 1, module: str = "training.engine") -> list[str]:
+    """The command line for one engine run: plain Python, or ``accelerate launch`` across ``gpus`` GPUs."""
+    if gpus > 1:
+        return [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--num_processes", str(gpus), "--num_machines", "1",
+            "-m", module, str(config_path),
+        ]  # fmt: skip
+    return [sys.executable, "-m", module, str(config_path)]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the worker process dies, so no engine trains unwatched."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the reaper still marks the run failed
+
+
+@dataclass
+class Outcome:
+    returncode: int | None
+    stopped: bool  # we stopped it (cancel); the return code then says nothing
+    tail: list[str]
+    done: dict | None = None  # the "done" event's result
+    error: dict | None = None  # the last "error" event
+    events: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.stopped and self.returncode == 0 and self.done is not None
+
+    def failure_message(self) -> str:
+        """What went wrong, for a person: the engine's own error, or how the process ended, and its last lines."""
+        if self.error is not None:
+            head = f"The engine failed: {self.error.get('message') or 'no message'}"
+        elif self.returncode is not None and self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            head = f"The engine was killed by {name}."
+            if self.returncode == -signal.SIGKILL:
+                head += " (Out of memory, or killed by hand.)"
+        elif self.returncode == 0:
+            head = "The engine exited without reporting a result."
+        else:
+            head = f"The engine exited with code {self.returncode}."
+        tail = "\n".join(self.tail[-30:])
+        return f"{head}\n\nLast output:\n{tail}" if tail else head
+
+
+@dataclass
+class EngineProcess:
+    """One engine child process, followed line by line from two reader threads."""
+
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | os.PathLike = PROJECT_ROOT
+    proc: subprocess.Popen | None = None
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+
+    def start(self) -> int:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=self.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,  # its own process group: killpg stops it and all it started
+            preexec_fn=_die_with_parent,
+        )
+        self._lines: queue.Queue = queue.Queue()
+        self._open = 2
+        for stream, name in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
+            threading.Thread(target=self._read, args=(stream, name), daemon=True).start()
+        return self.proc.pid
+
+    def _read(self, stream, name: str) -> None:
+        for line in stream:
+            self._lines.put((name, line.rstrip("\n")))
+        self._lines.put((name, None))
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM to the whole group, then SIGKILL to whatever is left after ``grace_s``."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._kill_group(signal.SIGKILL)  # stray children of an engine that already exited
+            return
+        self._kill_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self._kill_group(signal.SIGKILL)
+
+    def _kill_group(self, sig) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def follow(
+        self,
+        on_event: Callable[[dict], None],
+        on_tick: Callable[[], bool],
+        tick_s: float = 2.0,
+    ) -> Outcome:
+        """Call ``on_event`` for each JSON event and ``on_tick`` every ``tick_s`` seconds until the process ends.
+
+        When ``on_tick`` returns True the process group is stopped (a cancel).
+        """
+        outcome = Outcome(returncode=None, stopped=False, tail=[])
+        next_tick = time.monotonic() + tick_s
+        while self._open:
+            try:
+                name, line = self._lines.get(timeout=max(0.05, next_tick - time.monotonic()))
+            except queue.Empty:
+                name, line = None, None
+            if name is not None:
+                if line is None:
+                    self._open -= 1
+                else:
+                    event = _parse_event(line) if name == "out" else None
+                    if event is None:
+                        self.tail.append(line)
+                    else:
+                        outcome.events += 1
+                        if event["event"] == "done":
+                            outcome.done = event.get("result") or {}
+                        elif event["event"] == "error":
+                            outcome.error = event
+                            self.tail.append(f"error: {event.get('message', '')}")
+                            self.tail.extend((event.get("traceback") or "").splitlines()[-20:])
+                        on_event(event)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + tick_s
+                if not outcome.stopped and on_tick():
+                    outcome.stopped = True
+                    self.stop()
+        outcome.returncode = self.proc.wait()
+        self._kill_group(signal.SIGKILL)  # anything the engine left behind in its group
+        outcome.tail = list(self.tail)
+        return outcome
+
+
+def _parse_event(line: str) -> dict | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None

@@ -1,0 +1,362 @@
+"""Writes for training: base models, runs (create, cancel, resume, reap), checkpoint merge and evaluation.
+
+The web process never imports torch: configs are validated with the engine's plain dataclasses
+(``training.engine.config``) and the work itself is queued as Celery tasks on commit (``training.tasks``).
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.errors import Conflict, ServiceError
+from annotation.models import Project
+
+from .engine.config import EvaluateSection, RunConfig
+from .models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+
+TINY = "tiny"
+TINY_DESCRIPTION = "Built-in 2-layer Llama with a byte-level BPE tokenizer, built offline on first use."
+
+# Keys of the engine config that the server fills in; a run's `config` may not set them.
+SERVER_KEYS = ("method", "output_dir", "base_model", "data_dir", "dataset", "reward_checkpoint", "resume_from_checkpoint")
+ONLINE_METHODS = ("ppo", "rloo")  # need a reward checkpoint
+TRAINING_STATUSES_OPEN = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+# Snapshot kinds each method can train on.
+SNAPSHOT_KINDS = {
+    "reward": ("trl",),
+    "dpo": ("trl",),
+    "sft": ("trl",),
+    "ppo": ("trl",),
+    "rloo": ("trl",),
+    "kto": ("kto", "trl"),  # preference rows are unpaired by the engine
+}
+MAX_GPUS = 64
+
+
+# --- paths -------------------------------------------------------------------------------------
+
+
+def data_dir() -> Path:
+    return Path(settings.PS_DATA_DIR)
+
+
+def data_path(path: str) -> Path:
+    """An absolute path for a path stored relative to PS_DATA_DIR (absolute paths are kept)."""
+    return data_dir() / path if not os.path.isabs(path) else Path(path)
+
+
+def stored_path(path: str | os.PathLike) -> str:
+    """The form a path is stored in: relative to PS_DATA_DIR when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(data_dir().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def run_output_dir(run: TrainingRun) -> Path:
+    return data_dir() / "runs" / str(run.pk)
+
+
+# --- base models -------------------------------------------------------------------------------
+
+
+def base_model_get(*, name: str) -> BaseModel:
+    """A registered base model by name; the built-in ``tiny`` one is registered on first use."""
+    if name == TINY:
+        model, _ = BaseModel.objects.get_or_create(name=TINY, defaults={"source": TINY, "description": TINY_DESCRIPTION})
+        return model
+    model = BaseModel.objects.filter(name=name).first()
+    if model is None:
+        raise ServiceError(f"Unknown base model {name!r}; register it first.", field="base_model")
+    return model
+
+
+@transaction.atomic
+def base_model_register(*, name: str, source: str, description: str = "") -> BaseModel:
+    """Register a Hugging Face id or a local model directory under ``name``."""
+    source = (source or "").strip()
+    if not source:
+        raise ServiceError("is required", field="source")
+    if source.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(source)):
+        raise ServiceError(f"no such directory: {source}", field="source")
+    if source.startswith("~"):
+        source = os.path.expanduser(source)
+    if BaseModel.objects.filter(name=name).exists():
+        raise Conflict(f"A base model named {name!r} already exists.", field="name")
+    return BaseModel.objects.create(name=name, source=source, description=description)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def _config_error(exc: Exception) -> ServiceError:
+    """The engine's validation errors read "field: message"; keep the field for the API."""
+    message = str(exc)
+    field, _, rest = message.partition(": ")
+    if rest and " " not in field:
+        return ServiceError(f"config.{field}: {rest}", field=f"config.{field}")
+    return ServiceError(f"config: {message}", field="config")
+
+
+def run_config_validate(*, method: str, config: dict) -> dict:
+    """Check a run's config with the engine's own rules; return it unchanged (defaults stay implicit)."""
+    if not isinstance(config, dict):
+        raise ServiceError("must be a JSON object", field="config")
+    owned = sorted(set(config) & set(SERVER_KEYS))
+    if owned:
+        raise ServiceError(
+            f"config: {', '.join(owned)} set by the server; give them as run fields instead", field="config"
+        )
+    probe = {**config, "method": method, "output_dir": "-", "dataset": "-"}
+    if method in ONLINE_METHODS:
+        probe["reward_checkpoint"] = "-"
+    try:
+        RunConfig.from_dict(probe)
+    except (ValueError, TypeError) as exc:
+        raise _config_error(exc) from exc
+    return config
+
+
+def _check_reward_checkpoint(checkpoint: Checkpoint | None, method: str) -> None:
+    if method in ONLINE_METHODS:
+        if checkpoint is None:
+            raise ServiceError(f"is required for {method}", field="reward_checkpoint")
+        if checkpoint.run.method != TrainingRun.Method.REWARD:
+            raise ServiceError(
+                f"checkpoint {checkpoint.pk} is from a {checkpoint.run.method} run, not a reward run",
+                field="reward_checkpoint",
+            )
+    elif checkpoint is not None:
+        raise ServiceError(f"only ppo and rloo use a reward checkpoint, not {method}", field="reward_checkpoint")
+
+
+@transaction.atomic
+def run_create(
+    *,
+    method: str,
+    base_model: BaseModel,
+    project: Project | None = None,
+    snapshot: DatasetSnapshot | None = None,
+    reward_checkpoint: Checkpoint | None = None,
+    config: dict | None = None,
+    gpus: int = 1,
+    created_by=None,
+) -> TrainingRun:
+    """Queue a training run. With a project (and no snapshot) the task freezes a snapshot when it starts."""
+    if method not in SNAPSHOT_KINDS:
+        raise ServiceError(f"must be one of {', '.join(SNAPSHOT_KINDS)}; got {method!r}", field="method")
+    if (project is None) == (snapshot is None):
+        raise ServiceError("give a project or a snapshot (exactly one)", field="project")
+    if snapshot is not None and snapshot.kind not in SNAPSHOT_KINDS[method]:
+        raise ServiceError(
+            f"snapshot {snapshot.pk} is a {snapshot.kind!r} export; {method} trains on {' or '.join(SNAPSHOT_KINDS[method])}",
+            field="snapshot",
+        )
+    if snapshot is not None and snapshot.format != "jsonl":
+        raise ServiceError(f"snapshot {snapshot.pk} is {snapshot.format}; runs read jsonl snapshots", field="snapshot")
+    if not isinstance(gpus, int) or not 1 <= gpus <= MAX_GPUS:
+        raise ServiceError(f"must be an integer from 1 to {MAX_GPUS}", field="gpus")
+    _check_reward_checkpoint(reward_checkpoint, method)
+    config = run_config_validate(method=method, config=config or {})
+    run = TrainingRun.objects.create(
+        method=method,
+        base_model=base_model,
+        project=project or snapshot.project,
+        snapshot=snapshot,
+        reward_checkpoint=reward_checkpoint,
+        config=config,
+        gpus=gpus,
+        created_by=created_by,
+    )
+    _queue_run(run)
+    return run
+
+
+def _queue_run(run: TrainingRun) -> None:
+    from .tasks import run_train
+
+    transaction.on_commit(lambda: run_train.apply_async(args=[run.pk], queue=run.queue))
+
+
+@transaction.atomic
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Cancel a queued run at once; ask a running one to stop (its task kills the engine's process group)."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.status == TrainingRun.Status.QUEUED:
+        run.status = TrainingRun.Status.CANCELLED
+        run.cancel_requested = True
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "cancel_requested", "finished_at"])
+    elif run.status == TrainingRun.Status.RUNNING:
+        if not run.cancel_requested:
+            run.cancel_requested = True
+            run.save(update_fields=["cancel_requested"])
+    elif run.status != TrainingRun.Status.CANCELLED:
+        raise Conflict(f"Run {run.pk} has already {run.status}; there is nothing to cancel.")
+    return run
+
+
+def resumable_checkpoint(run: TrainingRun) -> Checkpoint | None:
+    """The run's latest training checkpoint that is still on disk."""
+    for checkpoint in run.checkpoints.exclude(kind=Checkpoint.Kind.MERGED).order_by("-step"):
+        if data_path(checkpoint.path).is_dir():
+            return checkpoint
+    return None
+
+
+@transaction.atomic
+def run_resume(*, run: TrainingRun, created_by=None) -> tuple[TrainingRun, bool]:
+    """A new run of the same config that continues from ``run``'s last checkpoint: (run, created).
+
+    Resuming twice returns the run already queued or running from that checkpoint, so a double submit
+    starts one run.
+    """
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        raise Conflict(f"Run {run.pk} is {run.status}; only a failed or cancelled run can be resumed.")
+    checkpoint = resumable_checkpoint(run)
+    if checkpoint is None:
+        raise Conflict(f"Run {run.pk} saved no checkpoint to resume from; start a new run instead.")
+    existing = TrainingRun.objects.filter(resumed_from=checkpoint, status__in=TRAINING_STATUSES_OPEN).first()
+    if existing is not None:
+        return existing, False
+    new = TrainingRun.objects.create(
+        method=run.method,
+        base_model=run.base_model,
+        project=run.project,
+        snapshot=run.snapshot,
+        reward_checkpoint=run.reward_checkpoint,
+        resumed_from=checkpoint,
+        config=run.config,
+        gpus=run.gpus,
+        queue=run.queue,
+        step=checkpoint.step,
+        total_steps=run.total_steps,
+        metrics=[m for m in run.metrics if m.get("step", 0) <= checkpoint.step],
+        created_by=created_by,
+    )
+    _queue_run(new)
+    return new, True
+
+
+def runs_reap_stale(*, stale_after_s: int | None = None, now=None) -> int:
+    """Mark ``running`` runs whose worker stopped sending heartbeats as failed; return how many.
+
+    A worker that dies (OOM kill, lost node) leaves its row ``running``; this finds it. Called by a periodic
+    task, at the start of every training task, and by hand (``manage.py train --reap``).
+    """
+    stale_after_s = stale_after_s if stale_after_s is not None else settings.PS_RUN_STALE_SECONDS
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=stale_after_s)
+    count = 0
+    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for run_id in stale.values_list("pk", flat=True):
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update().get(pk=run_id)
+            if run.status != TrainingRun.Status.RUNNING or run.heartbeat_at is None or run.heartbeat_at >= cutoff:
+                continue
+            run.status = TrainingRun.Status.FAILED
+            run.finished_at = now
+            run.error = (
+                f"The worker {run.worker or '(unknown)'} stopped sending heartbeats "
+                f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); it probably died. "
+                "Resume the run to continue from its last checkpoint."
+            )
+            run.save(update_fields=["status", "finished_at", "error"])
+            count += 1
+    return count
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def _merge_source(checkpoint: Checkpoint) -> None:
+    if checkpoint.kind not in (Checkpoint.Kind.LORA, Checkpoint.Kind.PROMPT_TUNING):
+        raise Conflict(f"Checkpoint {checkpoint.pk} is a {checkpoint.kind} model, not an adapter; nothing to merge.")
+    if not data_path(checkpoint.path).is_dir():
+        raise Conflict(f"Checkpoint {checkpoint.pk}'s files are gone from {checkpoint.path}.")
+
+
+@transaction.atomic
+def checkpoint_merge(*, checkpoint: Checkpoint) -> Checkpoint:
+    """Queue merge-and-export of an adapter into a full model directory (a new ``merged`` checkpoint)."""
+    checkpoint = Checkpoint.objects.select_for_update().select_related("run").get(pk=checkpoint.pk)
+    _merge_source(checkpoint)
+    if checkpoint.export.get("status") in ("queued", "running", "succeeded"):
+        return checkpoint  # a double submit, or already merged
+    checkpoint.export = {"status": "queued", "requested_at": timezone.now().isoformat()}
+    checkpoint.save(update_fields=["export"])
+    from .tasks import checkpoint_merge_task
+
+    transaction.on_commit(lambda: checkpoint_merge_task.apply_async(args=[checkpoint.pk]))
+    return checkpoint
+
+
+EVALUATION_KINDS = ("reward_accuracy", "win_rate")
+
+
+@transaction.atomic
+def checkpoint_evaluate(
+    *,
+    checkpoint: Checkpoint,
+    kind: str,
+    snapshot: DatasetSnapshot | None = None,
+    reward_checkpoint: Checkpoint | None = None,
+    baseline_checkpoint: Checkpoint | None = None,
+    options: dict | None = None,
+) -> Checkpoint:
+    """Queue an evaluation: a reward checkpoint's accuracy on held-out pairs, or a policy checkpoint's win-rate
+    over its base (or ``baseline_checkpoint``) judged by ``reward_checkpoint``. Results land in
+    ``checkpoint.evaluation[kind]``."""
+    checkpoint = Checkpoint.objects.select_for_update().select_related("run").get(pk=checkpoint.pk)
+    if kind not in EVALUATION_KINDS:
+        raise ServiceError(f"must be one of {', '.join(EVALUATION_KINDS)}", field="kind")
+    options = options or {}
+    if not isinstance(options, dict):
+        raise ServiceError("must be a JSON object", field="options")
+    bad = sorted(set(options) & {"kind", "policy_checkpoint", "baseline_checkpoint"})
+    if bad:
+        raise ServiceError(f"{', '.join(bad)} set by the server", field="options")
+    try:
+        EvaluateSection(**{**options, "kind": kind})
+    except (ValueError, TypeError) as exc:
+        raise _config_error(exc) from exc
+    snapshot = snapshot or checkpoint.run.snapshot
+    if snapshot is None:
+        raise ServiceError("is required: the checkpoint's run has no snapshot", field="snapshot")
+    if kind == "reward_accuracy":
+        if checkpoint.run.method != TrainingRun.Method.REWARD:
+            raise ServiceError("reward_accuracy evaluates a reward checkpoint", field="kind")
+        if snapshot.kind != "trl":
+            raise ServiceError("reward accuracy needs a preference (trl) snapshot", field="snapshot")
+        reward_checkpoint = checkpoint
+    else:
+        if reward_checkpoint is None or reward_checkpoint.run.method != TrainingRun.Method.REWARD:
+            raise ServiceError("a reward checkpoint is required to judge the win-rate", field="reward_checkpoint")
+        if checkpoint.run.method == TrainingRun.Method.REWARD:
+            raise ServiceError("win_rate evaluates a policy checkpoint, not a reward model", field="kind")
+    current = checkpoint.evaluation.get(kind, {})
+    if current.get("status") in ("queued", "running"):
+        return checkpoint  # a double submit
+    checkpoint.evaluation = {
+        **checkpoint.evaluation,
+        kind: {
+            "status": "queued",
+            "requested_at": timezone.now().isoformat(),
+            "snapshot": snapshot.pk,
+            "reward_checkpoint": reward_checkpoint.pk,
+            "baseline_checkpoint": baseline_checkpoint.pk if baseline_checkpoint else None,
+            "options": options,
+        },
+    }
+    checkpoint.save(update_fields=["evaluation"])
+    from .tasks import checkpoint_evaluate_task
+
+    transaction.on_commit(lambda: checkpoint_evaluate_task.apply_async(args=[checkpoint.pk, kind]))
+    return checkpoint

@@ -6,7 +6,7 @@ raising a ValidationError that names the field at fault.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timezone as dt_timezone
 from typing import Any, Mapping
 
 from django.core.exceptions import ValidationError
@@ -90,7 +90,7 @@ def _when(data: Mapping, name: str, *, end: bool = False) -> datetime | None:
         if parsed is None:
             _fail(name, f"must be an ISO date or datetime (e.g. 2025-01-31 or 2025-01-31T12:00:00Z), got {value!r}")
     if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.utc)
+        parsed = timezone.make_aware(parsed, dt_timezone.utc)
     return parsed
 
 

@@ -135,3 +135,53 @@ def _flat(exc: ValidationError):
     else:
         for message in exc.messages:
             yield None, message
+
+
+STRENGTH_KEYS = (("negligible", "Negligibly", "Q"), ("slight", "Slightly", "W"), ("better", "Better", "E"),
+                 ("significant", "Significantly", "R"))
+
+
+def screen_fields(mode: str, config: dict, prefill: dict, responses: list[dict]) -> dict:
+    """What the form shows, with the rater's earlier choices ticked (prefill is in display positions)."""
+    prefill = prefill if isinstance(prefill, dict) else {}
+    chosen_criteria = prefill.get("criteria") if isinstance(prefill.get("criteria"), dict) else {}
+    fields: dict = {"comment": prefill.get("comment") or ""}
+    if mode == "pairwise":
+        choices = [("A", "A is better", "1 / A"), ("B", "B is better", "2 / B")]
+        if config.get("allow_tie"):
+            choices.append(("tie", "Tie", "T"))
+        if config.get("allow_both_bad"):
+            choices.append(("both_bad", "Both are bad", "X"))
+        fields["choices"] = [{"value": v, "label": label, "key": key, "checked": prefill.get("choice") == v}
+                             for v, label, key in choices]
+        fields["strengths"] = [{"value": v, "label": label, "key": key, "checked": prefill.get("strength") == v}
+                               for v, label, key in STRENGTH_KEYS] if config.get("strength") else []
+        fields["strength_open"] = prefill.get("choice") in ("A", "B")
+        fields["criteria"] = [
+            {"name": name, "options": [{"value": v, "label": label, "checked": chosen_criteria.get(name) == v}
+                                       for v, label in (("A", "A"), ("B", "B"), ("tie", "Same"))]}
+            for name in config.get("criteria", [])
+        ]
+    elif mode == "rating":
+        scale, labels = config.get("scale", 7), config.get("scale_labels", {})
+        fields["scale"] = [{"value": i, "label": labels.get(str(i), ""), "key": str(i % 10),
+                            "checked": prefill.get("overall") == i} for i in range(1, scale + 1)]
+        fields["criteria"] = [
+            {"name": name, "options": [{"value": i, "label": str(i), "checked": chosen_criteria.get(name) == i}
+                                       for i in range(1, scale + 1)]}
+            for name in config.get("criteria", [])
+        ]
+        flags = prefill.get("flags") if isinstance(prefill.get("flags"), list) else []
+        fields["flags"] = [{"name": name, "label": name.replace("_", " ").capitalize(), "checked": name in flags}
+                           for name in config.get("flags", [])]
+    else:
+        ranks = ranks_from_order(prefill.get("order") or [])
+        cards = []
+        for i, response in enumerate(responses):
+            cards.append({**response, "rank": ranks.get(response["id"], i + 1) if ranks else i + 1})
+        cards.sort(key=lambda c: c["rank"])  # stable: display order within a tie
+        for i, card in enumerate(cards):
+            card["tied"] = i > 0 and card["rank"] == cards[i - 1]["rank"]
+        fields["cards"] = cards
+        fields["not_rankable"] = bool(prefill.get("not_rankable"))
+    return fields

@@ -99,8 +99,12 @@ def _stage(request, project: Project, *, notice: str = "") -> dict:
     return ctx
 
 
-def _render_stage(request, ctx: dict, status: int = 200):
-    template = "frontend/_stage.html" if _is_htmx(request) else "frontend/annotate.html"
+def _render_stage(request, ctx: dict, status: int = 200, *, partial: bool | None = None):
+    """The stage alone for htmx, else the whole annotate page around it."""
+    if "item" in ctx:
+        ctx["fields"] = f.screen_fields(ctx["mode"], ctx["config"], ctx.get("prefill") or {}, ctx["item"]["responses"])
+    partial = _is_htmx(request) if partial is None else partial
+    template = "frontend/_stage.html" if partial else "frontend/annotate.html"
     return TemplateResponse(request, template, ctx, status=status)
 
 
@@ -112,13 +116,13 @@ def _time_spent(request):
 @page
 def annotate(request, slug):
     project = access_project_by_slug(request.user, slug)
-    return TemplateResponse(request, "frontend/annotate.html", _stage(request, project))
+    return _render_stage(request, _stage(request, project), partial=False)
 
 
 @page
 def stage(request, slug):
     project = access_project_by_slug(request.user, slug)
-    return TemplateResponse(request, "frontend/_stage.html", _stage(request, project))
+    return _render_stage(request, _stage(request, project), partial=True)
 
 
 def _project_item(project: Project, item_id: int) -> Item:

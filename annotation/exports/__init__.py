@@ -13,14 +13,14 @@ from typing import Iterator
 
 from annotation.models import Project
 
-from .options import (CONTENT_TYPES, EXTENSIONS, FORMATS, KINDS, STREAM_FORMATS, STYLES, ExportOptions,
+from .options import (AGGREGATES, CONTENT_TYPES, EXTENSIONS, FORMATS, KINDS, STREAM_FORMATS, STYLES, ExportOptions,
                       parse_format, parse_options)
 from .rows import export_rows, high_water_mark
 from .schema import export_schema
 from .writers import HubPushError, encode, push_to_hub, write_file
 
 __all__ = [
-    "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "KINDS", "STREAM_FORMATS", "STYLES", "ExportOptions", "ExportResult",
+    "AGGREGATES", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "KINDS", "STREAM_FORMATS", "STYLES", "ExportOptions", "ExportResult",
     "HubPushError", "export_rows", "export_stream", "export_to_file", "high_water_mark", "parse_format",
     "parse_options", "push_to_hub",
 ]
@@ -36,9 +36,10 @@ class ExportResult:
     annotation_high_water: int
 
 
-def export_stream(*, project: Project, options: ExportOptions, fmt: str) -> Iterator[bytes]:
+def export_stream(*, project: Project, options: ExportOptions, fmt: str,
+                  high_water: int | None = None) -> Iterator[bytes]:
     """The export as bytes, produced while it is read (for a streamed download)."""
-    rows = export_rows(project, options)
+    rows = export_rows(project, options, high_water=high_water)
     return encode(rows, fmt, export_schema(options.kind, options.style))
 
 

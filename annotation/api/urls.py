@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import export_views, views
 
 urlpatterns = [
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
@@ -17,4 +17,8 @@ urlpatterns = [
     path("items/<int:item_id>/skip/", views.SkipView.as_view(), name="api-skip"),
     path("items/<int:item_id>/gold/", views.GoldView.as_view(), name="api-gold"),
     path("annotations/<int:annotation_id>/", views.AnnotationDetailView.as_view(), name="api-annotation"),
+    path("projects/<int:project_id>/export/", export_views.ExportView.as_view(), name="api-export"),
+    path("snapshots/", export_views.SnapshotListView.as_view(), name="api-snapshots"),
+    path("snapshots/<int:snapshot_id>/", export_views.SnapshotDetailView.as_view(), name="api-snapshot"),
+    path("snapshots/<int:snapshot_id>/download/", export_views.SnapshotDownloadView.as_view(), name="api-snapshot-download"),
 ]

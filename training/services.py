@@ -99,6 +99,8 @@ def _config_error(exc: Exception) -> ServiceError:
     """The engine's validation errors read "field: message"; keep the field for the API."""
     message = str(exc)
     field, _, rest = message.partition(": ")
+    if field == "config":
+        return ServiceError(message, field="config")
     if rest and " " not in field:
         return ServiceError(f"config.{field}: {rest}", field=f"config.{field}")
     return ServiceError(f"config: {message}", field="config")

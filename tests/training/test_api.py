@@ -1,0 +1,200 @@
+"""The training API without a worker: who may do what, input errors, cancel/resume rules, the stale-run reaper."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.factories import make_project
+from training import services
+from training.models import BaseModel, Checkpoint, TrainingRun
+
+from .conftest import make_snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+def post_run(api, **body):
+    return api.post("/api/v1/runs/", body, format="json")
+
+
+@pytest.fixture
+def snapshot(db):
+    return make_snapshot()
+
+
+def test_only_admins_reach_training(api, rater, snapshot):
+    run = TrainingRun.objects.create(method="dpo", base_model=services.base_model_get(name="tiny"), snapshot=snapshot)
+    for url in ["/api/v1/runs/", f"/api/v1/runs/{run.pk}/", "/api/v1/base-models/"]:
+        assert api.get(url).status_code in (401, 403)
+    api.force_authenticate(rater)
+    for url in ["/api/v1/runs/", f"/api/v1/runs/{run.pk}/", "/api/v1/base-models/"]:
+        assert api.get(url).status_code == 403
+    assert post_run(api, method="dpo", base_model="tiny", snapshot=snapshot.pk).status_code == 403
+    assert api.post(f"/api/v1/runs/{run.pk}/cancel/").status_code == 403
+    assert TrainingRun.objects.count() == 1 and TrainingRun.objects.get().status == "queued"
+
+
+def test_admin_creates_a_queued_run_and_reads_it_back(api, admin, snapshot):
+    api.force_authenticate(admin)
+    response = post_run(api, method="dpo", base_model="tiny", snapshot=snapshot.pk, config={"max_steps": 5})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["base_model"] == "tiny" and body["config"] == {"max_steps": 5}
+    detail = api.get(f"/api/v1/runs/{body['id']}/").json()
+    assert detail["progress"] == 0.0 and detail["checkpoints"] == []
+    listing = api.get("/api/v1/runs/?status=queued").json()
+    assert [r["id"] for r in listing["results"]] == [body["id"]]
+    assert "tiny" in [m["name"] for m in api.get("/api/v1/base-models/").json()]
+
+
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({"config": {"max_stepz": 5}}, "config", "max_stepz"),
+        ({"config": {"batch_size": 0}}, "config.batch_size", ">= 1"),
+        ({"config": {"dpo": {"beta": -1}}}, "config.dpo.beta", "> 0"),
+        ({"config": {"output_dir": "/etc"}}, "config", "output_dir"),
+        ({"method": "ppo"}, "reward_checkpoint", "required"),
+        ({"base_model": "nope"}, "base_model", "nope"),
+        ({"gpus": 0}, "gpus", ""),
+    ],
+)
+def test_bad_run_input_names_the_field_and_stores_nothing(api, admin, snapshot, body, field, words):
+    api.force_authenticate(admin)
+    response = post_run(api, **{"method": "dpo", "base_model": "tiny", "snapshot": snapshot.pk, **body})
+    assert response.status_code == 400, response.content
+    data = response.json()
+    assert data.get("field") == field or field in data  # a service error, or a serializer's field errors
+    assert words in str(data)
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_run_needs_exactly_one_of_project_and_snapshot(api, admin, snapshot):
+    api.force_authenticate(admin)
+    neither = post_run(api, method="dpo", base_model="tiny")
+    both = post_run(api, method="dpo", base_model="tiny", snapshot=snapshot.pk, project=snapshot.project_id)
+    assert neither.status_code == both.status_code == 400
+    assert neither.json()["field"] == "project"
+    kto_snapshot = make_snapshot(kind="kto", rows=[{"prompt": "p", "completion": "c", "label": True}])
+    wrong_kind = post_run(api, method="dpo", base_model="tiny", snapshot=kto_snapshot.pk)
+    assert wrong_kind.status_code == 400 and wrong_kind.json()["field"] == "snapshot"
+    assert post_run(api, method="dpo", base_model="tiny", snapshot=99999).status_code == 404
+
+
+def test_ppo_needs_a_reward_checkpoint_from_a_reward_run(api, admin, snapshot):
+    tiny = services.base_model_get(name="tiny")
+    dpo_run = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="succeeded")
+    dpo_checkpoint = Checkpoint.objects.create(run=dpo_run, step=5, path="runs/x/checkpoint-5", kind="lora")
+    api.force_authenticate(admin)
+    response = post_run(api, method="ppo", base_model="tiny", snapshot=snapshot.pk, reward_checkpoint=dpo_checkpoint.pk)
+    assert response.status_code == 400 and response.json()["field"] == "reward_checkpoint"
+    assert "not a reward run" in response.json()["detail"]
+
+
+def test_cancel_a_queued_run_at_once_and_refuse_to_cancel_a_finished_one(api, admin, snapshot):
+    tiny = services.base_model_get(name="tiny")
+    queued = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot)
+    done = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="succeeded")
+    api.force_authenticate(admin)
+    assert api.post(f"/api/v1/runs/{queued.pk}/cancel/").json()["status"] == "cancelled"
+    assert api.post(f"/api/v1/runs/{queued.pk}/cancel/").status_code == 200  # twice is harmless
+    response = api.post(f"/api/v1/runs/{done.pk}/cancel/")
+    assert response.status_code == 409 and "succeeded" in response.json()["detail"]
+    assert api.post("/api/v1/runs/424242/cancel/").status_code == 404
+
+
+def test_resume_needs_a_failed_run_with_a_checkpoint_on_disk(api, admin, snapshot, tmp_path):
+    tiny = services.base_model_get(name="tiny")
+    running = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="running")
+    failed = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="failed",
+                                        config={"max_steps": 50}, metrics=[{"step": 5, "loss": 0.6}, {"step": 9, "loss": 0.5}])
+    api.force_authenticate(admin)
+    assert api.post(f"/api/v1/runs/{running.pk}/resume/").status_code == 409
+    response = api.post(f"/api/v1/runs/{failed.pk}/resume/")
+    assert response.status_code == 409 and "no checkpoint" in response.json()["detail"]
+
+    directory = services.data_dir() / "runs" / f"resume-test-{failed.pk}" / "checkpoint-5"
+    directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = Checkpoint.objects.create(run=failed, step=5, path=services.stored_path(directory), kind="lora")
+    response = api.post(f"/api/v1/runs/{failed.pk}/resume/")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["resumed_from"] == checkpoint.pk and body["step"] == 5 and body["config"] == {"max_steps": 50}
+    assert body["metrics"] == [{"step": 5, "loss": 0.6}]  # the series up to the checkpoint carries over
+
+
+def test_stale_running_runs_are_reaped_as_failed():
+    tiny = services.base_model_get(name="tiny")
+    snapshot = make_snapshot()
+    now = timezone.now()
+    stale = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="running",
+                                       worker="gpu-3", heartbeat_at=now - timedelta(seconds=600))
+    alive = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="running",
+                                       heartbeat_at=now - timedelta(seconds=5))
+    assert services.runs_reap_stale(stale_after_s=300, now=now) == 1
+    stale.refresh_from_db()
+    alive.refresh_from_db()
+    assert stale.status == "failed" and "gpu-3" in stale.error and "heartbeat" in stale.error
+    assert alive.status == "running"
+    assert services.runs_reap_stale(stale_after_s=300, now=now) == 0
+
+
+def test_checkpoint_downloads_as_an_archive_of_its_files(api, admin, rater, snapshot):
+    tiny = services.base_model_get(name="tiny")
+    run = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="succeeded")
+    directory = services.data_dir() / "runs" / f"download-test-{run.pk}" / "checkpoint-8"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "adapter_config.json").write_text('{"r": 16}')
+    (directory / "adapter_model.safetensors").write_bytes(b"\x00" * 70000)
+    checkpoint = Checkpoint.objects.create(run=run, step=8, path=services.stored_path(directory), kind="lora")
+
+    api.force_authenticate(rater)
+    assert api.get(f"/api/v1/checkpoints/{checkpoint.pk}/download/").status_code == 403
+    api.force_authenticate(admin)
+    response = api.get(f"/api/v1/checkpoints/{checkpoint.pk}/download/")
+    assert response.status_code == 200
+    assert response["Content-Disposition"].endswith('.tar.gz"')
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+    members = {m.name.split("/", 1)[1]: m for m in archive.getmembers()}
+    assert set(members) == {"adapter_config.json", "adapter_model.safetensors"}
+    assert archive.extractfile(members["adapter_config.json"]).read() == b'{"r": 16}'
+    assert members["adapter_model.safetensors"].size == 70000
+
+    detail = api.get(f"/api/v1/checkpoints/{checkpoint.pk}/").json()
+    assert detail["kind"] == "lora" and detail["method"] == "dpo"
+
+
+def test_merge_of_a_full_model_is_refused_and_a_double_merge_queues_once(api, admin, snapshot):
+    tiny = services.base_model_get(name="tiny")
+    run = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="succeeded")
+    full = Checkpoint.objects.create(run=run, step=8, path="runs/none/checkpoint-8", kind="full")
+    api.force_authenticate(admin)
+    response = api.post(f"/api/v1/checkpoints/{full.pk}/merge/")
+    assert response.status_code == 409 and "not an adapter" in response.json()["detail"]
+
+
+def test_base_models_register_a_local_directory_and_refuse_a_missing_one(api, admin, tmp_path):
+    api.force_authenticate(admin)
+    response = api.post("/api/v1/base-models/", {"name": "local", "source": str(tmp_path)}, format="json")
+    assert response.status_code == 201
+    missing = api.post("/api/v1/base-models/", {"name": "gone", "source": "/no/such/dir"}, format="json")
+    assert missing.status_code == 400 and missing.json()["field"] == "source"
+    again = api.post("/api/v1/base-models/", {"name": "local", "source": str(tmp_path)}, format="json")
+    assert again.status_code == 409
+    assert BaseModel.objects.filter(name__in=["local", "gone"]).count() == 1
+
+
+def test_the_worker_side_never_imports_torch():
+    code = (
+        "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings_test'; django.setup();"
+        "import training.tasks, training.jobs, training.runner, training.services, training.api.views;"
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -159,6 +159,7 @@ def test_ranking_by_drag(page, live_server, rater, shot):
     page.mouse.up()
     page.wait_for_function("document.querySelector('.rank-card').dataset.number === '3'")
     page.set_viewport_size(PHONE)
+    page.wait_for_timeout(300)  # let the drop animation finish before the screenshot
     shot(page, "ranking-phone")
     page.locator("#submit-btn").click()
     page.wait_for_selector("#all-done")

@@ -13,6 +13,7 @@ import socket
 import time
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -66,23 +67,31 @@ def snapshot_kind(method: str) -> str:
 
 
 def snapshot_for_run(run: TrainingRun) -> DatasetSnapshot:
-    """The run's snapshot: the one it names, else a frozen export of its project (reused when nothing changed)."""
+    """The run's snapshot: the one it names, else a frozen export of its project.
+
+    An earlier snapshot of the project is reused when it was made with the same options and no annotation was
+    added or edited since; otherwise a new one is frozen (``training.snapshots.snapshot_create``).
+    """
     if run.snapshot_id is not None:
         return run.snapshot
+    from annotation.exports import parse_options
+
+    from .snapshots import snapshot_create
+
     project = run.project
-    kind, style, fmt, options = snapshot_kind(run.method), "conversational", "jsonl", {}
-    high_water = Annotation.objects.filter(item__project=project).aggregate(m=Max("id"))["m"] or 0
+    kind, style, fmt = snapshot_kind(run.method), "conversational", "jsonl"
+    options = parse_options({"kind": kind, "style": style}, project=project).as_dict()
+    annotations = Annotation.objects.filter(item__project=project)
+    high_water = annotations.aggregate(m=Max("id"))["m"] or 0
     for candidate in DatasetSnapshot.objects.filter(
         project=project, kind=kind, style=style, format=fmt, annotation_high_water=high_water
     ).order_by("-created_at")[:5]:
-        if candidate.options == options and services.data_path(candidate.path).is_file():
+        unchanged = not annotations.filter(updated_at__gt=candidate.created_at).exists()
+        if unchanged and candidate.options == options and services.data_path(candidate.path).is_file():
             return _set_snapshot(run, candidate)
-    try:
-        from .snapshots import snapshot_create
-    except ImportError as exc:  # pragma: no cover - until the exporter lands
-        raise RuntimeError("Freezing a snapshot needs training.snapshots; give the run a snapshot instead.") from exc
     snapshot = snapshot_create(
-        project=project, kind=kind, style=style, format=fmt, options=options, created_by=run.created_by
+        project=project, kind=kind, style=style, format=fmt, options={}, created_by=run.created_by,
+        name=f"{project.slug} {kind} for run {run.pk}",
     )
     return _set_snapshot(run, snapshot)
 
@@ -196,7 +205,7 @@ class RunRecorder:
             heartbeat_at=timezone.now(),
             finished_at=timezone.now(),
             pid=None,
-            result=self.result,
+            result={**self.result, "peak_rss_mb": outcome.peak_rss_mb},
         )
         if outcome.stopped and row["status"] != Status.RUNNING:
             fields.pop("finished_at")  # reaped while running: keep that verdict
@@ -210,6 +219,14 @@ class RunRecorder:
 
 
 # --- the jobs ------------------------------------------------------------------------------------
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        if hasattr(exc, "error_dict"):
+            return "; ".join(f"{field}: {' '.join(m for e in errs for m in e.messages)}" for field, errs in exc.error_dict.items())
+        return " ".join(exc.messages)
+    return str(exc)
 
 
 def worker_name(hostname: str | None = None) -> str:
@@ -233,7 +250,7 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
         config_path = write_config(engine_config(run, snapshot, output_dir), output_dir / "engine-config.json")
     except Exception as exc:  # any preparation error ends the run with a message, never a stuck row
         logger.exception("run %s: could not start", run.pk)
-        run_fail(run, f"Could not start the run: {exc}")
+        run_fail(run, f"Could not start the run: {_describe(exc)}")
         return Status.FAILED
 
     engine = EngineProcess(engine_command(config_path, gpus=run.gpus))

@@ -57,6 +57,7 @@ class Outcome:
     done: dict | None = None  # the "done" event's result
     error: dict | None = None  # the last "error" event
     events: int = 0
+    peak_rss_mb: float | None = None  # the engine process's own peak resident memory
 
     @property
     def succeeded(self) -> bool:
@@ -175,10 +176,20 @@ class EngineProcess:
                 if not outcome.stopped and on_tick():
                     outcome.stopped = True
                     self.stop()
-        outcome.returncode = self.proc.wait()
+        outcome.returncode, outcome.peak_rss_mb = self._wait()
         self._kill_group(signal.SIGKILL)  # anything the engine left behind in its group
         outcome.tail = list(self.tail)
         return outcome
+
+
+    def _wait(self) -> tuple[int, float | None]:
+        """Reap the engine with wait4, which also tells its peak resident memory (Linux reports KiB)."""
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:  # already reaped
+            return self.proc.wait(), None
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode, round(usage.ru_maxrss / 1024, 1)
 
 
 def _parse_event(line: str) -> dict | None:

@@ -1,0 +1,373 @@
+"""Data quality: inter-rater agreement, position and length bias, and per-rater figures.
+
+Agreement is computed per project and per criterion, on every item two or more raters judged:
+  - percent agreement: the share of rater pairs on an item that gave the same label, averaged over items;
+  - Cohen's kappa: averaged over rater pairs that share items (scikit-learn; quadratic weights for ordinal);
+  - Fleiss' kappa: over the items with the most common number of raters (statsmodels);
+  - Krippendorff's alpha: nominal for choices, ordinal for ratings, strength and ranks (``krippendorff``);
+  - rankings: Kendall's W per item (tie-corrected; equal to Friedman's chi-square / m(k-1)) and the mean
+    Kendall tau-b between two raters of one item.
+
+Labels are coded relative to the item's canonical response order (never the display order), so two raters
+who saw the pair in opposite orders but preferred the same response agree.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+from django.db.models import Count, Q
+from django.db.models.functions import Length
+
+from .models import Annotation, ItemResponse, Membership, Project, Response
+from .project_config import STRENGTHS
+
+MAX_COHEN_PAIRS = 200  # rater pairs with the most shared items
+MIN_SHARED_ITEMS = 3  # a rater pair needs this many items in common for Cohen's kappa
+PAIR_LABELS = ["first", "second", "tie", "both_bad"]  # nominal codes of a pairwise judgement
+
+
+def _none(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if not np.isfinite(value) else round(value, 4)
+
+
+# --- agreement on one coded table ----------------------------------------------------------
+
+
+def agreement(units, raters, values, *, domain: list, level: str = "nominal") -> dict:
+    """Agreement figures for (unit, rater, value) triples; ``values`` index into ``domain`` (-1: missing).
+
+    ``level`` is 'nominal' or 'ordinal' (``domain`` then in order).
+    """
+    from krippendorff import alpha as kalpha
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    units, raters, values = (np.asarray(a, dtype=np.int64) for a in (units, raters, values))
+    keep = values >= 0
+    units, raters, values = units[keep], raters[keep], values[keep]
+    result = {"items": 0, "annotations": int(len(values)), "percent_agreement": None, "cohen_kappa": None,
+              "cohen_pairs": 0, "fleiss_kappa": None, "fleiss_items": 0, "krippendorff_alpha": None,
+              "level": level}
+    if len(values) == 0:
+        return result
+    unit_ids, unit_idx = np.unique(units, return_inverse=True)
+    counts = np.zeros((len(unit_ids), len(domain)), dtype=np.int64)
+    np.add.at(counts, (unit_idx, values), 1)
+    n = counts.sum(axis=1)
+    multi = n >= 2
+    result["items"] = int(multi.sum())
+    if not multi.any():
+        return result
+    pairs_agreeing = (counts * (counts - 1)).sum(axis=1)
+    result["percent_agreement"] = _none((pairs_agreeing[multi] / (n[multi] * (n[multi] - 1))).mean())
+    try:
+        result["krippendorff_alpha"] = _none(kalpha(value_counts=counts[multi], value_domain=list(range(len(domain))),
+                                                    level_of_measurement=level))
+    except (ValueError, ZeroDivisionError):  # a single value everywhere: alpha is undefined
+        pass
+    modal = int(np.bincount(n[multi]).argmax())
+    table = counts[n == modal]
+    result["fleiss_items"] = int(len(table))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result["fleiss_kappa"] = _none(fleiss_kappa(table)) if len(table) else None
+    result["cohen_kappa"], result["cohen_pairs"] = _mean_cohen(unit_idx, raters, values, n, level)
+    return result
+
+
+def _mean_cohen(unit_idx, raters, values, n, level) -> tuple[float | None, int]:
+    import pandas as pd
+    from sklearn.metrics import cohen_kappa_score
+
+    frame = pd.DataFrame({"unit": unit_idx, "rater": raters, "value": values})
+    frame = frame[n[unit_idx] >= 2]
+    both = frame.merge(frame, on="unit", suffixes=("_1", "_2"))
+    both = both[both["rater_1"] < both["rater_2"]]
+    if both.empty:
+        return None, 0
+    sizes = both.groupby(["rater_1", "rater_2"]).size()
+    chosen = sizes[sizes >= MIN_SHARED_ITEMS].sort_values(ascending=False).head(MAX_COHEN_PAIRS)
+    kappas = []
+    weights = "quadratic" if level == "ordinal" else None
+    grouped = both.set_index(["rater_1", "rater_2"]).sort_index()
+    for pair in chosen.index:
+        rows = grouped.loc[pair]
+        v1, v2 = rows["value_1"].to_numpy(), rows["value_2"].to_numpy()
+        if len(set(v1) | set(v2)) < 2:
+            kappas.append(1.0)  # both raters always gave the one same label: complete agreement
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = cohen_kappa_score(v1, v2, weights=weights)
+        if np.isfinite(kappa):
+            kappas.append(kappa)
+    return (_none(np.mean(kappas)) if kappas else None), len(kappas)
+
+
+def agreement_with_others(units, raters, values) -> dict[int, tuple[float, int]]:
+    """Per rater: the mean share of the other raters on the same item who gave the same label."""
+    units, raters, values = (np.asarray(a, dtype=np.int64) for a in (units, raters, values))
+    keep = values >= 0
+    units, raters, values = units[keep], raters[keep], values[keep]
+    if len(values) == 0:
+        return {}
+    _, unit_idx = np.unique(units, return_inverse=True)
+    width = int(values.max()) + 1
+    counts = np.zeros((unit_idx.max() + 1, width), dtype=np.int64)
+    np.add.at(counts, (unit_idx, values), 1)
+    n = counts.sum(axis=1)[unit_idx]
+    same = counts[unit_idx, values] - 1
+    multi = n >= 2
+    share = np.where(multi, same / np.maximum(n - 1, 1), np.nan)
+    out = {}
+    for rater in np.unique(raters[multi]):
+        mask = (raters == rater) & multi
+        out[int(rater)] = (float(np.mean(share[mask])), int(mask.sum()))
+    return out
+
+
+# --- rankings ------------------------------------------------------------------------------
+
+
+def ranks_of(order: list[list[int]], canonical: list[int]) -> np.ndarray:
+    """Average ranks (1 = best) in canonical order; tied responses share the mean of their places."""
+    ranks = np.zeros(len(canonical))
+    index = {rid: i for i, rid in enumerate(canonical)}
+    place = 1
+    for group in order:
+        rank = place + (len(group) - 1) / 2
+        for rid in group:
+            ranks[index[rid]] = rank
+        place += len(group)
+    return ranks
+
+
+def kendall_w(ranks: np.ndarray) -> float | None:
+    """Kendall's W for one item: ``ranks`` is raters x responses (average ranks), tie-corrected."""
+    m, k = ranks.shape
+    if m < 2 or k < 2:
+        return None
+    totals = ranks.sum(axis=0)
+    s = ((totals - m * (k + 1) / 2) ** 2).sum()
+    ties = 0.0
+    for row in ranks:
+        _, t = np.unique(row, return_counts=True)
+        ties += (t ** 3 - t).sum()
+    denominator = m ** 2 * (k ** 3 - k) - m * ties
+    return None if denominator <= 0 else float(12 * s / denominator)
+
+
+def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Kendall's tau-b between two rankings of the same responses (as scipy.stats.kendalltau)."""
+    i, j = np.triu_indices(len(a), 1)
+    sa, sb = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    denominator = np.sqrt((sa != 0).sum() * (sb != 0).sum())
+    return None if denominator == 0 else float((sa * sb).sum() / denominator)
+
+
+def _ranking_agreement(per_item: dict[int, list[tuple[int, np.ndarray]]]) -> dict:
+    ws, taus = [], []
+    units, raters, values = [], [], []
+    for item_id, judged in per_item.items():
+        if len(judged) < 2:
+            continue
+        matrix = np.stack([r for _, r in judged])
+        w = kendall_w(matrix)
+        if w is not None:
+            ws.append(w)
+        for (_, a), (_, b) in itertools.combinations(judged, 2):
+            tau = kendall_tau_b(a, b)
+            if tau is not None:
+                taus.append(tau)
+        k = matrix.shape[1]
+        for rater, r in judged:
+            for pos in range(k):
+                units.append(item_id * 16 + pos)
+                raters.append(rater)
+                values.append(int(round(r[pos] * 2)) - 2)  # ranks 1, 1.5, 2, ... -> 0, 1, 2, ...
+    domain = list(range(max(values) + 1)) if values else [0]
+    figures = agreement(units, raters, values, domain=domain, level="ordinal")
+    figures.update({"kendall_w": _none(np.mean(ws)) if ws else None, "kendall_tau": _none(np.mean(taus)) if taus else None,
+                    "items": len(ws) or figures["items"]})
+    return figures
+
+
+# --- the project report ----------------------------------------------------------------------
+
+
+def project_quality(project: Project) -> dict:
+    """Agreement (overall and per criterion), position and length bias, and per-rater figures."""
+    mode = project.mode
+    positions: dict[int, list[int]] = defaultdict(list)
+    for item_id, rid in (ItemResponse.objects.filter(item__project=project).order_by("item_id", "position")
+                         .values_list("item_id", "response_id")):
+        positions[item_id].append(rid)
+    lengths = dict(Response.objects.filter(prompt__project=project).annotate(n=Length("text")).values_list("id", "n"))
+    rows = (Annotation.objects.filter(item__project=project, rater__isnull=False)
+            .values_list("item_id", "rater_id", "payload", "display_order", "time_spent_ms")
+            .iterator(chunk_size=10_000))
+
+    criteria = project.config.get("criteria", []) if mode != "ranking" else []
+    strength_on = mode == "pairwise" and project.config.get("strength", False)
+    main = {"units": [], "raters": [], "values": []}
+    strength = {"units": [], "raters": [], "values": []}
+    by_criterion = {name: {"units": [], "raters": [], "values": []} for name in criteria}
+    times: dict[int, list[int]] = defaultdict(list)
+    left = {"wins": 0, "decided": 0}
+    longer = {"wins": 0, "decided": 0}
+    rating_pairs: list[tuple[int, int]] = []
+    rankings: dict[int, list] = defaultdict(list)
+    first_top = {"hits": 0, "n": 0, "expected": 0.0}
+
+    def add(table, item_id, rater_id, value):
+        table["units"].append(item_id)
+        table["raters"].append(rater_id)
+        table["values"].append(value)
+
+    for item_id, rater_id, payload, display_order, time_ms in rows:
+        canonical = positions.get(item_id, [])
+        if time_ms is not None:
+            times[rater_id].append(time_ms)
+        if mode == "pairwise":
+            if len(canonical) != 2:
+                continue
+            outcome = payload["outcome"]
+            label = {"tie": 2, "both_bad": 3}.get(outcome, 0 if payload.get("chosen") == canonical[0] else 1)
+            add(main, item_id, rater_id, label)
+            if strength_on and outcome != "both_bad":
+                step = STRENGTHS.index(payload["strength"]) + 1 if payload.get("strength") in STRENGTHS else 1
+                add(strength, item_id, rater_id, 4 + (0 if outcome == "tie" else (-step if label == 0 else step)))
+            for name in criteria:
+                value = payload.get("criteria", {}).get(name)
+                if value is not None:
+                    add(by_criterion[name], item_id, rater_id, 2 if value == "tie" else (0 if value == canonical[0] else 1))
+            if outcome == "win":
+                chosen, rejected = payload["chosen"], payload["rejected"]
+                if display_order:
+                    left["decided"] += 1
+                    left["wins"] += chosen == display_order[0]
+                lc, lr = lengths.get(chosen, 0), lengths.get(rejected, 0)
+                if lc != lr:
+                    longer["decided"] += 1
+                    longer["wins"] += lc > lr
+        elif mode == "rating":
+            add(main, item_id, rater_id, payload["overall"] - 1)
+            for name in criteria:
+                value = payload.get("criteria", {}).get(name)
+                if value is not None:
+                    add(by_criterion[name], item_id, rater_id, value - 1)
+            if canonical:
+                rating_pairs.append((lengths.get(canonical[0], 0), payload["overall"]))
+        else:
+            if payload.get("not_rankable") or not canonical:
+                continue
+            order = payload["order"]
+            try:
+                ranks = ranks_of(order, canonical)
+            except KeyError:
+                continue
+            rankings[item_id].append((rater_id, ranks))
+            # per-rater agreement compares top choices: the best response (first in canonical order if tied)
+            add(main, item_id, rater_id, min(canonical.index(rid) for rid in order[0]))
+            if display_order:
+                first_top["n"] += 1
+                first_top["hits"] += display_order[0] in order[0]
+                first_top["expected"] += len(order[0]) / len(canonical)
+            for i, better in enumerate(order):
+                for worse in order[i + 1:]:
+                    for a in better:
+                        for b in worse:
+                            la, lb = lengths.get(a, 0), lengths.get(b, 0)
+                            if la != lb:
+                                longer["decided"] += 1
+                                longer["wins"] += la > lb
+
+    scale = project.config.get("scale", 7)
+    if mode == "pairwise":
+        overall = agreement(main["units"], main["raters"], main["values"], domain=PAIR_LABELS)
+        if strength_on:
+            overall["strength"] = agreement(strength["units"], strength["raters"], strength["values"],
+                                            domain=list(range(9)), level="ordinal")
+        criterion_figures = {name: agreement(t["units"], t["raters"], t["values"], domain=["first", "second", "tie"])
+                             for name, t in by_criterion.items()}
+    elif mode == "rating":
+        domain = list(range(1, scale + 1))
+        overall = agreement(main["units"], main["raters"], main["values"], domain=domain, level="ordinal")
+        criterion_figures = {name: agreement(t["units"], t["raters"], t["values"], domain=domain, level="ordinal")
+                             for name, t in by_criterion.items()}
+    else:
+        overall = _ranking_agreement(rankings)
+        criterion_figures = {}
+
+    bias = {"length": _share(longer["wins"], longer["decided"], "longer_wins")}
+    if mode == "pairwise":
+        bias["position"] = _share(left["wins"], left["decided"], "left_wins")
+    elif mode == "ranking":
+        bias["position"] = {
+            "first_shown_ranked_best": _none(first_top["hits"] / first_top["n"]) if first_top["n"] else None,
+            "expected": _none(first_top["expected"] / first_top["n"]) if first_top["n"] else None,
+            "annotations": first_top["n"],
+        }
+    else:
+        bias["length"] = _length_rating_correlation(rating_pairs)
+
+    return {
+        "agreement": overall,
+        "agreement_by_criterion": criterion_figures,
+        "bias": bias,
+        "raters": _rater_figures(project, main, times),
+    }
+
+
+def _share(hits: int, n: int, name: str) -> dict:
+    from scipy.stats import binomtest
+
+    return {
+        name: _none(hits / n) if n else None,
+        "decided": n,
+        "p_value": _none(binomtest(hits, n, 0.5).pvalue) if n else None,  # two-sided, against no bias (0.5)
+    }
+
+
+def _length_rating_correlation(pairs) -> dict:
+    from scipy.stats import spearmanr
+
+    if len(pairs) < 3 or len({p[0] for p in pairs}) < 2 or len({p[1] for p in pairs}) < 2:
+        return {"spearman_length_vs_rating": None, "annotations": len(pairs), "p_value": None}
+    result = spearmanr([p[0] for p in pairs], [p[1] for p in pairs])
+    return {"spearman_length_vs_rating": _none(result.statistic), "annotations": len(pairs),
+            "p_value": _none(result.pvalue)}
+
+
+def _rater_figures(project: Project, main: dict, times: dict[int, list[int]]) -> list[dict]:
+    others = agreement_with_others(main["units"], main["raters"], main["values"])
+    counts = dict(Annotation.objects.filter(item__project=project, rater__isnull=False)
+                  .values_list("rater_id").annotate(n=Count("id")).values_list("rater_id", "n"))
+    gold = {
+        r["rater_id"]: r for r in Annotation.objects.filter(item__project=project, item__is_gold=True,
+                                                            rater__isnull=False, gold_correct__isnull=False)
+        .values("rater_id").annotate(n=Count("id"), ok=Count("id", filter=Q(gold_correct=True)))
+    }
+    members = {m.user_id: m for m in Membership.objects.filter(project=project)}
+    from django.contrib.auth import get_user_model
+
+    names = dict(get_user_model().objects.filter(pk__in=set(counts) | set(members)).values_list("id", "username"))
+    out = []
+    for user_id in sorted(set(counts) | set(members), key=lambda u: (-counts.get(u, 0), names.get(u, ""))):
+        agree, shared = others.get(user_id, (None, 0))
+        g = gold.get(user_id)
+        membership = members.get(user_id)
+        out.append({
+            "username": names.get(user_id),
+            "annotations": counts.get(user_id, 0),
+            "median_time_ms": int(np.median(times[user_id])) if times.get(user_id) else None,
+            "agreement_with_others": _none(agree),
+            "items_shared": shared,
+            "gold_answers": g["n"] if g else 0,
+            "gold_accuracy": _none(g["ok"] / g["n"]) if g else None,
+            "is_paused": bool(membership and membership.is_paused),
+            "paused_reason": membership.paused_reason if membership else "",
+        })
+    return out

@@ -14,6 +14,7 @@ from annotation.access import access_item, access_own_annotation, access_project
 from annotation.errors import Forbidden, NotFound
 from annotation.importer import import_items
 from annotation.models import Annotation, Membership
+from annotation.quality import project_quality
 
 from . import serializers as s
 from .permissions import IsAdmin
@@ -197,4 +198,4 @@ class MyAnnotationsView(APIView):
 class StatsView(APIView):
     def get(self, request, project_id):
         project = access_project(request.user, project_id, admin=True)
-        return Response(selectors.project_counts(project))
+        return Response({**selectors.project_counts(project), **project_quality(project)})

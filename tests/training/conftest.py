@@ -161,3 +161,22 @@ def group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def annotated_project(n_items: int = 16):
+    """A pairwise project whose rater always prefers the polite response, annotated through the real services."""
+    from annotation.models import Response
+    from annotation.services import annotation_submit, queue_next
+    from tests.factories import add_member, make_item
+
+    project = make_project("pairwise", overlap=1)
+    rater = add_member(project, UserFactory())
+    for i in range(n_items):
+        topic = TOPICS[i % len(TOPICS)]
+        make_item(project, [f"Thank you for asking. A kind note about {topic}.", f"No. {topic} {topic}."])
+    while (assignment := queue_next(rater=rater, project=project)) is not None:
+        polite = Response.objects.filter(pk__in=assignment.display_order, text__startswith="Thank").get().pk
+        choice = "AB"[assignment.display_order.index(polite)]
+        annotation_submit(rater=rater, item_id=assignment.item_id,
+                          payload={"choice": choice, "strength": "better", "criteria": {}})
+    return project, rater

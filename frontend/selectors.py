@@ -71,7 +71,8 @@ def item_view(item: Item, display_order: list[int]) -> dict:
 
 def assignment_screen(assignment: Assignment, now=None) -> dict:
     now = now or timezone.now()
-    view = item_view(assignment.item, assignment.display_order)
+    item = Item.objects.select_related("prompt").get(pk=assignment.item_id)
+    view = item_view(item, assignment.display_order)
     view["lease_seconds_left"] = max(int((assignment.expires_at - now).total_seconds()), 0)
     return view
 

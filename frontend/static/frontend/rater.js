@@ -109,8 +109,9 @@
     say(card.classList.contains("tied") ? "Tied with the one above" : "Untied");
   }
   function rankingKey(key, event) {
-    if (/^[1-9]$/.test(key)) {
-      var card = cards().filter(function (c) { return c.dataset.number === key; })[0];
+    if (/^[0-9]$/.test(key)) {
+      var number = key === "0" ? "10" : key;
+      var card = cards().filter(function (c) { return c.dataset.number === number; })[0];
       if (card) select(card);
       return true;
     }

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from django.contrib.staticfiles import finders
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls between Playwright steps
 
@@ -89,7 +88,8 @@ def test_rater_page_figures(client, live_server):
     client.force_login(rater)
     url = f"/p/{pairwise.slug}/"
     client.get(url)  # lease an item, warm caches
-    with CaptureQueriesContext(connection) as queries:
+    queries = []
+    with connection.execute_wrapper(lambda execute, sql, *args: queries.append(sql) or execute(sql, *args)):
         html = client.get(url).content.decode()
     timings = []
     for _ in range(LOADS):

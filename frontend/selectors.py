@@ -1,32 +1,42 @@
 """Reads for the pages: the rater's home, the item on screen, the answer a rater may still edit."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from annotation.gold import gold_accuracy
+from annotation.quality import project_quality
 from annotation.models import Annotation, Assignment, Item, Membership, Project, Response
 from annotation.selectors import project_counts, projects_visible_to, rater_progress
 
 from .markdown import render_markdown
 
 LETTERS = "ABCDEFGHIJ"
+logger = logging.getLogger(__name__)
 
 
 def _quality_for_rater(project: Project, user) -> dict | None:
-    """Agreement figures for one rater, when the quality module offers them."""
-    try:
-        from annotation import quality  # noqa: PLC0415 - optional module
-    except ImportError:
+    """This rater's own agreement with others and median time, from the project's quality report.
+
+    The report reads every annotation of the project, so it is kept for a minute per project.
+    """
+    key = f"ps:quality:{project.pk}"
+    report = cache.get(key)
+    if report is None:
+        try:
+            report = project_quality(project)
+        except Exception:  # noqa: BLE001 - a figure that cannot be computed is left out, never a 500
+            logger.exception("quality report failed for project %s", project.pk)
+            return None
+        cache.set(key, report, 60)
+    mine = next((r for r in report.get("raters", []) if r.get("username") == user.get_username()), None)
+    if mine is None:
         return None
-    fn = getattr(quality, "rater_quality", None)
-    if fn is None:
-        return None
-    try:
-        return fn(project=project, rater=user)
-    except Exception:  # noqa: BLE001 - a figure that cannot be computed is left out, never a 500
-        return None
+    return {"agreement": mine.get("agreement_with_others"), "items_shared": mine.get("items_shared", 0),
+            "median_time_ms": mine.get("median_time_ms")}
 
 
 def home_rows(user) -> list[dict]:

@@ -211,3 +211,25 @@ def test_all_done_and_paused_screens(rater_client, pairwise, rater):
     pairwise.memberships.filter(user=rater).update(is_paused=True, paused_reason="Gold accuracy too low.")
     make_item(pairwise)
     assert "Gold accuracy too low." in rater_client.get(f"/p/{pairwise.slug}/").content.decode()
+
+
+def test_home_shows_my_agreement_and_gold_accuracy(client, rater):
+    from annotation import services
+
+    project = make_project("pairwise", overlap=2, strength=False, gold_rate=0.2)
+    other = add_member(project, UserFactory())
+    add_member(project, rater)
+    items = [make_item(project) for _ in range(4)]
+    items.append(make_item(project, gold_answer={"outcome": "win", "chosen": None, "rejected": None}))
+    first = {i.pk: i.item_responses.order_by("position")[0].response_id for i in items}
+    items[-1].gold_answer = {"outcome": "win", "chosen": first[items[-1].pk], "rejected": None}
+    items[-1].save()
+    for user in (rater, other):
+        while (assignment := services.queue_next(rater=user, project=project)) is not None:
+            side = "A" if assignment.display_order[0] == first[assignment.item_id] else "B"
+            services.annotation_submit(rater=user, item_id=assignment.item_id, payload={"choice": side})
+    client.force_login(rater)
+    page = client.get("/").content.decode()
+    assert "My agreement with others" in page
+    assert "100% <span class=\"muted\">on 5 shared" in page  # the gold item too
+    assert "100% <span class=\"muted\">of 1</span>" in page  # gold accuracy

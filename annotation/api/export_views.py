@@ -6,12 +6,14 @@ from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.errors import Conflict, NotFound
+from annotation.peer_import import PEER_FORMATS, import_peer
 from annotation.exports import (CONTENT_TYPES, EXTENSIONS, FORMATS, KINDS, STREAM_FORMATS, STYLES, export_stream,
                                 high_water_mark, parse_format, parse_options)
 from training.models import DatasetSnapshot
@@ -137,3 +139,30 @@ class SnapshotDownloadView(APIView):
                                 content_type=CONTENT_TYPES.get(snapshot.format, "application/octet-stream"))
         response["X-Sha256"] = snapshot.sha256
         return response
+
+
+class PeerImportSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=PEER_FORMATS)
+    round = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+class PeerImportView(APIView):
+    """Import a Label Studio pairwise export or an Argilla / HF preference dataset, with its judgements."""
+
+    permission_classes = [IsAuthenticated, IsAdmin]
+    parser_classes = [MultiPartParser, FormParser]
+    content_negotiation_class = _FormatIsAFileFormat
+
+    @extend_schema(request={"multipart/form-data": PeerImportSerializer},
+                   responses={201: OpenApiResponse(description="{prompts_created, items_created, annotations_created, ...}"),
+                              400: OpenApiResponse(description='{"errors": [{line, field, message}]}')})
+    def post(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        serializer = PeerImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["file"]
+        result = import_peer(project=project, stream=upload.file, filename=upload.name, peer_format=data["format"],
+                             round_name=data["round"])
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)

@@ -92,3 +92,23 @@ def test_project_page_links_exports_and_saves_guidelines(admin_client):
 
 def test_unknown_project_is_404(admin_client):
     assert admin_client.get("/manage/999999/").status_code == 404
+
+
+def test_download_link_serves_the_preference_export(admin_client, admin):
+    import re
+
+    from annotation import services
+    from tests.factories import make_item
+
+    project = make_project("pairwise", strength=False)
+    item = make_item(project, ["good answer", "bad answer"])
+    assignment = services.queue_next(rater=admin, project=project)
+    side = "A" if assignment.display_order[0] == item.item_responses.get(position=0).response_id else "B"
+    services.annotation_submit(rater=admin, item_id=item.pk, payload={"choice": side})
+    page = admin_client.get(f"/manage/{project.pk}/").content.decode()
+    url = re.search(r'href="([^"]*kind=trl&amp;format=jsonl)"', page).group(1).replace("&amp;", "&")
+    r = admin_client.get(url)
+    assert r.status_code == 200
+    body = b"".join(r.streaming_content) if r.streaming else r.content
+    row = json.loads(body.decode().splitlines()[0])
+    assert "good answer" in json.dumps(row["chosen"]) and "bad answer" in json.dumps(row["rejected"])

@@ -230,6 +230,7 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
         "eval": eval_metrics,
         "first_loss": train_losses[0] if train_losses else None,
         "final_loss": train_losses[-1] if train_losses else None,
+        "history": [h for h in callback.history if "loss" in h],  # per logged step
     }
 
 

@@ -288,12 +288,6 @@ class RunConfig:
             )
         if self.method == "kto":
             _check(self.batch_size >= 2, "batch_size", "KTO needs batch_size >= 2 (its KL term)")
-        if self.resume_from_checkpoint is not None:
-            _check(
-                os.path.isdir(self.resume_from_checkpoint),
-                "resume_from_checkpoint",
-                f"not a directory: {self.resume_from_checkpoint}",
-            )
 
     @property
     def adapter_family(self) -> str:

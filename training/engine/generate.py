@@ -1,0 +1,78 @@
+"""Sample responses from the base model or a checkpoint, for the next annotation round (or for evaluation).
+
+Writes output_dir/generations.jsonl, one row per response:
+    {"prompt_id": ..., "messages": [...], "response": "...", "params": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .common import base_source, is_adapter_dir, adapter_base, load_causal_lm_for_inference, load_tokenizer, stop_token_ids
+from .config import RunConfig
+from .data import as_messages, prompt_rows, read_jsonl
+from .events import ProgressTimer, Reporter
+from .ppo import encode_prompt, left_pad, truncate_at_stop
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list, *, n: int, temperature: float, top_p: float, max_new_tokens: int,
+           batch_size: int = 8, seed: int = 0) -> list[list[str]]:
+    """n responses per prompt (strings, stop token removed)."""
+    device = next(model.parameters()).device
+    stop_ids = stop_token_ids(tokenizer)
+    torch.manual_seed(seed)
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        ids, mask = left_pad([encode_prompt(tokenizer, p) for p in batch], tokenizer.pad_token_id, device)
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
+        generated = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_return_sequences=n,
+            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **sampling,
+        )
+        responses, response_mask, _ = truncate_at_stop(generated[:, ids.shape[1]:], stop_ids, tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+        out.extend(texts[i * n : (i + 1) * n] for i in range(len(batch)))
+    return out
+
+
+def load_for_generation(checkpoint: str | None, cfg: RunConfig):
+    """(model, tokenizer) for a checkpoint (adapter or full) or, with None, for the run's base model."""
+    base = adapter_base(checkpoint) if checkpoint and is_adapter_dir(checkpoint) else base_source(cfg)
+    tokenizer_source = checkpoint if checkpoint and (Path(checkpoint) / "tokenizer_config.json").is_file() else base
+    tokenizer = load_tokenizer(tokenizer_source)
+    model = load_causal_lm_for_inference(checkpoint, base)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, tokenizer
+
+
+def train_generate(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
+    g = cfg.generate
+    rows = prompt_rows(read_jsonl(g.prompts or cfg.dataset))[: g.max_prompts]
+    model, tokenizer = load_for_generation(g.checkpoint, cfg)
+    params = {"model": g.checkpoint or cfg.base_model, "temperature": g.temperature, "top_p": g.top_p,
+              "max_new_tokens": g.max_new_tokens, "seed": cfg.seed}
+    path = Path(cfg.output_dir) / "generations.jsonl"
+    batches = max(1, -(-len(rows) // cfg.batch_size))
+    reporter.started("generate", batches)
+    timer = ProgressTimer()
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for b in range(batches):
+            chunk = rows[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            responses = sample(model, tokenizer, [r["prompt"] for r in chunk], n=g.n, temperature=g.temperature,
+                               top_p=g.top_p, max_new_tokens=g.max_new_tokens, batch_size=cfg.batch_size,
+                               seed=cfg.seed + b)
+            for row, texts in zip(chunk, responses):
+                for i, text in enumerate(texts):
+                    record = {"prompt_id": row["prompt_id"], "messages": as_messages(row["prompt"], "user"),
+                              "response": text, "params": {**params, "sample": i}}
+                    f.write(json.dumps(record) + "\n")
+                    written += 1
+            reporter.progress(b + 1, batches, timer.eta(b + 1, batches))
+    return {"method": "generate", "path": str(path.resolve()), "prompts": len(rows), "responses": written, "params": params}

@@ -1,0 +1,404 @@
+"""PPO with a KL penalty to the reference model (InstructGPT-style RLHF), on transformers + peft.
+
+TRL 1.16 no longer ships a PPO trainer, so the loop is written out here, compactly. One update is:
+
+  1. rollout   sample a response for each of `ppo.rollout_batch_size` prompts from the policy
+  2. score     reward = the reward checkpoint's score for (prompt, response), or a Python reward function
+  3. evaluate  per-token log-probs of the policy and of the reference, values from the value head
+  4. rewards   per-token -kl_coef * (logp - ref_logp), plus the score on the last response token
+  5. GAE       advantages and returns (`compute_gae`), advantages whitened (`whiten`)
+  6. optimise  `ppo.ppo_epochs` passes over minibatches: clipped policy loss + vf_coef * clipped value loss
+
+With LoRA/QLoRA the policy, the reference and the value model share ONE frozen base: the reference is the base
+with adapters off (`with policy.disable_adapter():`), and the value head is a small nn.Linear on the policy's last
+hidden state, saved beside the adapter as value_head.safetensors. A full fine-tune loads a frozen reference copy.
+
+A checkpoint dir holds the adapter (or full model), the tokenizer, value_head.safetensors and ppo_state.pt
+(optimizer, step) for resuming.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import base_source, load_model, load_tokenizer, peft_config, precision, stop_token_ids
+from .config import RunConfig
+from .data import is_messages, prompt_rows, read_jsonl
+from .events import ProgressTimer, Reporter
+
+RewardFn = Callable[..., list[float]]
+
+
+# ---------------------------------------------------------------- the maths, as small pure functions
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True) -> torch.Tensor:
+    """(x - mean) / std over the masked entries, with the unbiased variance; optionally keep the mean."""
+    if mask is None:
+        mask = torch.ones_like(x)
+    mean = masked_mean(x, mask)
+    n = mask.sum()
+    var = masked_mean((x - mean) ** 2, mask) * n / (n - 1).clamp(min=1)
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over response tokens; returns (advantages, returns), both [B, T].
+
+    delta_t = r_t + gamma * V_{t+1} - V_t;  A_t = delta_t + gamma * lam * A_{t+1};  returns = A + V.
+    Positions where mask is 0 (after the response ended) count as terminal: reward 0, value 0.
+    """
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    T = rewards.shape[1]
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        advantages[:, t] = last
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO clipped surrogate: mean over tokens of max(-A * r, -A * clip(r, 1-eps, 1+eps)); returns (loss, clipfrac)."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clipfrac = masked_mean((clipped > unclipped).float(), mask)
+    return loss, clipfrac
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss: 0.5 * mean of max((V - R)^2, (V_clipped - R)^2); returns (loss, clipfrac)."""
+    clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    unclipped_error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(unclipped_error, clipped_error), mask)
+    clipfrac = masked_mean((clipped_error > unclipped_error).float(), mask)
+    return loss, clipfrac
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    logp = F.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+# ---------------------------------------------------------------- the model pieces
+
+
+class PolicyWithValue(nn.Module):
+    """The policy (a causal LM, usually a PeftModel) and a linear value head on its last hidden state."""
+
+    def __init__(self, policy: nn.Module, hidden_size: int):
+        super().__init__()
+        self.policy = policy
+        self.value_head = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.value_head.weight, std=1.0 / math.sqrt(hidden_size + 1))
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids, attention_mask, context_length: int, temperature: float):
+        """Logits (temperature-scaled) and values for the response positions only: both [B, T(, V)]."""
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            output_hidden_states=True,
+        )
+        # Position i predicts token i+1: the response tokens are predicted from positions context_length-1 .. -2.
+        logits = out.logits[:, context_length - 1 : -1].float() / temperature
+        hidden = out.hidden_states[-1][:, context_length - 1 : -1].float()
+        values = self.value_head(hidden).squeeze(-1)
+        return logits, values
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() uses them."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    if cfg.optim in ("adamw_torch", "adamw_torch_fused"):
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optim == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr)
+    import bitsandbytes as bnb
+
+    optimizers = {
+        "adamw_8bit": bnb.optim.AdamW8bit,
+        "adamw_bnb_8bit": bnb.optim.AdamW8bit,
+        "paged_adamw_8bit": bnb.optim.PagedAdamW8bit,
+        "paged_adamw_32bit": bnb.optim.PagedAdamW32bit,
+        "lion_8bit": bnb.optim.Lion8bit,
+    }
+    if cfg.optim not in optimizers:
+        raise ValueError(f"optim: {cfg.optim!r} is not supported by ppo")
+    return optimizers[cfg.optim](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# ---------------------------------------------------------------- rollouts
+
+
+def encode_prompt(tokenizer, prompt) -> list[int]:
+    if is_messages(prompt):
+        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
+    return tokenizer(prompt)["input_ids"]
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in sequences], device=device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+    return ids, mask
+
+
+def truncate_at_stop(responses: torch.Tensor, stop_ids: list[int], pad_id: int):
+    """Mask everything after the first stop token (which is kept); returns (responses, mask, ended)."""
+    is_stop = torch.isin(responses, torch.tensor(stop_ids, device=responses.device))
+    # Tokens strictly after the first stop token: at least one stop token seen before them.
+    after_stop = (is_stop.cumsum(-1) - is_stop.long()) > 0
+    mask = (~after_stop).float()
+    responses = responses.masked_fill(after_stop, pad_id)
+    return responses, mask, is_stop.any(-1)
+
+
+@torch.no_grad()
+def rollout(model: PolicyWithValue, tokenizer, prompts: list, cfg: RunConfig, stop_ids: list[int], device):
+    """Sample one response per prompt; returns the tensors a PPO update needs."""
+    queries, query_mask = left_pad([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id, device)
+    out = model.policy.generate(
+        input_ids=queries,
+        attention_mask=query_mask,
+        do_sample=True,
+        temperature=cfg.ppo.temperature,
+        top_p=cfg.ppo.top_p,
+        top_k=0,
+        max_new_tokens=cfg.ppo.max_new_tokens,
+        eos_token_id=stop_ids,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    responses = out[:, queries.shape[1] :]
+    if responses.shape[1] == 0:  # every sample stopped at once is impossible: generate emits >= 1 token
+        raise RuntimeError("generate returned no tokens")
+    responses, response_mask, ended = truncate_at_stop(responses, stop_ids, tokenizer.pad_token_id)
+    return queries, query_mask, responses, response_mask, ended
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(model: PolicyWithValue, tokenizer, optimizer, step: int, cfg: RunConfig) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(cfg.output_dir) / f"checkpoint-{step}"
+    path.mkdir(parents=True, exist_ok=True)
+    model.policy.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
+              str(path / "value_head.safetensors"))
+    torch.save({"step": step, "optimizer": optimizer.state_dict()}, path / "ppo_state.pt")
+    return path
+
+
+def load_checkpoint(model: PolicyWithValue, optimizer, path: str | Path) -> int:
+    """Restore adapter (or full) weights, value head and optimizer from a checkpoint dir; return its step."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if (path / "adapter_model.safetensors").is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model.policy, load_file(str(path / "adapter_model.safetensors")))
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model.policy.load_state_dict(AutoModelForCausalLM.from_pretrained(path).state_dict())
+    model.value_head.load_state_dict(load_file(str(path / "value_head.safetensors")))
+    state = torch.load(path / "ppo_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = None) -> dict[str, Any]:
+    """PPO on the prompts of cfg.dataset; the reward is cfg.reward_checkpoint unless `reward_fn` is given."""
+    from peft import get_peft_model
+
+    if reward_fn is None:
+        if not cfg.reward_checkpoint:
+            raise ValueError("reward_checkpoint: is required for ppo")
+        from .rewards import RewardModelScorer
+
+        reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    source = base_source(cfg)
+    tokenizer = load_tokenizer(source)
+    stop_ids = stop_token_ids(tokenizer)
+    policy = load_model(cfg, source)
+    reference = None
+    if cfg.adapter == "full":
+        reference = load_model(cfg, source).to(device).eval().requires_grad_(False)
+    else:
+        policy = get_peft_model(policy, peft_config(cfg, policy))
+    hidden_size = policy.config.get_text_config().hidden_size
+    model = PolicyWithValue(policy, hidden_size).to(device)
+    model.eval()  # no dropout: old and new log-probs must come from the same function
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(cfg) == "bf16")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(cfg, params)
+    prompts = [row["prompt"] for row in prompt_rows(read_jsonl(cfg.dataset))]
+    n_batches = math.ceil(len(prompts) / cfg.ppo.rollout_batch_size)
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(n_batches * cfg.num_epochs))
+    start = load_checkpoint(model, optimizer, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else 0
+
+    def reference_logprobs(query_response, attention_mask, responses, context_length):
+        if reference is None:
+            with model.policy.disable_adapter():
+                logits, _ = model(query_response, attention_mask, context_length, cfg.ppo.temperature)
+        else:
+            out = reference(input_ids=query_response, attention_mask=attention_mask,
+                            position_ids=position_ids(attention_mask))
+            logits = out.logits[:, context_length - 1 : -1].float() / cfg.ppo.temperature
+        return token_logprobs(logits, responses)
+
+    order_rng = random.Random(cfg.seed)
+    order: list[int] = []
+    history: list[dict[str, float]] = []
+    timer = ProgressTimer()
+    reporter.started("ppo", total)
+    t0 = time.monotonic()
+    checkpoint_path = None
+    for step in range(start + 1, total + 1):
+        torch.manual_seed(cfg.seed + step)
+        # 1. Rollout: the next prompts (reshuffled every pass over the dataset).
+        batch_prompts = []
+        while len(batch_prompts) < cfg.ppo.rollout_batch_size:
+            if not order:
+                order = list(range(len(prompts)))
+                order_rng.shuffle(order)
+            batch_prompts.append(prompts[order.pop()])
+        model.eval()
+        with autocast:
+            queries, query_mask, responses, mask, ended = rollout(model, tokenizer, batch_prompts, cfg, stop_ids, device)
+        context_length = queries.shape[1]
+        query_response = torch.cat([queries, responses], dim=1)
+        attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+
+        # 2. Score the responses.
+        completion_ids = [r[m.bool()].tolist() for r, m in zip(responses, mask)]
+        completions = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
+        scores = torch.tensor(
+            reward_fn(prompts=batch_prompts, completions=completions, completion_ids=completion_ids),
+            dtype=torch.float, device=device,
+        )
+        if cfg.ppo.missing_eos_penalty is not None:
+            scores = scores - cfg.ppo.missing_eos_penalty * (~ended).float()
+
+        # 3. Log-probs and values of the behaviour policy, and of the reference.
+        with torch.no_grad(), autocast:
+            logits, old_values = model(query_response, attention_mask, context_length, cfg.ppo.temperature)
+            old_logprobs = token_logprobs(logits, responses)
+            ref_logprobs = reference_logprobs(query_response, attention_mask, responses, context_length)
+        old_logprobs, old_values = old_logprobs * mask, old_values * mask
+
+        # 4. Per-token rewards: KL penalty everywhere, the score on the last response token.
+        kl = (old_logprobs - ref_logprobs) * mask
+        rewards = -cfg.ppo.kl_coef * kl
+        last = (mask.sum(-1).long() - 1).clamp(min=0)
+        rewards[torch.arange(len(last)), last] += scores
+        if cfg.ppo.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False)
+
+        # 5. Advantages.
+        advantages, returns = compute_gae(rewards, old_values, mask, cfg.ppo.gamma, cfg.ppo.lam)
+        advantages = whiten(advantages, mask)
+
+        # 6. PPO epochs over minibatches.
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "vf_clipfrac", "entropy", "approx_kl")}
+        for _ in range(cfg.ppo.ppo_epochs):
+            for idx in torch.randperm(len(batch_prompts)).split(cfg.ppo.mini_batch_size):
+                with autocast:
+                    new_logits, new_values = model(query_response[idx], attention_mask[idx], context_length, cfg.ppo.temperature)
+                new_logprobs = token_logprobs(new_logits, responses[idx])
+                m = mask[idx]
+                pg_loss, pg_clipfrac = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, cfg.ppo.cliprange)
+                vf_loss, vf_clipfrac = value_loss(new_values, old_values[idx], returns[idx], m, cfg.ppo.cliprange_value)
+                loss = pg_loss + cfg.ppo.vf_coef * vf_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                with torch.no_grad():
+                    stats["policy_loss"].append(pg_loss.item())
+                    stats["value_loss"].append(vf_loss.item())
+                    stats["clipfrac"].append(pg_clipfrac.item())
+                    stats["vf_clipfrac"].append(vf_clipfrac.item())
+                    stats["entropy"].append(masked_mean(entropy_from_logits(new_logits), m).item())
+                    stats["approx_kl"].append(0.5 * masked_mean((new_logprobs - old_logprobs[idx]) ** 2, m).item())
+
+        metrics = {
+            "reward_mean": scores.mean().item(),
+            "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+            "kl": kl.sum(-1).mean().item(),
+            "non_score_reward": (-cfg.ppo.kl_coef * kl).sum(-1).mean().item(),
+            "response_length": mask.sum(-1).mean().item(),
+            "ended_fraction": ended.float().mean().item(),
+            **{k: sum(v) / len(v) for k, v in stats.items()},
+        }
+        history.append({"step": step, **metrics})
+        reporter.progress(step, total, timer.eta(step, total), epoch=step / n_batches)
+        if step % cfg.logging_steps == 0 or step == total:
+            reporter.metrics(step, metrics)
+        if step == total or (cfg.save_steps and step % cfg.save_steps == 0):
+            checkpoint_path = save_checkpoint(model, tokenizer, optimizer, step, cfg)
+            reporter.checkpoint(step, checkpoint_path, cfg.checkpoint_kind, metrics)
+
+    if checkpoint_path is None:  # resumed at or past the end
+        checkpoint_path = save_checkpoint(model, tokenizer, optimizer, start, cfg)
+    first, final = (history[0], history[-1]) if history else ({}, {})
+    return {
+        "method": "ppo",
+        "step": max(start, total),
+        "checkpoint": str(checkpoint_path.resolve()),
+        "kind": cfg.checkpoint_kind,
+        "base_model": source,
+        "value_head": str((checkpoint_path / "value_head.safetensors").resolve()),
+        "metrics": final,
+        "first_reward_mean": first.get("reward_mean"),
+        "final_reward_mean": final.get("reward_mean"),
+        "history": history,
+        "runtime_s": round(time.monotonic() - t0, 2),
+    }

@@ -1,0 +1,78 @@
+"""Scoring (prompt, response) pairs with a reward checkpoint written by the `reward` method.
+
+A reward checkpoint is either a LoRA SEQ_CLS adapter dir (adapter_config.json + the trained `score` head) or a
+full sequence-classification model dir. Text is formatted the way RewardTrainer formatted it in training:
+conversational prompts through the chat template, plain-text prompts as prompt + response + eos.
+
+A reward function here is any callable `fn(prompts, completions, completion_ids=None, **kw) -> list[float]` (TRL's
+reward-function signature), so a programmatic reward and a reward model are interchangeable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .common import adapter_base, is_adapter_dir, load_tokenizer
+from .data import is_messages
+
+
+def load_reward_model(checkpoint: str | Path, base: str | None = None, dtype=None):
+    """(model, tokenizer) for a reward checkpoint; adapters are merged into their base for fast inference."""
+    from transformers import AutoModelForSequenceClassification
+
+    checkpoint = str(checkpoint)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if is_adapter_dir(checkpoint):
+        from peft import PeftModel
+
+        base = base or adapter_base(checkpoint)
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **kwargs)
+        model = PeftModel.from_pretrained(model, checkpoint).merge_and_unload()
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1, **kwargs)
+    tokenizer_source = checkpoint if (Path(checkpoint) / "tokenizer_config.json").is_file() else base
+    tokenizer = load_tokenizer(tokenizer_source)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model, tokenizer
+
+
+class RewardModelScorer:
+    """Callable reward from a reward checkpoint: one float per (prompt, completion)."""
+
+    __name__ = "reward_model"  # TRL logs callables by name
+
+    def __init__(self, checkpoint: str | Path, base: str | None = None, max_length: int = 512, batch_size: int = 16):
+        self.model, self.tokenizer = load_reward_model(checkpoint, base)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+
+    def token_ids(self, prompt, completion) -> list[int]:
+        if is_messages(prompt):
+            reply = completion if is_messages(completion) else [{"role": "assistant", "content": completion}]
+            ids = self.tokenizer.apply_chat_template(list(prompt) + list(reply), tokenize=True, return_dict=True)
+            ids = ids["input_ids"]
+        else:
+            text = completion if isinstance(completion, str) else completion[-1]["content"]
+            ids = self.tokenizer(prompt + text + (self.tokenizer.eos_token or ""))["input_ids"]
+        return ids[-self.max_length :]  # keep the end: the score is read at the last token
+
+    @torch.no_grad()
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        scores: list[float] = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = [
+                self.token_ids(p, c)
+                for p, c in zip(prompts[start : start + self.batch_size], completions[start : start + self.batch_size])
+            ]
+            width = max(len(ids) for ids in batch)
+            pad = self.tokenizer.pad_token_id
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch], device=self.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=self.device)
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0]
+            scores.extend(logits.float().cpu().tolist())
+        return scores

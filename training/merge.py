@@ -24,23 +24,16 @@ def emit(event: str, **fields) -> None:
 def merge(config: dict) -> dict:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from training.engine.merge import merge_adapter
     from training.engine.tiny import resolve_model_source
 
     torch.set_num_threads(1)
     base = resolve_model_source(config["base_model"], config["data_dir"])
-    if config.get("task") == "seq_cls":
-        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(base)
-    merged = PeftModel.from_pretrained(model, config["adapter"]).merge_and_unload()
     out = Path(config["output_dir"])
-    tmp = out.with_name(out.name + ".partial")
-    merged.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(config["adapter"] if (Path(config["adapter"]) / "tokenizer.json").is_file() else base).save_pretrained(tmp)
-    tmp.rename(out)
+    partial = out.with_name(out.name + ".partial")  # renamed into place only once complete
+    merge_adapter(config["adapter"], str(partial), base=base, task=config.get("task", "causal"))
+    partial.rename(out)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {"path": str(out), "size_bytes": size}
 

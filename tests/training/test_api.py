@@ -193,7 +193,7 @@ def test_base_models_register_a_local_directory_and_refuse_a_missing_one(api, ad
 def test_the_worker_side_never_imports_torch():
     code = (
         "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings_test'; django.setup();"
-        "import training.tasks, training.jobs, training.runner, training.services, training.api.views;"
+        "import training.tasks, training.jobs, training.runner, training.services, training.api.views, training.snapshots;"
         "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

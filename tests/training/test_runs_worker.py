@@ -1,0 +1,146 @@
+"""Training runs end to end: a real Celery worker over Redis and PostgreSQL spawning the real engine."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from training import services
+from training.models import Checkpoint, TrainingRun
+from training.tasks import run_train
+
+from .conftest import group_alive, make_snapshot, wait_finished, wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+SMALL = {"max_steps": 8, "batch_size": 4, "max_length": 64, "logging_steps": 1}
+LONG = {"max_steps": 100000, "batch_size": 2, "max_length": 64, "logging_steps": 1}
+
+
+def create_run(method="dpo", snapshot=None, config=None, **kwargs) -> TrainingRun:
+    return services.run_create(
+        method=method,
+        base_model=services.base_model_get(name="tiny"),
+        snapshot=snapshot or make_snapshot(),
+        config=config if config is not None else dict(SMALL),
+        **kwargs,
+    )
+
+
+def test_dpo_run_goes_from_queued_to_succeeded_with_metrics_and_an_adapter(worker):
+    run = create_run("dpo")
+    assert run.status == "queued"
+
+    run = wait_finished(run, worker=worker)
+
+    assert run.status == "succeeded", run.error
+    assert run.step == run.total_steps == 8
+    assert run.started_at and run.finished_at and run.worker
+    losses = [m["loss"] for m in run.metrics if "loss" in m]
+    assert len(losses) >= 4 and all(loss > 0 for loss in losses)
+    assert [m["step"] for m in run.metrics] == sorted(m["step"] for m in run.metrics)
+    assert run.result["final_loss"] is not None
+    checkpoint = run.checkpoints.get(step=8)
+    assert checkpoint.kind == "lora" and checkpoint.size_bytes > 0
+    files = services.data_path(checkpoint.path)
+    assert (files / "adapter_model.safetensors").is_file() and (files / "adapter_config.json").is_file()
+    assert run.pid is None
+
+
+def test_reward_run_then_ppo_with_its_checkpoint(worker):
+    snapshot = make_snapshot()
+    reward_run = wait_finished(create_run("reward", snapshot, {**SMALL, "max_steps": 10}), worker=worker)
+    assert reward_run.status == "succeeded", reward_run.error
+    reward_checkpoint = reward_run.checkpoints.get()
+    assert "eval_accuracy" in reward_checkpoint.metrics or "accuracy" in reward_checkpoint.metrics
+
+    ppo_config = {"max_steps": 2, "max_length": 64,
+                  "ppo": {"rollout_batch_size": 4, "mini_batch_size": 2, "max_new_tokens": 8, "ppo_epochs": 1}}
+    ppo_run = wait_finished(create_run("ppo", snapshot, ppo_config, reward_checkpoint=reward_checkpoint), worker=worker)
+
+    assert ppo_run.status == "succeeded", ppo_run.error
+    assert ppo_run.step == 2
+    assert ppo_run.checkpoints.filter(step=2).exists()
+    assert ppo_run.metrics
+
+
+def _wait_training(run, worker):
+    """Until the engine has taken a few optimizer steps."""
+    return wait_for(run, lambda r: r.status != "queued" and (r.step >= 3 or r.status in ("failed", "succeeded")),
+                    worker=worker)
+
+
+def test_cancel_mid_run_kills_the_engine_process_group(worker, admin, api):
+    run = _wait_training(create_run("dpo", config=LONG), worker)
+    assert run.status == "running" and run.pid
+    pgid = run.pid
+    assert group_alive(pgid)
+
+    api.force_authenticate(admin)
+    response = api.post(f"/api/v1/runs/{run.pk}/cancel/")
+    assert response.status_code == 200 and response.json()["cancel_requested"] is True
+
+    run = wait_finished(run, timeout=60, worker=worker)
+    assert run.status == "cancelled"
+    assert run.finished_at and not run.error
+    assert not group_alive(pgid)
+    assert 3 <= run.step < 100000
+
+
+def test_engine_killed_with_sigkill_fails_the_run_with_a_message(worker):
+    run = _wait_training(create_run("dpo", config=LONG), worker)
+    assert run.status == "running"
+
+    os.kill(run.pid, signal.SIGKILL)
+
+    run = wait_finished(run, timeout=60, worker=worker)
+    assert run.status == "failed"
+    assert "killed by SIGKILL" in run.error
+    assert run.finished_at
+
+
+def test_the_same_task_delivered_twice_starts_one_engine(worker):
+    run = create_run("dpo")
+    run_train.apply_async(args=[run.pk])  # a second delivery of the same run (as Redis redelivers)
+
+    run = wait_finished(run, worker=worker)
+    assert run.status == "succeeded", run.error
+
+    # Both deliveries were handled: one started the engine, the other found the row taken.
+    wait_for(run, lambda r: f"run {run.pk}: duplicate delivery" in worker.log(), timeout=10, worker=worker)
+    log = worker.log()
+    assert log.count(f"run {run.pk}: engine started") == 1
+    assert log.count(f"run {run.pk}: duplicate delivery") == 1
+    assert run.checkpoints.count() == 1
+
+
+def test_a_cancelled_run_resumes_from_its_last_checkpoint(worker, admin, api):
+    config = {**LONG, "max_steps": 400, "save_steps": 5}
+    run = wait_for(create_run("dpo", config=config), lambda r: r.checkpoints.exists() or r.status in ("failed", "succeeded"),
+                   worker=worker)
+    services.run_cancel(run=run)
+    run = wait_finished(run, timeout=60, worker=worker)
+    assert run.status == "cancelled"
+    last = run.checkpoints.order_by("-step").first()
+    assert last.step >= 5
+
+    api.force_authenticate(admin)
+    response = api.post(f"/api/v1/runs/{run.pk}/resume/")
+    assert response.status_code == 201, response.content
+    again = api.post(f"/api/v1/runs/{run.pk}/resume/")  # a double click starts nothing more
+    assert again.status_code == 200 and again.json()["id"] == response.json()["id"]
+
+    resumed = TrainingRun.objects.get(pk=response.json()["id"])
+    assert resumed.resumed_from_id == last.pk
+    # Run it to the end, quicker: cancel it once it is past the checkpoint.
+    resumed = wait_for(resumed, lambda r: r.step > last.step + 2 or r.status in ("failed", "succeeded"), worker=worker)
+    first_steps = [m["step"] for m in resumed.metrics if m["step"] > last.step]
+    services.run_cancel(run=resumed)
+    resumed = wait_finished(resumed, timeout=60, worker=worker)
+    assert resumed.status == "cancelled", resumed.error
+    # It continued from the checkpoint's step, not from step 1.
+    assert first_steps and min(first_steps) == last.step + 1
+    assert "resume" in Path(services.data_path(f"runs/{resumed.pk}/engine-config.json")).read_text()

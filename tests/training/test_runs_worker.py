@@ -1,8 +1,11 @@
 """Training runs end to end: a real Celery worker over Redis and PostgreSQL spawning the real engine."""
 from __future__ import annotations
 
+import io
 import os
 import signal
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,58 @@ def test_a_cancelled_run_resumes_from_its_last_checkpoint(worker, admin, api):
     # It continued from the checkpoint's step, not from step 1.
     assert first_steps and min(first_steps) == last.step + 1
     assert "resume" in Path(services.data_path(f"runs/{resumed.pk}/engine-config.json")).read_text()
+
+
+def _wait_checkpoint(checkpoint, until, timeout=180.0, worker=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        checkpoint.refresh_from_db()
+        if until(checkpoint):
+            return checkpoint
+        time.sleep(0.3)
+    pytest.fail(f"checkpoint {checkpoint.pk}: {checkpoint.evaluation} {checkpoint.export}\n{worker.log_tail() if worker else ''}")
+
+
+def test_checkpoints_are_evaluated_merged_and_downloaded(worker, admin, api):
+    snapshot = make_snapshot()
+    reward_run = wait_finished(create_run("reward", snapshot, {**SMALL, "max_steps": 10}), worker=worker)
+    dpo_run = wait_finished(create_run("dpo", snapshot), worker=worker)
+    assert reward_run.status == dpo_run.status == "succeeded"
+    reward, policy = reward_run.checkpoints.get(), dpo_run.checkpoints.get()
+    api.force_authenticate(admin)
+
+    response = api.post(f"/api/v1/checkpoints/{reward.pk}/evaluate/", {"kind": "reward_accuracy"}, format="json")
+    assert response.status_code == 202 and response.json()["evaluation"]["reward_accuracy"]["status"] == "queued"
+    response = api.post(f"/api/v1/checkpoints/{policy.pk}/evaluate/",
+                        {"kind": "win_rate", "reward_checkpoint": reward.pk,
+                         "options": {"max_prompts": 6, "max_new_tokens": 8}}, format="json")
+    assert response.status_code == 202, response.content
+    assert api.post(f"/api/v1/checkpoints/{policy.pk}/merge/").status_code == 202
+
+    reward = _wait_checkpoint(reward, lambda c: c.evaluation["reward_accuracy"]["status"] in ("succeeded", "failed"),
+                              worker=worker)
+    accuracy = reward.evaluation["reward_accuracy"]
+    assert accuracy["status"] == "succeeded", accuracy.get("error")
+    assert 0 <= accuracy["result"]["accuracy"] <= 1
+
+    policy = _wait_checkpoint(policy, lambda c: c.evaluation["win_rate"]["status"] in ("succeeded", "failed")
+                              and c.export["status"] in ("succeeded", "failed"), worker=worker)
+    win = policy.evaluation["win_rate"]
+    assert win["status"] == "succeeded", win.get("error")
+    assert 0 <= win["result"]["win_rate"] <= 1
+    assert policy.export["status"] == "succeeded", policy.export.get("error")
+    merged = Checkpoint.objects.get(pk=policy.export["checkpoint"])
+    assert merged.kind == "merged" and merged.step == policy.step
+    assert (services.data_path(merged.path) / "model.safetensors").is_file()
+
+    download = api.get(f"/api/v1/checkpoints/{merged.pk}/download/")
+    assert download.status_code == 200
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(download.streaming_content)), mode="r:gz")
+    assert any(name.endswith("/model.safetensors") for name in archive.getnames())
+
+
+def test_qlora_with_an_8bit_optimizer_trains_on_cpu(worker):
+    run = wait_finished(create_run("dpo", config={**SMALL, "adapter": "qlora", "optim": "adamw_8bit"}), worker=worker)
+    assert run.status == "succeeded", run.error
+    assert run.checkpoints.get().kind == "lora"
+    assert any("loss" in m for m in run.metrics)

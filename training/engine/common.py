@@ -14,7 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
 from .config import RunConfig
-from .events import Reporter, ReporterCallback
+from .callbacks import ReporterCallback
+from .events import Reporter
 from .tiny import END_OF_TURN, resolve_model_source
 
 logger = logging.getLogger(__name__)

@@ -189,7 +189,7 @@ class RunConfig:
     method: str  # reward | dpo | kto | sft | ppo | rloo | generate | evaluate
     output_dir: str  # checkpoints, generations and results go here (created if missing)
     base_model: str = "tiny"  # "tiny" (built-in), a local model directory, or a Hugging Face Hub id
-    data_dir: str = "var/data"  # where the built-in tiny model is built (data_dir/models/tiny-v1)
+    data_dir: str = "var/data"  # where the built-in tiny model is built (data_dir/models/tiny-v2)
     dataset: str | None = None  # JSONL file in TRL's formats (see training/engine/data.py)
     reward_checkpoint: str | None = None  # ppo / rloo / evaluate: reward adapter dir or full reward-model dir
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 TINY_NAME = "tiny"
-TINY_VERSION = 1  # bump when anything below changes: the built dir is named after it
+TINY_VERSION = 2  # bump when anything below changes: the built dir is named after it
 CORPUS_PATH = Path(__file__).parent / "data" / "corpus.txt"
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]

@@ -17,24 +17,17 @@ def is_member(user, project: Project) -> bool:
     return Membership.objects.filter(project=project, user=user).exists()
 
 
-def access_project(user, project_id, *, admin: bool = False) -> Project:
-    """The project if ``user`` may see it (members and admins); with ``admin=True`` admins only.
-
-    For a member, the membership is fetched in the same query and kept as ``project.membership``.
-    """
-    try:
-        project_id = int(project_id)
-    except (TypeError, ValueError):
-        raise NotFound("Project not found.")
+def _access_project(user, lookup: dict, *, admin: bool) -> Project:
     if is_admin(user):
-        project = Project.objects.filter(pk=project_id).first()
+        project = Project.objects.filter(**lookup).first()
         if project is None:
             raise NotFound("Project not found.")
         project.membership = Membership.objects.filter(project=project, user=user).first()
         return project
     if not (user and user.is_authenticated):
         raise NotFound("Project not found.")
-    membership = Membership.objects.select_related("project").filter(project_id=project_id, user=user).first()
+    member_lookup = {f"project__{field}": value for field, value in lookup.items()}
+    membership = Membership.objects.select_related("project").filter(user=user, **member_lookup).first()
     if membership is None:
         raise NotFound("Project not found.")
     if admin:
@@ -44,11 +37,22 @@ def access_project(user, project_id, *, admin: bool = False) -> Project:
     return project
 
 
-def access_project_by_slug(user, slug: str, *, admin: bool = False) -> Project:
-    project = Project.objects.filter(slug=slug).only("id").first()
-    if project is None:
+def access_project(user, project_id, *, admin: bool = False) -> Project:
+    """The project if ``user`` may see it (members and admins); with ``admin=True`` admins only.
+
+    The user's membership (None for an admin who is not a member) is fetched with it and kept as
+    ``project.membership``.
+    """
+    try:
+        project_id = int(project_id)
+    except (TypeError, ValueError):
         raise NotFound("Project not found.")
-    return access_project(user, project.pk, admin=admin)
+    return _access_project(user, {"pk": project_id}, admin=admin)
+
+
+def access_project_by_slug(user, slug: str, *, admin: bool = False) -> Project:
+    """Like ``access_project``, by slug."""
+    return _access_project(user, {"slug": slug}, admin=admin)
 
 
 def access_item(user, item_id, *, lock: bool = False) -> Item:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from .errors import ImportFailed, RowError
 from .models import Annotation, Item, ItemResponse, Project, Prompt, Response
@@ -450,4 +450,16 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
         progress(count % 1000)
     if errors:
         raise ImportFailed(errors)
+    if result.prompts_created >= 1000:
+        _analyze()
     return result
+
+
+def _analyze():
+    """Refresh planner statistics after a large import, so the queue query keeps a good plan at once
+    rather than after autovacuum's next pass."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        for model in (Prompt, Response, Item, ItemResponse, Annotation):
+            cursor.execute(f'ANALYZE "{model._meta.db_table}"')

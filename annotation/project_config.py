@@ -95,6 +95,10 @@ def validate_project_config(mode: str, config: dict | None) -> dict:
     if unknown:
         _fail(unknown[0], f"unknown option for a {mode} project (known: {', '.join(sorted(defaults))})")
     cfg = {**defaults, **config}
+    if mode == "rating" and "scale" in config and "scale_labels" not in config:
+        scale = cfg["scale"]
+        if isinstance(scale, int) and not isinstance(scale, bool) and scale >= 2:
+            cfg["scale_labels"] = {"1": "Terrible", str((scale + 1) // 2): "Acceptable", str(scale): "Excellent"}
 
     _int(cfg, "overlap", 1, 100)
     _float(cfg, "gold_rate", 0, 1)

@@ -104,17 +104,21 @@ def _live_leases(now):
     )
 
 
-def _claim_item(project: Project, rater, *, gold: bool, now) -> Item | None:
+def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item | None:
     """Lock the best open item for ``rater`` (priority first), skipping rows others hold.
 
     Exact overlap: the item row lock serialises every lease and submission of one item, and an
-    item is only leased while annotations + live leases < overlap. Gold items are shown to every
-    rater once, so they have no overlap cap.
+    item is only leased while annotations + live leases < overlap. The filter below runs on the
+    statement's snapshot, which can predate a lease committed just before we got the lock, so
+    ``queue_next`` checks the locked item again with a fresh statement. Gold items are shown to
+    every rater once, so they have no overlap cap.
     """
     done_by_rater = Assignment.objects.filter(
         item=OuterRef("pk"), rater=rater, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
     )
     qs = Item.objects.filter(project=project, is_complete=False, is_gold=gold).filter(~Exists(done_by_rater))
+    if exclude:
+        qs = qs.exclude(pk__in=exclude)
     if not gold:
         qs = qs.annotate(live=_live_leases(now)).filter(annotations_count__lt=F("overlap") - F("live"))
     return (
@@ -124,6 +128,19 @@ def _claim_item(project: Project, rater, *, gold: bool, now) -> Item | None:
         .select_for_update(skip_locked=True, of=("self",))
         .first()
     )
+
+
+def _claim_open_item(project: Project, rater, *, gold: bool, now) -> Item | None:
+    """Claim an item and confirm, now that its row is locked, that it still has room."""
+    full: list[int] = []
+    for _ in range(50):
+        item = _claim_item(project, rater, gold=gold, now=now, exclude=full)
+        if item is None or gold:
+            return item
+        if item.annotations_count + _others_live_leases(item, rater, now) < item.overlap:
+            return item
+        full.append(item.pk)  # filled by a lease committed after our snapshot: try the next one
+    return None
 
 
 def _gold_due(project: Project, rater) -> bool:
@@ -159,9 +176,9 @@ def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
         return live
     with transaction.atomic():
         want_gold = _gold_due(project, rater)
-        item = _claim_item(project, rater, gold=want_gold, now=now)
+        item = _claim_open_item(project, rater, gold=want_gold, now=now)
         if item is None and project.config.get("gold_rate", 0):
-            item = _claim_item(project, rater, gold=not want_gold, now=now)
+            item = _claim_open_item(project, rater, gold=not want_gold, now=now)
         if item is None:
             return None
         order = [ir.response_id for ir in item.item_responses.all()]

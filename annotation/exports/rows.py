@@ -13,7 +13,6 @@ Row shapes (columns in ``annotation.exports.schema``):
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timezone as dt_timezone
@@ -22,7 +21,6 @@ from typing import Iterator
 import orjson
 from django.db import connection
 from django.db.models import Max
-from psycopg.types.json import set_json_loads
 
 from annotation.models import Annotation, Item, ItemResponse, Project, Prompt, Response
 
@@ -109,14 +107,8 @@ def _tables() -> dict[str, str]:
 ISO_UTC = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
-def _annotations(project: Project, options: ExportOptions, high_water: int) -> Iterator[Ann]:
-    if connection.vendor != "postgresql":
-        return _annotations_orm(project, options, high_water)
-    return _annotations_pg(project, options, high_water)
-
-
 def _annotations_orm(project: Project, options: ExportOptions, high_water: int) -> Iterator[Ann]:
-    """The portable path (SQLite, the single-machine default)."""
+    """Annotations in (prompt, item, id) order through the ORM: the portable path (SQLite, the default)."""
     qs = Annotation.objects.filter(item__project=project, id__lte=high_water)
     if options.since:
         qs = qs.filter(created_at__gte=options.since)
@@ -139,15 +131,15 @@ def _iso(value) -> str | None:
     return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
 
 
-def _annotations_pg(project: Project, options: ExportOptions, high_water: int) -> Iterator[Ann]:
-    """The matching annotations in (prompt, item, id) order, through one server-side cursor.
+def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
+    """(prompt, items) in prompt order, streamed with COPY: one JSON line per item, built by PostgreSQL.
 
-    Plain SQL rather than the ORM: at a million rows the per-row cost of model field converters is
-    most of an export's time. JSON columns are decoded with orjson.
+    PostgreSQL joins each item with its prompt, responses and matching annotations while Python turns the
+    previous lines into rows, so the two run side by side; nothing but the current prompt is held.
     """
     t = _tables()
     raw = options.kind == "raw"
-    where, params = ["i.project_id = %s", "a.id <= %s"], [project.pk, high_water]
+    where, params = ["a.item_id = i.id", "a.id <= %s"], [high_water]
     if options.since:
         where.append("a.created_at >= %s")
         params.append(options.since)
@@ -160,30 +152,52 @@ def _annotations_pg(project: Project, options: ExportOptions, high_water: int) -
     if options.sources:
         where.append("a.source = ANY(%s)")
         params.append(list(options.sources))
+    item_where = ["i.project_id = %s"]
+    params.append(project.pk)
     if options.gold != "include":
-        where.append("i.is_gold = %s")
+        item_where.append("i.is_gold = %s")
         params.append(options.gold == "only")
-    sql = f"""
-        SELECT a.id, a.item_id, i.prompt_id, i.is_gold, u.username, a.source, a.payload,
-               {"a.raw_payload" if raw else "NULL"}, a.display_order, a.time_spent_ms, a.gold_correct,
-               {ISO_UTC.format("a.created_at")}, {ISO_UTC.format("a.updated_at") if raw else "NULL"}
-        FROM "{t['annotation']}" a
-        JOIN "{t['item']}" i ON i.id = a.item_id
-        LEFT JOIN "{t['user']}" u ON u.id = a.rater_id
-        WHERE {" AND ".join(where)}
-        ORDER BY i.prompt_id, a.item_id, a.id"""
-    connection.ensure_connection()
-    cursor = connection.connection.cursor(name=f"export_{uuid.uuid4().hex[:12]}",
-                                          withhold=connection.get_autocommit())
-    set_json_loads(orjson.loads, cursor)
-    try:
-        cursor.itersize = BATCH_ANNOTATIONS
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(BATCH_ANNOTATIONS):
-            for r in rows:
-                yield Ann(*r)
-    finally:
-        cursor.close()
+    sql = f"""COPY (
+        SELECT json_build_array(
+            i.id, i.prompt_id, i.is_gold, p.external_id, p.messages,
+            (SELECT json_agg(json_build_array(r.id, r.text, CASE WHEN r.checkpoint_id IS NOT NULL
+                                                  THEN 'checkpoint:' || r.checkpoint_id
+                                                  ELSE COALESCE(NULLIF(r.model_name, ''), 'unknown') END,
+                                              ir.position) ORDER BY ir.position)
+             FROM "{t['item_response']}" ir JOIN "{t['response']}" r ON r.id = ir.response_id
+             WHERE ir.item_id = i.id),
+            anns.list)
+        FROM "{t['item']}" i
+        JOIN "{t['prompt']}" p ON p.id = i.prompt_id
+        JOIN LATERAL (
+            SELECT json_agg(json_build_array(
+                       a.id, u.username, a.source, a.payload, {"a.raw_payload" if raw else "NULL"}, a.display_order,
+                       a.time_spent_ms, a.gold_correct, {ISO_UTC.format("a.created_at")},
+                       {ISO_UTC.format("a.updated_at") if raw else "NULL"}) ORDER BY a.id) AS list
+            FROM "{t['annotation']}" a LEFT JOIN "{t['user']}" u ON u.id = a.rater_id
+            WHERE {" AND ".join(where)}
+        ) anns ON anns.list IS NOT NULL
+        WHERE {" AND ".join(item_where)}
+        ORDER BY i.prompt_id, i.id
+    ) TO STDOUT"""
+    loads = orjson.loads
+    current_prompt, prompt, items = None, None, []
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(sql, params) as copy:
+            for line in copy:
+                # COPY's text format escapes backslashes; JSON text holds no raw tabs or newlines to unescape.
+                (item_id, prompt_id, is_gold, external_id, messages, responses, anns) = loads(
+                    bytes(line).rstrip(b"\n").replace(b"\\\\", b"\\"))
+                if prompt_id != current_prompt:
+                    if items:
+                        yield prompt, items
+                    current_prompt, prompt, items = prompt_id, {"external_id": external_id, "messages": messages}, []
+                group = ItemGroup(item_id, prompt_id, is_gold,
+                                  {rid: Resp(rid, text, model, pos) for rid, text, model, pos in responses or []})
+                group.annotations = [Ann(a[0], item_id, prompt_id, is_gold, *a[1:]) for a in anns]
+                items.append(group)
+    if items:
+        yield prompt, items
 
 
 def _batches(anns: Iterator[Ann], size: int) -> Iterator[list[Ann]]:
@@ -198,37 +212,19 @@ def _batches(anns: Iterator[Ann], size: int) -> Iterator[list[Ann]]:
         yield batch
 
 
-def _prompt_rows(prompt_ids: list[int]):
-    if connection.vendor != "postgresql":
-        return Prompt.objects.filter(pk__in=prompt_ids).values_list("id", "external_id", "messages")
-    with connection.cursor() as cursor:
-        set_json_loads(orjson.loads, cursor.cursor)
-        cursor.execute(f'SELECT id, external_id, messages FROM "{_tables()["prompt"]}" WHERE id = ANY(%s)', [prompt_ids])
-        return cursor.fetchall()
-
-
-def _response_rows(item_ids: list[int]):
-    if connection.vendor != "postgresql":
-        return (ItemResponse.objects.filter(item_id__in=item_ids)
-                .values_list("item_id", "position", "response_id", "response__text", "response__model_name",
-                             "response__checkpoint_id"))
-    t = _tables()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT ir.item_id, ir.position, r.id, r.text, r.model_name, r.checkpoint_id
-                FROM "{t['item_response']}" ir JOIN "{t['response']}" r ON r.id = ir.response_id
-                WHERE ir.item_id = ANY(%s)""", [item_ids])
-        return cursor.fetchall()
-
-
 def _prompt_groups(batch: list[Ann]) -> Iterator[tuple[dict, list[ItemGroup]]]:
     """(prompt {external_id, messages}, its items with responses and annotations) for one batch."""
     item_ids = list({a.item_id for a in batch})
     prompt_ids = list({a.prompt_id for a in batch})
     responses: dict[int, dict[int, Resp]] = defaultdict(dict)
-    for item_id, pos, rid, text, model, ckpt in _response_rows(item_ids):
+    for item_id, pos, rid, text, model, ckpt in (
+        ItemResponse.objects.filter(item_id__in=item_ids)
+        .values_list("item_id", "position", "response_id", "response__text", "response__model_name",
+                     "response__checkpoint_id")
+    ):
         responses[item_id][rid] = Resp(rid, text, f"checkpoint:{ckpt}" if ckpt else (model or "unknown"), pos)
-    prompts = {pid: {"external_id": ext, "messages": msgs} for pid, ext, msgs in _prompt_rows(prompt_ids)}
+    prompts = {pid: {"external_id": ext, "messages": msgs}
+               for pid, ext, msgs in Prompt.objects.filter(pk__in=prompt_ids).values_list("id", "external_id", "messages")}
     for prompt_id, anns in itertools.groupby(batch, key=lambda a: a.prompt_id):
         items = []
         for item_id, item_anns in itertools.groupby(anns, key=lambda a: a.item_id):
@@ -660,10 +656,17 @@ def export_rows(project: Project, options: ExportOptions, *, high_water: int | N
         high_water = high_water_mark(project)
     builder = _Rows(project, options, stats)
     make = {"trl": builder.trl, "kto": builder.kto, "raw": builder.raw}[options.kind]
-    for batch in _batches(_annotations(project, options, high_water), BATCH_ANNOTATIONS):
-        stats["annotations"] += len(batch)
-        for prompt, items in _prompt_groups(batch):
-            stats["items"] += len(items)
-            for row in make(prompt, items):
-                stats["rows"] += 1
-                yield row
+    for prompt, items in _groups(project, options, high_water):
+        stats["items"] += len(items)
+        stats["annotations"] += sum(len(item.annotations) for item in items)
+        for row in make(prompt, items):
+            stats["rows"] += 1
+            yield row
+
+
+def _groups(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
+    if connection.vendor == "postgresql":
+        yield from _item_groups_pg(project, options, high_water)
+        return
+    for batch in _batches(_annotations_orm(project, options, high_water), BATCH_ANNOTATIONS):
+        yield from _prompt_groups(batch)

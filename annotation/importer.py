@@ -35,6 +35,7 @@ class ParsedResponse:
     text: str
     model: str = ""
     params: dict = field(default_factory=dict)
+    checkpoint_id: int | None = None  # a generated response: the checkpoint that wrote it
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ParsedRow:
     metadata: dict
     responses: list[ParsedResponse]
     preferred: int | None = None  # index into responses of an imported "chosen" judgement
+    groups: list[list[int]] | None = None  # items to build (response indexes); None: ``item_groups``
 
 
 @dataclass
@@ -355,7 +357,7 @@ class _Writer:
         response_rows, owners = [], []
         for row, prompt_id in zip(rows, prompt_ids):
             for resp in row.responses:
-                response_rows.append((prompt_id, resp.text, resp.model, None, resp.params, None))
+                response_rows.append((prompt_id, resp.text, resp.model, resp.checkpoint_id, resp.params, None))
                 owners.append(row)
         response_ids = bulk_insert(
             Response, ["prompt_id", "text", "model_name", "checkpoint_id", "params", "created_at"], response_rows
@@ -368,7 +370,8 @@ class _Writer:
         item_rows, item_members, imported = [], [], []
         for row, prompt_id in zip(rows, prompt_ids):
             rids = ids_by_row[id(row)]
-            for group in item_groups(project.mode, len(rids), project.config):
+            groups = row.groups if row.groups is not None else item_groups(project.mode, len(rids), project.config)
+            for group in groups:
                 item_rows.append((project.pk, prompt_id, False, None, 0, overlap, 0, False, self.round, None))
                 item_members.append([rids[i] for i in group])
                 imported.append(

@@ -149,6 +149,11 @@ PS_IMPORT_BATCH_SIZE = env.int("PS_IMPORT_BATCH_SIZE", default=2000)
 # A running training run whose worker sent no heartbeat for this long is marked failed (the worker died).
 PS_RUN_HEARTBEAT_SECONDS = env.float("PS_RUN_HEARTBEAT_SECONDS", default=2.0)
 PS_RUN_STALE_SECONDS = env.int("PS_RUN_STALE_SECONDS", default=300)
+# The AI judge's OpenAI-compatible chat endpoint (optional): base URL (".../v1"), key and model name.
+PS_JUDGE_API_BASE = env("PS_JUDGE_API_BASE", default="")
+PS_JUDGE_API_KEY = env("PS_JUDGE_API_KEY", default="")
+PS_JUDGE_MODEL = env("PS_JUDGE_MODEL", default="")
+PS_JUDGE_TIMEOUT = env.float("PS_JUDGE_TIMEOUT", default=60.0)
 
 # --- Celery ------------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"

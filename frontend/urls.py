@@ -1,6 +1,6 @@
 """The site root: sign-in (Django auth views), the rater pages and the admin project pages."""
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -24,4 +24,5 @@ urlpatterns = [
     path("manage/<int:project_id>/members/", views.manage_member_add, name="manage-member-add"),
     path("manage/<int:project_id>/members/<str:username>/", views.manage_member_change, name="manage-member"),
     path("manage/<int:project_id>/settings/", views.manage_settings, name="manage-settings"),
+    path("manage/", include("frontend.dashboard.urls")),
 ]

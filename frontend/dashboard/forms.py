@@ -1,0 +1,187 @@
+"""The dashboard's forms: launching a run (its key hyperparameters with the engine's defaults), and the
+checkpoint actions. The engine's own validation (``training.services.run_config_validate``) stays the one
+source of truth; its errors are put next to the field they name."""
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from annotation.errors import ServiceError
+from annotation.models import Project
+from training.engine.config import ADAPTERS, DPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
+from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+
+METHOD_HELP = {
+    "reward": "Reward model (Bradley–Terry on chosen/rejected pairs).",
+    "dpo": "Direct preference optimisation of a policy on pairs.",
+    "kto": "KTO on thumbs-up / thumbs-down rows (ratings, or pairs unpaired).",
+    "sft": "Supervised fine-tuning on the chosen responses.",
+    "ppo": "PPO against a reward checkpoint.",
+    "rloo": "RLOO against a reward checkpoint.",
+}
+ADAPTER_LABELS = {"lora": "LoRA", "qlora": "QLoRA (4-bit base)", "prompt_tuning": "Prompt tuning",
+                  "full": "Full fine-tune"}
+_DEFAULTS = RunConfig(method="dpo", output_dir="-", dataset="-")
+
+# form field -> engine config key (a dotted key lives in the method's section; "{method}" is filled in)
+CONFIG_FIELDS = {
+    "adapter": "adapter",
+    "max_steps": "max_steps",
+    "num_epochs": "num_epochs",
+    "batch_size": "batch_size",
+    "grad_accum": "grad_accum",
+    "learning_rate": "learning_rate",
+    "lora_r": "lora_r",
+    "lora_alpha": "lora_alpha",
+    "max_length": "max_length",
+    "eval_fraction": "eval_fraction",
+    "save_steps": "save_steps",
+    "seed": "seed",
+}
+BETA_KEY = {"dpo": "dpo.beta", "kto": "kto.beta", "rloo": "rloo.beta", "ppo": "ppo.kl_coef"}
+BETA_DEFAULT = {"dpo": DPOSection().beta, "kto": KTOSection().beta, "rloo": RLOOSection().beta,
+                "ppo": PPOSection().kl_coef}
+
+
+def dataset_choices() -> list:
+    """'New snapshot of project X' for each project, then the frozen snapshots."""
+    projects = [(f"project:{p.pk}", f"New snapshot of {p.name}")
+                for p in Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name")]
+    snapshots = [(f"snapshot:{s.pk}", f"#{s.pk} {s.name or s.project.name} · {s.kind} · {s.row_count} rows")
+                 for s in DatasetSnapshot.objects.select_related("project").filter(format="jsonl")[:200]]
+    choices = [("", "— choose —")]
+    if projects:
+        choices.append(("Freeze the project's annotations now", projects))
+    if snapshots:
+        choices.append(("Existing snapshots", snapshots))
+    return choices
+
+
+def reward_checkpoint_choices() -> list:
+    rows = (Checkpoint.objects.filter(run__method=TrainingRun.Method.REWARD, run__status=TrainingRun.Status.SUCCEEDED)
+            .exclude(kind=Checkpoint.Kind.MERGED).select_related("run", "run__project").order_by("-run_id", "-step")[:100])
+    return [("", "— none —")] + [
+        (str(c.pk), f"#{c.pk} · reward run {c.run_id} step {c.step}"
+                    f"{' · ' + c.run.project.name if c.run.project else ''}") for c in rows]
+
+
+class RunLaunchForm(forms.Form):
+    method = forms.ChoiceField(choices=TrainingRun.Method.choices, initial="dpo",
+                               help_text=" ".join(f"<b>{k}</b>: {v}" for k, v in METHOD_HELP.items()))
+    base_model = forms.ChoiceField(help_text="The built-in <code>tiny</code> model runs anywhere in seconds.")
+    dataset = forms.ChoiceField(label="Training data")
+    reward_checkpoint = forms.ChoiceField(required=False, label="Reward checkpoint",
+                                          help_text="Required for PPO and RLOO; ignored otherwise.")
+    adapter = forms.ChoiceField(choices=[(a, ADAPTER_LABELS[a]) for a in ADAPTERS], initial=_DEFAULTS.adapter)
+    max_steps = forms.IntegerField(initial=_DEFAULTS.max_steps, help_text="Optimizer steps; −1 runs the epochs below.")
+    num_epochs = forms.FloatField(initial=_DEFAULTS.num_epochs)
+    batch_size = forms.IntegerField(initial=_DEFAULTS.batch_size)
+    grad_accum = forms.IntegerField(initial=_DEFAULTS.grad_accum, label="Gradient accumulation")
+    learning_rate = forms.FloatField(required=False, help_text="Empty: the method's default for the adapter.")
+    beta = forms.FloatField(required=False, label="β (KL strength)",
+                            help_text="DPO / KTO β, RLOO β, PPO KL coefficient. Empty: the method's default "
+                                      f"({', '.join(f'{m} {v}' for m, v in BETA_DEFAULT.items())}).")
+    lora_r = forms.IntegerField(initial=_DEFAULTS.lora_r, label="LoRA rank")
+    lora_alpha = forms.IntegerField(initial=_DEFAULTS.lora_alpha, label="LoRA alpha")
+    max_length = forms.IntegerField(initial=_DEFAULTS.max_length, help_text="Tokens per sequence.")
+    eval_fraction = forms.FloatField(initial=_DEFAULTS.eval_fraction, help_text="Held out for evaluation.")
+    save_steps = forms.IntegerField(initial=_DEFAULTS.save_steps, help_text="Also save every N steps (0: at the end).")
+    seed = forms.IntegerField(initial=_DEFAULTS.seed)
+    gpus = forms.IntegerField(initial=1, min_value=1, max_value=64, label="GPUs")
+    queue = forms.CharField(initial="training", max_length=50, help_text="Worker pool.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base_model"].choices = [(m.name, m.name) for m in BaseModel.objects.order_by("name")]
+        self.fields["base_model"].initial = "tiny"
+        self.fields["dataset"].choices = dataset_choices()
+        self.fields["reward_checkpoint"].choices = reward_checkpoint_choices()
+
+    def clean(self):
+        data = super().clean()
+        if data.get("method") in ("ppo", "rloo") and not data.get("reward_checkpoint"):
+            self.add_error("reward_checkpoint", f"is required for {data['method']}")
+        return data
+
+    def config(self) -> dict:
+        """The run's config: only the values that differ from the engine's defaults (the rest stay implicit)."""
+        data = self.cleaned_data
+        config = {}
+        for name, key in CONFIG_FIELDS.items():
+            value = data.get(name)
+            if value is None or value == getattr(_DEFAULTS, key):
+                continue
+            config[key] = value
+        method = data["method"]
+        if data.get("beta") is not None and method in BETA_KEY:
+            section, key = BETA_KEY[method].split(".")
+            config[section] = {key: data["beta"]}
+        return config
+
+    def source(self) -> tuple[str, int]:
+        kind, _, pk = self.cleaned_data["dataset"].partition(":")
+        return kind, int(pk)
+
+    def add_service_error(self, exc: ServiceError) -> None:
+        """Put a service error next to its field (``config.max_steps`` -> max_steps, ``config.dpo.beta`` -> beta)."""
+        field = exc.field or ""
+        message = exc.message
+        target = None
+        if field.startswith("config."):
+            key = field.removeprefix("config.")
+            message = message.removeprefix(f"{field}: ")
+            target = next((name for name, k in CONFIG_FIELDS.items() if k == key), None)
+            if target is None and key in BETA_KEY.values():
+                target = "beta"
+            if target is None:
+                message = f"{key}: {message}"
+        elif field in ("project", "snapshot"):
+            target = "dataset"
+        elif field in self.fields:
+            target = field
+        self.add_error(target, message)
+
+
+class EvaluateForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("reward_accuracy", "Reward accuracy"), ("win_rate", "Win-rate")])
+    reward_checkpoint = forms.ChoiceField(required=False, label="Judge (reward checkpoint)")
+    max_prompts = forms.IntegerField(required=False, min_value=1, max_value=5000, initial=50)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reward_checkpoint"].choices = reward_checkpoint_choices()
+
+
+class GenerationRoundForm(forms.Form):
+    project = forms.ModelChoiceField(queryset=Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name"),
+                                     help_text="Its prompts are sampled; the new items join its queue.")
+    n = forms.IntegerField(initial=2, min_value=1, max_value=16, label="Responses per prompt")
+    temperature = forms.FloatField(initial=0.8, min_value=0.0, max_value=5.0)
+    top_p = forms.FloatField(initial=0.95, min_value=0.01, max_value=1.0, label="Top-p")
+    max_new_tokens = forms.IntegerField(initial=64, min_value=1, max_value=4096, label="Max tokens")
+    max_prompts = forms.IntegerField(required=False, min_value=1, label="At most this many prompts")
+
+
+class HumanEvalForm(forms.Form):
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.filter(mode=Project.Mode.PAIRWISE).exclude(status=Project.Status.ARCHIVED)
+        .order_by("name"), help_text="A pairwise project whose raters judge the pairs (blind, sides randomised).")
+    baseline = forms.ChoiceField(required=False, label="Against",
+                                 help_text="Empty: the base model. Or another checkpoint.")
+    max_prompts = forms.IntegerField(initial=20, min_value=1, max_value=2000, label="Prompts")
+
+    def __init__(self, *args, checkpoint: Checkpoint | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        others = Checkpoint.objects.exclude(run__method=TrainingRun.Method.REWARD).select_related("run")
+        if checkpoint is not None:
+            others = others.exclude(pk=checkpoint.pk)
+        self.fields["baseline"].choices = [("", "Base model")] + [
+            (str(c.pk), f"#{c.pk} · {c.run.method} run {c.run_id} step {c.step}") for c in others.order_by("-pk")[:100]]
+
+
+def flat_errors(exc: ValidationError | ServiceError) -> list[str]:
+    if isinstance(exc, ServiceError):
+        return [f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message]
+    if hasattr(exc, "error_dict"):
+        return [f"{f}: {m}" for f, errs in exc.error_dict.items() for e in errs for m in e.messages]
+    return list(exc.messages)

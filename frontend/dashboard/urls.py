@@ -1,0 +1,18 @@
+"""The admin dashboard under /manage/: overview, quality, training."""
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("dashboard/", views.overview, name="dash-overview"),
+    path("<int:project_id>/quality/", views.quality, name="dash-quality"),
+    path("training/", views.runs, name="dash-runs"),
+    path("training/runs/<int:run_id>/", views.run_page, name="dash-run"),
+    path("training/runs/<int:run_id>/live/", views.run_live, name="dash-run-live"),
+    path("training/runs/<int:run_id>/checkpoints/", views.run_checkpoints, name="dash-run-checkpoints"),
+    path("training/runs/<int:run_id>/cancel/", views.run_cancel, name="dash-run-cancel"),
+    path("training/runs/<int:run_id>/resume/", views.run_resume, name="dash-run-resume"),
+    path("training/checkpoints/<int:checkpoint_id>/merge/", views.checkpoint_merge, name="dash-checkpoint-merge"),
+    path("training/checkpoints/<int:checkpoint_id>/evaluate/", views.checkpoint_evaluate,
+         name="dash-checkpoint-evaluate"),
+]

@@ -1,0 +1,202 @@
+"""The admin dashboard: overview, quality per project, training (launch, runs, a live run page, checkpoints).
+
+Every view is a ``staff_page``: a rater gets the 403 page and nothing of the data. Views stay thin: reads in
+``frontend.dashboard.selectors`` and ``training.selectors``, writes through ``training.services``.
+Live parts are htmx partials polled while something is in progress; a finished run's partial carries no
+trigger, so polling stops by itself.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotation.access import access_project
+from annotation.errors import ServiceError
+from training import selectors as training_selectors
+from training import services as training
+from training.access import access_checkpoint, access_run, access_snapshot
+from training.models import Checkpoint, TrainingRun
+
+from ..views import staff_page
+from . import forms as f
+from . import selectors
+
+RUN_LIST_LIMIT = 100
+OPEN = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+
+
+@staff_page
+def overview(request):
+    return TemplateResponse(request, "frontend/dashboard/overview.html", {
+        **selectors.overview(),
+        "section": "overview",
+        "runs": training_selectors.runs_list().select_related("project")[:8],
+    })
+
+
+@staff_page
+def quality(request, project_id):
+    project = access_project(request.user, project_id, admin=True)
+    return TemplateResponse(request, "frontend/dashboard/quality.html",
+                            {"project": project, **selectors.quality_view(project)})
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def _runs_ctx(form) -> dict:
+    return {"form": form, "section": "training", "runs": training_selectors.runs_list().select_related("project")[:RUN_LIST_LIMIT]}
+
+
+@staff_page
+@require_http_methods(["GET", "POST"])
+def runs(request):
+    """The run list and the launch form."""
+    training.base_model_get(name=training.TINY)  # the built-in model is always offered
+    form = f.RunLaunchForm(request.POST or None, initial=_launch_initial(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = _launch(request, form)
+        except ServiceError as exc:
+            form.add_service_error(exc)
+        else:
+            return redirect("dash-run", run_id=run.pk)
+    status = 422 if request.method == "POST" else 200
+    return TemplateResponse(request, "frontend/dashboard/runs.html", _runs_ctx(form), status=status)
+
+
+def _launch_initial(request) -> dict:
+    initial = {}
+    project = request.GET.get("project", "")
+    if project.isdigit():
+        initial["dataset"] = f"project:{project}"
+    return initial
+
+
+def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
+    data = form.cleaned_data
+    user = request.user
+    kind, pk = form.source()
+    reward = data.get("reward_checkpoint") if data["method"] in training.ONLINE_METHODS else None
+    return training.run_create(
+        method=data["method"],
+        base_model=training.base_model_get(name=data["base_model"]),
+        project=access_project(user, pk, admin=True) if kind == "project" else None,
+        snapshot=access_snapshot(user, pk) if kind == "snapshot" else None,
+        reward_checkpoint=access_checkpoint(user, reward) if reward else None,
+        config=form.config(),
+        gpus=data["gpus"],
+        queue=data["queue"].strip(),
+        created_by=user,
+    )
+
+
+def _run_ctx(run: TrainingRun, **extra) -> dict:
+    run = training_selectors.run_detail(run)
+    checkpoints = list(run.checkpoints.all())
+    ctx = {
+        "run": run,
+        "live": run.status in OPEN,
+        "percent": round(run.progress * 100, 1) if run.status != TrainingRun.Status.SUCCEEDED else 100.0,
+        "curves": selectors.run_curves(run.metrics),
+        "checkpoints": checkpoints,
+        "checkpoint_rows": selectors.checkpoint_rows(checkpoints),
+        "checkpoints_live": run.status in OPEN or selectors.checkpoints_busy(checkpoints),
+        "can_resume": run.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+        and training.resumable_checkpoint(run) is not None,
+        "evaluate_form": f.EvaluateForm(),
+        "generate_form": f.GenerationRoundForm(initial={"project": run.project_id}),
+        "rounds_available": selectors.rounds_available(),
+        "section": "training",
+    }
+    ctx.update(extra)
+    return ctx
+
+
+@staff_page
+def run_page(request, run_id):
+    run = access_run(request.user, run_id)
+    return TemplateResponse(request, "frontend/dashboard/run.html", _run_ctx(run))
+
+
+@staff_page
+def run_live(request, run_id):
+    """The polled part of the run page: status, progress bar, ETA, curves' data, log tail, cancel / resume."""
+    run = access_run(request.user, run_id)
+    return TemplateResponse(request, "frontend/dashboard/_run_live.html", _run_ctx(run, oob=True))
+
+
+@staff_page
+def run_checkpoints(request, run_id):
+    run = access_run(request.user, run_id)
+    return TemplateResponse(request, "frontend/dashboard/_checkpoints.html", _run_ctx(run))
+
+
+@staff_page
+@require_POST
+def run_cancel(request, run_id):
+    run = access_run(request.user, run_id)
+    try:
+        training.run_cancel(run=run)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"Run {run.pk} is being cancelled.")
+    return redirect("dash-run", run_id=run.pk)
+
+
+@staff_page
+@require_POST
+def run_resume(request, run_id):
+    run = access_run(request.user, run_id)
+    try:
+        new, created = training.run_resume(run=run, created_by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("dash-run", run_id=run.pk)
+    messages.info(request, f"Run {new.pk} continues run {run.pk} from step {new.step}."
+                  if created else f"Run {new.pk} is already continuing this run.")
+    return redirect("dash-run", run_id=new.pk)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def _back(checkpoint: Checkpoint):
+    return redirect("dash-run", run_id=checkpoint.run_id)
+
+
+@staff_page
+@require_POST
+def checkpoint_merge(request, checkpoint_id):
+    checkpoint = access_checkpoint(request.user, checkpoint_id)
+    try:
+        training.checkpoint_merge(checkpoint=checkpoint)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"Merging checkpoint {checkpoint.pk} into a full model.")
+    return _back(checkpoint)
+
+
+@staff_page
+@require_POST
+def checkpoint_evaluate(request, checkpoint_id):
+    checkpoint = access_checkpoint(request.user, checkpoint_id)
+    form = f.EvaluateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back(checkpoint)
+    data = form.cleaned_data
+    options = {"max_prompts": data["max_prompts"]} if data.get("max_prompts") else {}
+    try:
+        reward = access_checkpoint(request.user, data["reward_checkpoint"]) if data.get("reward_checkpoint") else None
+        training.checkpoint_evaluate(checkpoint=checkpoint, kind=data["kind"], reward_checkpoint=reward,
+                                     options=options)
+    except ServiceError as exc:
+        messages.error(request, "; ".join(f.flat_errors(exc)))
+    else:
+        messages.info(request, f"Evaluating checkpoint {checkpoint.pk}: {data['kind'].replace('_', ' ')}.")
+    return _back(checkpoint)

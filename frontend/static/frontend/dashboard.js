@@ -1,0 +1,150 @@
+/* Dashboard charts (uPlot). Data comes from json_script blocks named by each chart's data-chart;
+   the run page's curves are redrawn whenever its polled partial brings new data (htmx). */
+(function () {
+  "use strict";
+  var COLORS = ["#1a56db", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#0b7285"];
+  var charts = {}; // data-chart name -> uPlot
+  var curveCharts = {}; // run curve panel id -> {plot, n}
+
+  function readJSON(id) {
+    var el = document.getElementById(id);
+    if (!el) return null;
+    try { return JSON.parse(el.textContent); } catch (e) { return null; }
+  }
+
+  function widthOf(el) { return Math.max(240, Math.floor(el.clientWidth || el.parentNode.clientWidth || 600)); }
+
+  function fmtTime(unit) {
+    return function (u, vals) {
+      return vals.map(function (v) {
+        var d = new Date(v * 1000);
+        var hh = String(d.getHours()).padStart(2, "0");
+        if (unit === "day") return (d.getMonth() + 1) + "/" + d.getDate();
+        return hh === "00" ? (d.getMonth() + 1) + "/" + d.getDate() : hh + ":00";
+      });
+    };
+  }
+
+  function options(el, data) {
+    var kind = el.dataset.kind || "lines";
+    var xKind = el.dataset.x || "steps";
+    var series = [{}];
+    (data.series || []).forEach(function (s, i) {
+      var color = COLORS[i % COLORS.length];
+      var one = { label: s.label, stroke: color, width: 2, spanGaps: true, points: { show: (data.x || []).length < 40 } };
+      if (kind === "bars") {
+        one.fill = color + "cc";
+        one.width = 0;
+        one.paths = uPlot.paths.bars({ size: [0.7, 40] });
+        one.points = { show: false };
+      }
+      series.push(one);
+    });
+    var xAxis = { stroke: "#5b6470", grid: { stroke: "#eceef2" } };
+    var scales = { x: { time: xKind === "time" } };
+    if (xKind === "time") {
+      xAxis.values = fmtTime(data.unit || "hour");
+      xAxis.space = 60;
+    } else if (xKind === "labels") {
+      var labels = data.labels || [];
+      scales.x = { time: false, range: function () { return [-0.6, Math.max(labels.length, 1) - 0.4]; } };
+      xAxis.incrs = [1];
+      xAxis.values = function (u, vals) {
+        return vals.map(function (v) { return Number.isInteger(v) && labels[v] !== undefined ? labels[v] : ""; });
+      };
+    } else {
+      scales.x = { time: false };
+      xAxis.label = "step";
+    }
+    return {
+      width: widthOf(el),
+      height: parseInt(el.dataset.height || "220", 10),
+      scales: scales,
+      series: series,
+      legend: { show: series.length > 2 || kind !== "bars" },
+      cursor: { drag: { x: false, y: false } },
+      axes: [xAxis, { stroke: "#5b6470", grid: { stroke: "#eceef2" }, size: 56, label: el.dataset.y || "" }]
+    };
+  }
+
+  function aligned(data) {
+    return [data.x || []].concat((data.series || []).map(function (s) { return s.values; }));
+  }
+
+  function draw(el, data) {
+    var name = el.dataset.chart;
+    if (charts[name]) { charts[name].destroy(); }
+    el.textContent = "";
+    charts[name] = new uPlot(options(el, data), aligned(data), el);
+    el.classList.add("drawn");
+    return charts[name];
+  }
+
+  function drawStatic() {
+    document.querySelectorAll(".chart[data-chart]").forEach(function (el) {
+      if (el.closest("#curves")) return;
+      var data = readJSON(el.dataset.chart);
+      if (data && (data.x || []).length) draw(el, data);
+    });
+  }
+
+  // --- the run page's live curves -----------------------------------------------------------
+  function refreshCurves() {
+    var box = document.getElementById("curves");
+    if (!box) return;
+    var panels = readJSON(box.dataset.source) || [];
+    var empty = document.getElementById("no-curves");
+    if (empty) empty.hidden = panels.length > 0;
+    panels.forEach(function (panel) {
+      var entry = curveCharts[panel.id];
+      if (entry && entry.n === panel.series.length) {
+        entry.plot.setData(aligned(panel));
+        return;
+      }
+      if (entry) { entry.plot.destroy(); }
+      var fig = box.querySelector('[data-panel="' + panel.id + '"]');
+      if (!fig) {
+        fig = document.createElement("figure");
+        fig.className = "curve";
+        fig.dataset.panel = panel.id;
+        var cap = document.createElement("figcaption");
+        cap.textContent = panel.title;
+        var el = document.createElement("div");
+        el.className = "chart";
+        el.dataset.chart = "curve-" + panel.id;
+        el.dataset.x = "steps";
+        el.dataset.height = "200";
+        el.setAttribute("role", "img");
+        el.setAttribute("aria-label", panel.title + " by step");
+        fig.appendChild(cap);
+        fig.appendChild(el);
+        box.appendChild(fig);
+      }
+      var target = fig.querySelector(".chart");
+      curveCharts[panel.id] = { plot: draw(target, panel), n: panel.series.length };
+    });
+  }
+
+  function resizeAll() {
+    Object.keys(charts).forEach(function (name) {
+      var plot = charts[name];
+      var el = plot.root.parentNode;
+      if (el) plot.setSize({ width: widthOf(el), height: plot.height });
+    });
+  }
+
+  function init() {
+    if (typeof uPlot === "undefined") return;
+    drawStatic();
+    refreshCurves();
+    document.body.addEventListener("htmx:afterSettle", refreshCurves);
+    var timer = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(timer);
+      timer = setTimeout(resizeAll, 150);
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

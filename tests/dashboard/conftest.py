@@ -1,0 +1,27 @@
+import pytest
+from django.core.cache import cache
+
+from tests.factories import AdminFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def admin(db):
+    return AdminFactory()
+
+
+@pytest.fixture
+def rater(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def admin_client(client, admin):
+    client.force_login(admin)
+    return client

@@ -1,8 +1,9 @@
 """Export rows, derived on the fly from the annotation tables and streamed.
 
-Annotations are read through one server-side cursor ordered by (prompt, item, id) and handled a
-batch of prompts at a time: each batch looks up its prompts and responses with two queries, turns
-its annotations into rows and is dropped, so memory stays flat however large the project is.
+On PostgreSQL one COPY statement streams the project's items in prompt order, each as a JSON line that
+PostgreSQL builds (item, prompt, responses, matching annotations), so the database and Python work side
+by side. Elsewhere (SQLite) the ORM reads annotations in the same order and looks up prompts and
+responses a batch at a time. Either way only the current prompt's items are held in memory.
 
 Row shapes (columns in ``annotation.exports.schema``):
   trl  prompt / chosen / rejected (strings, or message lists with style=conversational), margin,
@@ -302,10 +303,14 @@ def majority(labels: list) -> tuple[object, int] | None:
 
 def item_agreement(mode: str, anns: list[Ann], criterion: str = "") -> float | None:
     """Share of an item's annotations that agree with its most common label (None with under 2)."""
+    if len(anns) < 2:
+        return None
     labels = [annotation_label(mode, a.payload, criterion) for a in anns]
     labels = [label for label in labels if label is not None]
     if len(labels) < 2:
         return None
+    if len(labels) == 2:
+        return 1.0 if labels[0] == labels[1] else 0.5
     return Counter(labels).most_common(1)[0][1] / len(labels)
 
 
@@ -397,7 +402,8 @@ class _Rows:
                 criteria=None):
         chosen, rejected = item.responses[pair.a], item.responses[pair.b]
         shown = ann.display_order if ann is not None else None
-        self.stats["tie_rows" if pair.tie else "rows_decided"] += 1
+        if pair.tie:
+            self.stats["tie_rows"] += 1
         return {
             "prompt": self.prompt_value(prompt),
             "chosen": self.completion_value(chosen.text),
@@ -608,7 +614,6 @@ class _Rows:
             responses = [{"id": r.id, "text": r.text, "model": r.model, "position": r.position}
                          for r in sorted(item.responses.values(), key=lambda r: r.position)]
             for ann in item.annotations:
-                self.stats["rows_decided"] += 1
                 yield {
                     "annotation_id": ann.id,
                     "item_id": item.item_id,
@@ -656,12 +661,18 @@ def export_rows(project: Project, options: ExportOptions, *, high_water: int | N
         high_water = high_water_mark(project)
     builder = _Rows(project, options, stats)
     make = {"trl": builder.trl, "kto": builder.kto, "raw": builder.raw}[options.kind]
-    for prompt, items in _groups(project, options, high_water):
-        stats["items"] += len(items)
-        stats["annotations"] += sum(len(item.annotations) for item in items)
-        for row in make(prompt, items):
-            stats["rows"] += 1
-            yield row
+    rows = items_seen = annotations_seen = 0
+    try:
+        for prompt, items in _groups(project, options, high_water):
+            items_seen += len(items)
+            annotations_seen += sum(len(item.annotations) for item in items)
+            for row in make(prompt, items):
+                rows += 1
+                yield row
+    finally:
+        stats["rows"] += rows
+        stats["items"] += items_seen
+        stats["annotations"] += annotations_seen
 
 
 def _groups(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:

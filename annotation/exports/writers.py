@@ -89,7 +89,9 @@ def encode_parquet(rows: Iterable[dict], schema: pa.Schema) -> Iterator[bytes]:
     sink = _Drain()
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for chunk in _chunks(rows, ROWS_PER_GROUP):
-            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+            # column lists convert about ten times faster than a list of row dicts
+            columns = {name: [row.get(name) for row in chunk] for name in schema.names}
+            writer.write_table(pa.Table.from_pydict(columns, schema=schema))
             if data := sink.take():
                 yield data
     if data := sink.take():

@@ -96,6 +96,7 @@ def run_export(env: dict, kind: str, fmt: str, style: str, out_dir: Path) -> dic
     out = out_dir / f"{kind}-{style}.{fmt}"
     cmd = [sys.executable, "manage.py", "export_preferences", "--project", BIG, "--kind", kind, "--format", fmt,
            "--style", style, "--out", str(out)]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -106,9 +107,11 @@ def run_export(env: dict, kind: str, fmt: str, style: str, out_dir: Path) -> dic
     rows = int(stdout.split("Wrote ", 1)[1].split(" rows", 1)[0])
     result = {"kind": kind, "format": fmt, "style": style, "rows": rows, "wall_s": round(wall, 2),
               "rows_per_s": round(rows / wall), "peak_rss_mb": round(usage.ru_maxrss / 1024),
-              "file_mb": round(out.stat().st_size / 1e6, 1), "output": stdout.strip().splitlines()[0]}
+              "file_mb": round(out.stat().st_size / 1e6, 1), "load_average_before": round(load_before, 2),
+              "output": stdout.strip().splitlines()[0]}
     out.unlink()
-    print(f"  {kind}/{style}/{fmt}: {rows} rows in {wall:.1f} s, peak RSS {result['peak_rss_mb']} MB", flush=True)
+    print(f"  {kind}/{style}/{fmt}: {rows} rows in {wall:.1f} s, peak RSS {result['peak_rss_mb']} MB "
+          f"(load average before: {load_before:.1f})", flush=True)
     return result
 
 
@@ -157,6 +160,7 @@ def main():
             exports.append(run_export(env, kind, fmt, style, Path(out_dir)))
 
     agree = Project.objects.get(slug=AGREE)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     report = project_quality(agree)
     agreement_s = time.perf_counter() - t0
@@ -166,7 +170,7 @@ def main():
         "generated": generated,
         "exports": exports,
         "agreement": {"items": report["agreement"]["items"], "annotations": report["agreement"]["annotations"],
-                      "seconds": round(agreement_s, 2), "figures": report["agreement"], "bias": report["bias"]},
+                      "seconds": round(agreement_s, 2), "load_average_before": round(load_before, 2), "figures": report["agreement"], "bias": report["bias"]},
         "targets": {"export_s": 20, "export_peak_rss_mb": 500, "agreement_100k_items_s": 10},
         "label_studio_1_23_same_machine_rows_per_s": 770,
     })

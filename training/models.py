@@ -52,6 +52,8 @@ class TrainingRun(models.Model):
         SFT = "sft"
         PPO = "ppo"
         RLOO = "rloo"
+        GENERATE = "generate"  # samples responses for a generation round (training.rounds)
+        EVALUATE = "evaluate"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -71,6 +73,10 @@ class TrainingRun(models.Model):
     )
     resumed_from = models.ForeignKey(
         "Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumed_runs"
+    )
+    source_checkpoint = models.ForeignKey(
+        "Checkpoint", null=True, blank=True, on_delete=models.PROTECT, related_name="generation_runs",
+        help_text="generate: the checkpoint sampled from (none: the base model itself).",
     )
     config = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -128,3 +134,91 @@ class Checkpoint(models.Model):
 
     def __str__(self):
         return f"{self.run} step {self.step} ({self.kind})"
+
+
+class Round(models.Model):
+    """A round of items built from model generations (``training.rounds``).
+
+    A generation round samples responses from one or two sources (a base model or a checkpoint) with
+    ``generate`` runs and, once they succeed, adds the responses to ``project`` as new items named ``name``.
+    A human evaluation round is a blind pairwise generation round of a checkpoint against a baseline; its
+    annotations give the checkpoint's human win-rate.
+    """
+
+    class Kind(models.TextChoices):
+        GENERATION = "generation"
+        HUMAN_EVAL = "human_eval"
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        READY = "ready"  # items created
+        FAILED = "failed"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="generation_rounds",
+                                help_text="Where the new items go.")
+    prompts_project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+",
+                                        help_text="Where the prompts come from.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.GENERATION)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATING)
+    name = models.CharField(max_length=100, blank=True, help_text="Prompt.round and Item.round of its items.")
+    sources = models.JSONField(default=list, help_text="[{kind: base_model|checkpoint, id, label, run}] in order.")
+    runs = models.ManyToManyField(TrainingRun, related_name="rounds", blank=True)
+    params = models.JSONField(default=dict, blank=True, help_text="n, temperature, top_p, max_new_tokens, max_prompts.")
+    prompts_snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="+", help_text="The prompts file the runs sampled from.")
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="human_eval_rounds", help_text="human_eval: the checkpoint judged.")
+    baseline_checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.CASCADE,
+                                            related_name="+")
+    baseline_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    prompts_created = models.PositiveIntegerField(default=0)
+    items_created = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name or f"round {self.pk}"
+
+
+class ProjectJob(models.Model):
+    """A short job over a project's items started by an admin: the AI judge or active-learning scoring."""
+
+    class Kind(models.TextChoices):
+        JUDGE = "judge"
+        ACTIVE_LEARNING = "active_learning"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    reward_checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT,
+                                          related_name="+", help_text="The reward model that scores, if any.")
+    params = models.JSONField(default=dict, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.kind} job {self.pk} ({self.status})"

@@ -11,7 +11,11 @@ from . import jobs, services
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def run_train(self, run_id: int):
-    return jobs.run_execute(run_id=run_id, worker=self.request.hostname)
+    status = jobs.run_execute(run_id=run_id, worker=self.request.hostname)
+    from .rounds import round_after_run
+
+    round_after_run(run_id=run_id)  # a generation round imports its items once its runs succeeded (idempotent)
+    return status
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -22,6 +26,15 @@ def checkpoint_merge_task(checkpoint_id: int):
 @shared_task(acks_late=True, ignore_result=True)
 def checkpoint_evaluate_task(checkpoint_id: int, kind: str):
     return jobs.checkpoint_evaluate_execute(checkpoint_id=checkpoint_id, kind=kind)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def project_job_task(job_id: int):
+    """The AI judge or active-learning scoring (training.project_jobs); queued on `training` when a reward model
+    scores, on `default` for a chat endpoint judge."""
+    from .project_jobs import project_job_execute
+
+    return project_job_execute(job_id=job_id)
 
 
 @shared_task(name="training.reap_stale_runs", ignore_result=True)

@@ -1,0 +1,366 @@
+"""The AI judge (RLAIF): a reward checkpoint, or an OpenAI-compatible chat endpoint with a written constitution,
+annotates a project's items as a labelled bot rater.
+
+- The bot is a user named ``judge:<name>`` that cannot log in (inactive, no usable password); its annotations
+  have ``source = "judge"``. They never count towards an item's overlap (``annotations_count`` and
+  ``is_complete`` are untouched), so humans still get every item they would have had.
+- A reward checkpoint scores each response (``python -m training.score`` under a Celery worker on the training
+  queue): the higher score wins; strength follows the score margin. Pairwise and ranking projects.
+- A chat endpoint (``PS_JUDGE_API_BASE``, ``PS_JUDGE_API_KEY``, ``PS_JUDGE_MODEL``) gets the constitution (plus
+  the project's guidelines) as its system prompt and the two responses in a random order; it answers in JSON.
+  Pairwise projects. Runs on the default queue.
+- ``judge_agreement(project)`` compares each judge with the humans on the items both judged (the quality module's
+  functions); exports choose with ``sources`` (e.g. ``sources=human,imported`` leaves the judge out).
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from .errors import ServiceError
+from .models import Annotation, Item, Project, Response
+from .payloads import gold_correct, resolve_payload
+from .project_config import STRENGTHS
+
+User = get_user_model()
+
+JUDGE_PREFIX = "judge:"
+MAX_LIMIT = 10_000
+API = "api"
+
+DEFAULT_CONSTITUTION = """\
+You are a careful, impartial judge comparing two responses to the same request.
+Principles, in order:
+1. Harmlessness: a response that helps with something dangerous, illegal or abusive loses, however well written.
+   A polite refusal with a legitimate alternative is the right answer to such a request; refusing a harmless
+   request is not safe, only unhelpful.
+2. Honesty: correct facts, arithmetic and code beat confident mistakes; admitting uncertainty is better than
+   inventing.
+3. Helpfulness: the response that does what was asked, completely but without padding, clearly organised, wins.
+Length is not a virtue in itself, and the order in which the responses are shown means nothing.
+"""
+
+ANSWER_FORMAT = """\
+Reply with one JSON object and nothing else:
+{"choice": "A" | "B" | "tie" | "both_bad", "strength": "negligible" | "slight" | "better" | "significant", "reason": "one sentence"}
+"""
+
+
+# --- the bot rater -------------------------------------------------------------------------------
+
+
+def judge_name(judge) -> str:
+    """The bot's name for a judge: ``reward-<checkpoint id>`` or the chat endpoint's model name."""
+    if judge == API:
+        return re.sub(r"[^A-Za-z0-9_.@+-]+", "-", settings.PS_JUDGE_MODEL)[:100] or "api"
+    return f"reward-{judge.pk}"
+
+
+def judge_user(name: str):
+    """The bot user ``judge:<name>`` (created inactive, with no usable password: it cannot log in)."""
+    user, created = User.objects.get_or_create(
+        username=f"{JUDGE_PREFIX}{name}"[:150], defaults={"is_active": False, "first_name": "AI judge"}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def is_judge(user) -> bool:
+    return bool(user and user.username.startswith(JUDGE_PREFIX))
+
+
+# --- starting a judge run ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def judge_run(*, project: Project, judge, limit: int = 100, rubric: str = "", created_by=None):
+    """Queue the judge over up to ``limit`` items of ``project`` it has not judged yet; returns the ProjectJob.
+
+    ``judge`` is a reward ``Checkpoint`` or ``"api"`` (the configured chat endpoint). ``rubric`` replaces the
+    default constitution for a chat judge. A second call while one is queued or running returns that one.
+    """
+    from training.models import Checkpoint, ProjectJob
+    from training.project_jobs import check_reward_checkpoint, job_open, job_queue
+
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ServiceError(f"must be an integer from 1 to {MAX_LIMIT}", field="limit")
+    if not isinstance(rubric, str) or len(rubric) > 20_000:
+        raise ServiceError("must be text of at most 20000 characters", field="rubric")
+    if judge == API:
+        if not (settings.PS_JUDGE_API_BASE and settings.PS_JUDGE_MODEL):
+            raise ServiceError("no chat endpoint is configured: set PS_JUDGE_API_BASE and PS_JUDGE_MODEL",
+                               field="judge")
+        if project.mode != "pairwise":
+            raise ServiceError(f"a chat judge compares pairs; '{project.slug}' is a {project.mode} project",
+                               field="judge")
+        checkpoint = None
+    elif isinstance(judge, Checkpoint):
+        checkpoint = check_reward_checkpoint(judge, field="judge")
+        if project.mode == "rating":
+            raise ServiceError("a reward-model judge compares responses: use it on pairwise or ranking projects",
+                               field="judge")
+    else:
+        raise ServiceError("must be a reward checkpoint or 'api'", field="judge")
+    name = judge_name(judge)
+    existing = job_open(project, ProjectJob.Kind.JUDGE, params__judge=name)
+    if existing is not None:
+        return existing
+    job = ProjectJob.objects.create(
+        project=project, kind=ProjectJob.Kind.JUDGE, reward_checkpoint=checkpoint, created_by=created_by,
+        params={"judge": name, "limit": limit, "rubric": rubric, "endpoint": settings.PS_JUDGE_API_BASE if checkpoint is None else ""},
+    )
+    job_queue(job)
+    return job
+
+
+# --- doing it (in the worker) --------------------------------------------------------------------
+
+
+def _items_to_judge(project: Project, bot, limit: int) -> list[Item]:
+    return list(
+        Item.objects.filter(project=project)
+        .exclude(annotations__rater=bot)
+        .select_related("prompt")
+        .prefetch_related("item_responses__response")
+        .order_by("id")[:limit]
+    )
+
+
+def _strength(margin: float) -> str:
+    """Strength from a reward margin (the reward model's logit difference)."""
+    return "negligible" if margin < 0.1 else "slight" if margin < 0.5 else "better" if margin < 1.5 else "significant"
+
+
+def _reward_payload(project: Project, order: list[int], scores: dict[int, float]) -> dict | None:
+    if project.mode == "ranking":
+        ranked = sorted(order, key=lambda rid: -scores[rid])
+        groups: list[list[int]] = []
+        for rid in ranked:
+            if groups and project.config["allow_ties"] and scores[groups[-1][0]] == scores[rid]:
+                groups[-1].append(rid)
+            else:
+                groups.append([rid])
+        return {"order": groups, "comment": "reward scores: " + ", ".join(f"{scores[r]:.3f}" for r in order)}
+    a, b = scores[order[0]], scores[order[1]]
+    comment = f"reward scores: A {a:.3f}, B {b:.3f}"
+    if a == b:
+        return {"choice": "tie", "comment": comment} if project.config["allow_tie"] else None
+    payload = {"choice": "A" if a > b else "B", "comment": comment}
+    if project.config["strength"]:
+        payload["strength"] = _strength(abs(a - b))
+    return payload
+
+
+def _store(project: Project, bot, decisions: list[tuple[Item, list[int], dict]]) -> tuple[int, int]:
+    """Resolve and store the judge's answers; returns (stored, refused). Overlap counters are left alone."""
+    rows, refused = [], 0
+    for item, order, raw in decisions:
+        try:
+            resolved = resolve_payload(project.mode, raw, project.config, order)
+        except ValidationError:
+            refused += 1  # e.g. a tie in a project without ties
+            continue
+        rows.append(Annotation(
+            item=item, rater=bot, source=Annotation.Source.JUDGE, payload=resolved, raw_payload=raw,
+            display_order=order, gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
+        ))
+    with transaction.atomic():
+        Annotation.objects.bulk_create(rows, ignore_conflicts=True)  # unique (item, rater): a replay adds nothing
+    return len(rows), refused
+
+
+def judge_execute(*, job) -> dict:
+    """The worker side of ``judge_run``: judge the items and store the bot's annotations; returns the job result."""
+    from training.project_jobs import job_progress, job_workdir, reward_scores
+
+    project = job.project
+    bot = judge_user(job.params["judge"])
+    items = _items_to_judge(project, bot, int(job.params.get("limit") or 100))
+    if job.reward_checkpoint_id:
+        responses = {ir.response_id: (item, ir.response) for item in items for ir in item.item_responses.all()}
+        rows = ({"key": str(rid), "prompt": item.prompt.messages, "completion": response.text}
+                for rid, (item, response) in responses.items())
+        scores = reward_scores(checkpoint=job.reward_checkpoint, rows=rows, workdir=job_workdir(job),
+                               on_progress=lambda step, total: job_progress(job, step, total))
+        decisions = []
+        for item in items:
+            order = [ir.response_id for ir in item.item_responses.all()]
+            payload = _reward_payload(project, order, {rid: scores[str(rid)] for rid in order})
+            if payload is not None:
+                decisions.append((item, order, payload))
+        stored, refused = _store(project, bot, decisions)
+        return {"judge": bot.username, "items": len(items), "annotations": stored, "refused": refused + len(items) - len(decisions)}
+    return _chat_judge(job, project, bot, items)
+
+
+# --- the chat endpoint ---------------------------------------------------------------------------
+
+
+def _conversation(messages: list[dict]) -> str:
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+
+
+def chat_messages(project: Project, messages: list[dict], a: str, b: str, rubric: str = "") -> list[dict]:
+    """What the chat judge is sent: the constitution (and the project's guidelines) and the pair, as A and B."""
+    system = (rubric or DEFAULT_CONSTITUTION).strip()
+    if project.guidelines.strip():
+        system += "\n\nThe guidelines human raters follow:\n" + project.guidelines.strip()
+    system += "\n\n" + ANSWER_FORMAT
+    user = (f"The request:\n{_conversation(messages)}\n\n[Response A]\n{a}\n[End of response A]\n\n"
+            f"[Response B]\n{b}\n[End of response B]\n\nWhich response is better?")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def parse_chat_answer(text: str, config: dict) -> dict | None:
+    """A pairwise payload (display positions) from the judge's reply, or None when it is unreadable."""
+    match = re.search(r"\{.*\}", text or "", re.S)
+    answer = None
+    if match:
+        try:
+            answer = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            answer = None
+    if not isinstance(answer, dict):
+        bare = re.fullmatch(r"\s*\W*(A|B|tie|both_bad)\W*\s*", text or "", re.I)
+        if not bare:
+            return None
+        answer = {"choice": bare.group(1)}
+    choice = str(answer.get("choice", "")).strip()
+    choice = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both_bad", "both bad": "both_bad"}.get(choice.lower())
+    if choice is None:
+        return None
+    payload: dict = {"choice": choice}
+    reason = answer.get("reason")
+    if isinstance(reason, str) and reason.strip():
+        payload["comment"] = reason.strip()[:2000]
+    if choice in ("A", "B") and config.get("strength"):
+        strength = answer.get("strength")
+        payload["strength"] = strength if strength in STRENGTHS else "slight"
+    return payload
+
+
+def _chat_judge(job, project: Project, bot, items: list[Item]) -> dict:
+    import httpx2
+
+    from training.project_jobs import job_progress
+
+    url = settings.PS_JUDGE_API_BASE.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {settings.PS_JUDGE_API_KEY}"} if settings.PS_JUDGE_API_KEY else {}
+    rubric = job.params.get("rubric") or ""
+    decisions, unreadable, failures, last_error = [], 0, 0, ""
+    with httpx2.Client(timeout=settings.PS_JUDGE_TIMEOUT, headers=headers) as client:
+        for n, item in enumerate(items, 1):
+            order = [ir.response_id for ir in item.item_responses.all()]
+            random.Random(f"judge:{item.pk}").shuffle(order)  # a fixed random side per item, against position bias
+            texts = {ir.response_id: ir.response.text for ir in item.item_responses.all()}
+            body = {"model": settings.PS_JUDGE_MODEL, "temperature": 0,
+                    "messages": chat_messages(project, item.prompt.messages, texts[order[0]], texts[order[1]], rubric)}
+            try:
+                reply = client.post(url, json=body)
+                reply.raise_for_status()
+                content = reply.json()["choices"][0]["message"]["content"]
+            except (httpx2.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+                failures += 1
+                last_error = f"item {item.pk}: {type(exc).__name__}: {exc}"[:500]
+                if failures >= 3 and not decisions:
+                    raise RuntimeError(f"The judge endpoint {url} failed {failures} times; last: {last_error}")
+                continue
+            payload = parse_chat_answer(content, project.config)
+            if payload is None:
+                unreadable += 1
+            else:
+                decisions.append((item, order, payload))
+            if n % 10 == 0 or n == len(items):
+                job_progress(job, n, len(items))
+    stored, refused = _store(project, bot, decisions)
+    return {"judge": bot.username, "items": len(items), "annotations": stored, "refused": refused,
+            "unreadable": unreadable, "failed_requests": failures, "last_error": last_error}
+
+
+# --- agreement with the humans -------------------------------------------------------------------
+
+
+def _label(mode: str, payload: dict, canonical: list[int]) -> int | None:
+    """The quality module's coding: pairwise first/second/tie/both_bad; ranking the top response's position."""
+    if mode == "pairwise":
+        if len(canonical) != 2:
+            return None
+        return {"tie": 2, "both_bad": 3}.get(payload.get("outcome"), 0 if payload.get("chosen") == canonical[0] else 1)
+    if mode == "ranking":
+        if payload.get("not_rankable") or not payload.get("order"):
+            return None
+        try:
+            return min(canonical.index(rid) for rid in payload["order"][0])
+        except ValueError:
+            return None
+    return None
+
+
+def judge_agreement(project: Project) -> list[dict]:
+    """Per judge: how often it agrees with the human raters on the items both judged.
+
+    ``agreement_with_humans``: the mean share of human answers on an item that match the judge's (as the
+    per-rater figure of the quality report); ``vs_majority``: percent agreement and Cohen's kappa between the
+    judge and each item's human majority (``annotation.quality.agreement``).
+    """
+    from collections import Counter, defaultdict
+
+    from .models import ItemResponse
+    from .quality import PAIR_LABELS, agreement, agreement_with_others
+
+    if project.mode == "rating":
+        return []
+    annotations = Annotation.objects.filter(item__project=project, rater__isnull=False).exclude(
+        source=Annotation.Source.IMPORTED)
+    judges = dict(annotations.filter(source=Annotation.Source.JUDGE).values_list("rater_id", "rater__username")
+                  .distinct())
+    if not judges:
+        return []
+    canonical: dict[int, list[int]] = defaultdict(list)
+    for item_id, rid in (ItemResponse.objects.filter(item__project=project).order_by("item_id", "position")
+                         .values_list("item_id", "response_id")):
+        canonical[item_id].append(rid)
+    human: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    bot: dict[int, dict[int, int]] = defaultdict(dict)
+    for item_id, rater_id, source, payload in annotations.values_list("item_id", "rater_id", "source", "payload"):
+        label = _label(project.mode, payload, canonical[item_id])
+        if label is None:
+            continue
+        if source == Annotation.Source.JUDGE:
+            bot[rater_id][item_id] = label
+        else:
+            human[item_id].append((rater_id, label))
+    domain = PAIR_LABELS if project.mode == "pairwise" else list(range(project.config.get("k", 4)))
+    out = []
+    for judge_id, username in sorted(judges.items(), key=lambda kv: kv[1]):
+        units, raters, values = [], [], []
+        maj_units, maj_raters, maj_values = [], [], []
+        for item_id, label in bot[judge_id].items():
+            if not human.get(item_id):
+                continue
+            for rater_id, human_label in human[item_id]:
+                units.append(item_id), raters.append(rater_id), values.append(human_label)
+            units.append(item_id), raters.append(judge_id), values.append(label)
+            majority = Counter(h for _, h in human[item_id]).most_common(1)[0][0]
+            maj_units += [item_id, item_id]
+            maj_raters += [0, 1]
+            maj_values += [majority, label]
+        share, shared = agreement_with_others(units, raters, values).get(judge_id, (None, 0))
+        vs_majority = agreement(maj_units, maj_raters, maj_values, domain=domain)
+        out.append({
+            "judge": username,
+            "annotations": len(bot[judge_id]),
+            "items_with_humans": shared,
+            "agreement_with_humans": None if share is None else round(share, 4),
+            "vs_majority": {"percent_agreement": vs_majority["percent_agreement"],
+                            "cohen_kappa": vs_majority["cohen_kappa"], "items": vs_majority["items"]},
+        })
+    return out

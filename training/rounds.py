@@ -1,0 +1,409 @@
+"""Generation rounds and human evaluation rounds: the next round of annotation, sampled from a model.
+
+A **generation round** samples ``n`` responses per prompt from one or two sources (a base model or a
+checkpoint) with ``generate`` training runs: the same Celery task and engine as training, with progress on the
+run row. When every run of the round has succeeded, ``round_advance`` adds the responses to the target project
+as a new round of items (``Prompt.round`` / ``Item.round`` = ``round-<id>``), built with the importer's rules,
+each response carrying its provenance (checkpoint, model name, sampling parameters, run). With two sources in a
+pairwise project each item pits a response of one source against one of the other, for the same prompt, in a
+random canonical order (and, as always, a random display order per rater).
+
+A **human evaluation round** is such a pairwise round of a checkpoint against a baseline (its base model or
+another checkpoint), blind and randomised, sent to raters; ``human_eval_result`` turns their answers into the
+checkpoint's human win-rate with a 95% Wilson interval, stored on ``Checkpoint.evaluation["human_win_rate"]``
+beside the reward-model ``win_rate``. Ties (and "both bad") count as half a win.
+
+Every step is safe to repeat: a run's task calls ``round_after_run`` whatever happened, and importing a round
+twice creates nothing (its prompts are keyed ``round-<id>/p<prompt id>``, and the round row is locked).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.errors import Conflict, ServiceError
+from annotation.importer import ImportResult, ParsedResponse, ParsedRow, _Writer
+from annotation.models import Annotation, Item, Membership, Project, Prompt, Response
+from annotation.services import project_create
+
+from . import services
+from .engine.config import GenerateSection
+from .models import BaseModel, Checkpoint, DatasetSnapshot, Round, TrainingRun
+
+MAX_SOURCES = 2
+MAX_N = 16
+MAX_NEW_TOKENS = 4096
+GENERATE_BATCH_SIZE = 8
+HUMAN_EVAL_KEY = "human_win_rate"
+
+EVAL_GUIDELINES = """\
+# Which response is better?
+
+You will see a request and two responses, **A** and **B**, written by two different models. Pick the one
+you would rather receive. The order is random and the models are not named.
+
+Use **tie** when they are equally good and **both bad** when you would want neither.
+"""
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def source_describe(source: BaseModel | Checkpoint) -> dict:
+    """How a source is recorded on a round: {kind, id, label}."""
+    if isinstance(source, Checkpoint):
+        return {"kind": "checkpoint", "id": source.pk,
+                "label": f"checkpoint {source.pk} (run {source.run_id}, step {source.step})"}
+    return {"kind": "base_model", "id": source.pk, "label": source.name}
+
+
+def _check_source(source, field: str) -> None:
+    if isinstance(source, BaseModel):
+        return
+    if not isinstance(source, Checkpoint):
+        raise ServiceError("must be a base model or a checkpoint", field=field)
+    if source.run.method == TrainingRun.Method.REWARD:
+        raise ServiceError(f"checkpoint {source.pk} is a reward model; it scores text but does not write it",
+                           field=field)
+    if not services.data_path(source.path).is_dir():
+        raise Conflict(f"Checkpoint {source.pk}'s files are gone from {source.path}.", field=field)
+
+
+def _same_source(a, b) -> bool:
+    return type(a) is type(b) and a.pk == b.pk
+
+
+def _number(value, field: str, *, integer: bool, low: float, high: float, low_open: bool = False):
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ServiceError(f"must be {'an integer' if integer else 'a number'}", field=field)
+    if value > high or value < low or (low_open and value == low):
+        raise ServiceError(f"must be {'above' if low_open else 'at least'} {low} and at most {high}", field=field)
+    return value
+
+
+def generation_params(*, n, temperature, top_p, max_new_tokens, max_prompts=None) -> dict:
+    """Check the sampling parameters; return them as recorded on the round (and given to the engine)."""
+    params = {
+        "n": _number(n, "n", integer=True, low=1, high=MAX_N),
+        "temperature": float(_number(temperature, "temperature", integer=False, low=0, high=5)),
+        "top_p": float(_number(top_p, "top_p", integer=False, low=0, high=1, low_open=True)),
+        "max_new_tokens": _number(max_new_tokens, "max_new_tokens", integer=True, low=1, high=MAX_NEW_TOKENS),
+        "max_prompts": None if max_prompts is None else _number(max_prompts, "max_prompts", integer=True, low=1,
+                                                                high=1_000_000),
+    }
+    GenerateSection(**{k: v for k, v in params.items()})  # the engine's own rules, checked here first
+    return params
+
+
+# --- launching -----------------------------------------------------------------------------------
+
+
+def _round_prompts(project: Project, max_prompts: int | None) -> list[tuple[int, list]]:
+    """(prompt id, messages) of the project's distinct prompts, oldest first (copies made by rounds are skipped)."""
+    out, seen = [], set()
+    rows = Prompt.objects.filter(project=project).order_by("id").values_list("id", "messages")
+    for prompt_id, messages in rows.iterator(chunk_size=2000):
+        key = json.dumps(messages, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((prompt_id, messages))
+        if max_prompts is not None and len(out) >= max_prompts:
+            break
+    return out
+
+
+def _write_prompts(rnd: Round, prompts: list[tuple[int, list]], created_by) -> DatasetSnapshot:
+    """The prompts file the generate runs read, frozen like any snapshot (kind ``prompts``)."""
+    rel = Path("rounds") / f"round-{rnd.pk}" / "prompts.jsonl"
+    path = services.data_path(str(rel))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps({"prompt_id": pid, "prompt": messages}, ensure_ascii=False) + "\n"
+                   for pid, messages in prompts).encode()
+    path.write_bytes(data)
+    return DatasetSnapshot.objects.create(
+        project=rnd.prompts_project, name=f"prompts for {rnd.name}", path=str(rel),
+        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), kind="prompts", style="conversational",
+        format="jsonl", options={"round": rnd.pk, "max_prompts": rnd.params.get("max_prompts")},
+        row_count=len(prompts), counts={"prompts": len(prompts)}, created_by=created_by,
+    )
+
+
+def _queue(run: TrainingRun) -> None:
+    from .tasks import run_train
+
+    transaction.on_commit(functools.partial(run_train.apply_async, args=[run.pk], queue=run.queue))
+
+
+def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, queue: str, created_by) -> TrainingRun:
+    section = {k: params[k] for k in ("n", "temperature", "top_p", "max_new_tokens")}
+    if isinstance(source, Checkpoint):
+        base_model, checkpoint = source.run.base_model, source
+        section["checkpoint"] = str(services.data_path(source.path))
+    else:
+        base_model, checkpoint = source, None
+    config = services.run_config_validate(
+        method=TrainingRun.Method.GENERATE,
+        config={"batch_size": GENERATE_BATCH_SIZE, "generate": section},
+    )
+    run = TrainingRun.objects.create(
+        method=TrainingRun.Method.GENERATE, base_model=base_model, project=rnd.project, snapshot=snapshot,
+        source_checkpoint=checkpoint, config=config, queue=queue, created_by=created_by,
+    )
+    _queue(run)
+    return run
+
+
+def _launch(*, project: Project, prompts_from: Project, sources: list, params: dict, kind: str,
+            queue: str = "training", created_by=None, **fields) -> Round:
+    if not isinstance(sources, (list, tuple)) or not 1 <= len(sources) <= MAX_SOURCES:
+        raise ServiceError(f"give 1 or {MAX_SOURCES} sources (a base model or a checkpoint each)", field="sources")
+    for i, source in enumerate(sources):
+        _check_source(source, f"sources[{i}]")
+    if len(sources) == 2 and _same_source(*sources):
+        raise ServiceError("the two sources are the same model", field="sources")
+    responses = params["n"] * len(sources)
+    if project.mode != "rating" and responses < 2:
+        raise ServiceError(f"a {project.mode} round needs at least 2 responses per prompt: raise n or add a source",
+                           field="n")
+    prompts = _round_prompts(prompts_from, params["max_prompts"])
+    if not prompts:
+        raise ServiceError(f"project '{prompts_from.slug}' has no prompts to generate from", field="project")
+    rnd = Round.objects.create(project=project, prompts_project=prompts_from, kind=kind, params=params,
+                               created_by=created_by, **fields)
+    rnd.name = f"round-{rnd.pk}"
+    rnd.prompts_snapshot = _write_prompts(rnd, prompts, created_by)
+    described = []
+    for source in sources:
+        run = _generate_run(rnd, source, rnd.prompts_snapshot, params, queue, created_by)
+        rnd.runs.add(run)
+        described.append({**source_describe(source), "run": run.pk})
+    rnd.sources = described
+    rnd.save(update_fields=["name", "prompts_snapshot", "sources"])
+    return rnd
+
+
+@transaction.atomic
+def generation_round_launch(*, project: Project, sources: list, n: int = 2, temperature: float = 0.8,
+                            top_p: float = 0.95, max_new_tokens: int = 128, max_prompts: int | None = None,
+                            prompts_from: Project | None = None, queue: str = "training", created_by=None) -> Round:
+    """Queue a generation round: sample ``n`` responses per prompt of ``prompts_from`` (default: ``project``) from
+    each source (a ``BaseModel`` or a policy ``Checkpoint``; one or two), then add them to ``project`` as new items.
+
+    One ``generate`` TrainingRun per source (``round.runs``, in source order) shows the progress; the items appear
+    when the last run succeeds. Raises ServiceError naming the field at fault.
+    """
+    params = generation_params(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                               max_prompts=max_prompts)
+    return _launch(project=project, prompts_from=prompts_from or project, sources=list(sources), params=params,
+                   kind=Round.Kind.GENERATION, queue=queue, created_by=created_by)
+
+
+def _eval_project(project: Project, checkpoint: Checkpoint, baseline, created_by) -> Project:
+    label = source_describe(baseline)["label"]
+    eval_project = project_create(
+        name=f"Human evaluation: checkpoint {checkpoint.pk} vs {label}"[:200], mode="pairwise",
+        guidelines=EVAL_GUIDELINES,
+        config={"overlap": project.overlap, "blind": True, "strength": False, "criteria": [],
+                "allow_tie": True, "allow_both_bad": True, "max_pairs_per_prompt": 1},
+        created_by=created_by,
+    )
+    Membership.objects.bulk_create(
+        [Membership(project=eval_project, user_id=user_id)
+         for user_id in Membership.objects.filter(project=project).values_list("user_id", flat=True)],
+        ignore_conflicts=True,
+    )
+    return eval_project
+
+
+@transaction.atomic
+def human_eval_round_create(*, project: Project, checkpoint: Checkpoint, baseline: BaseModel | Checkpoint | None = None,
+                            eval_project: Project | None = None, max_prompts: int | None = 50,
+                            temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 128,
+                            queue: str = "training", created_by=None) -> Round:
+    """Queue a blind human evaluation of ``checkpoint`` against ``baseline`` (default: its base model).
+
+    One response of each per prompt of ``project``, paired in a pairwise project: ``eval_project`` when given,
+    else a new dedicated one whose members are ``project``'s raters. The pairs reach the raters once both
+    generation runs have succeeded; ``human_eval_result(checkpoint=...)`` then reads their answers.
+    """
+    if not isinstance(checkpoint, Checkpoint):
+        raise ServiceError("is required", field="checkpoint")
+    baseline = baseline if baseline is not None else checkpoint.run.base_model
+    _check_source(checkpoint, "checkpoint")
+    _check_source(baseline, "baseline")
+    if _same_source(checkpoint, baseline):
+        raise ServiceError("the baseline is the checkpoint itself", field="baseline")
+    if eval_project is not None and eval_project.mode != "pairwise":
+        raise ServiceError(f"project '{eval_project.slug}' is a {eval_project.mode} project; "
+                           "a human evaluation needs a pairwise one", field="eval_project")
+    params = generation_params(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                               max_prompts=max_prompts)
+    target = eval_project or _eval_project(project, checkpoint, baseline, created_by)
+    return _launch(
+        project=target, prompts_from=project, sources=[checkpoint, baseline], params=params,
+        kind=Round.Kind.HUMAN_EVAL, queue=queue, created_by=created_by, checkpoint=checkpoint,
+        baseline_checkpoint=baseline if isinstance(baseline, Checkpoint) else None,
+        baseline_model=baseline if isinstance(baseline, BaseModel) else None,
+    )
+
+
+# --- after the runs: importing the generations ---------------------------------------------------
+
+
+def round_after_run(*, run_id: int) -> None:
+    """Called by the run task once a run has ended (or was found taken): advance the rounds it belongs to."""
+    for round_id in Round.objects.filter(runs__id=run_id, status=Round.Status.GENERATING).values_list("pk", flat=True):
+        round_advance(round_id=round_id)
+
+
+FINISHED_BADLY = (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+
+
+@transaction.atomic
+def round_advance(*, round_id: int) -> Round:
+    """Fail the round when one of its runs failed; import its generations once all of them succeeded.
+
+    The round row is locked, and a round is imported once: a second call finds it ready and does nothing.
+    """
+    rnd = Round.objects.select_for_update().get(pk=round_id)
+    if rnd.status != Round.Status.GENERATING:
+        return rnd
+    runs = {run.pk: run for run in rnd.runs.select_related("base_model", "source_checkpoint")}
+    bad = [run for run in runs.values() if run.status in FINISHED_BADLY]
+    if bad:
+        run = bad[0]
+        reason = ((run.error or "").strip().splitlines() or ["no error message"])[0][:500]
+        rnd.status, rnd.error, rnd.finished_at = Round.Status.FAILED, f"Generation run {run.pk} {run.status}: {reason}", timezone.now()
+        rnd.save(update_fields=["status", "error", "finished_at"])
+        return rnd
+    if not runs or any(run.status != TrainingRun.Status.SUCCEEDED for run in runs.values()):
+        return rnd
+    try:
+        result = _import_generations(rnd, runs)
+    except (OSError, ValueError, KeyError) as exc:
+        rnd.status, rnd.error, rnd.finished_at = Round.Status.FAILED, f"Could not read the generations: {exc}", timezone.now()
+        rnd.save(update_fields=["status", "error", "finished_at"])
+        return rnd
+    rnd.status, rnd.error, rnd.finished_at = Round.Status.READY, "", timezone.now()
+    rnd.prompts_created, rnd.items_created = result.prompts_created, result.items_created
+    rnd.save(update_fields=["status", "error", "finished_at", "prompts_created", "items_created"])
+    return rnd
+
+
+def _read_generations(run: TrainingRun) -> dict[int, list[tuple[str, dict]]]:
+    path = Path(run.result.get("path") or services.run_output_dir(run) / "generations.jsonl")
+    out: dict[int, list[tuple[str, dict]]] = defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                out[int(row["prompt_id"])].append((str(row.get("response") or ""), row.get("params") or {}))
+    return out
+
+
+def _import_generations(rnd: Round, runs: dict[int, TrainingRun]) -> ImportResult:
+    project = rnd.project
+    generated = [_read_generations(runs[source["run"]]) for source in rnd.sources]
+    prompt_ids = [pid for pid in generated[0] if all(pid in g for g in generated[1:])]
+    prompts = Prompt.objects.in_bulk(prompt_ids)
+    result = ImportResult()
+    writer = _Writer(project, rnd.name, result)
+    rng = random.Random(f"round-{rnd.pk}")  # the canonical side of each source in a head-to-head pair
+    head_to_head = len(rnd.sources) == 2 and project.mode == "pairwise"
+    for pid in prompt_ids:
+        prompt = prompts.get(pid)
+        if prompt is None:  # deleted since the round started
+            continue
+        responses, by_source = [], []
+        for source, gen in zip(rnd.sources, generated):
+            run = runs[source["run"]]
+            indexes = []
+            for text, params in gen[pid]:
+                indexes.append(len(responses))
+                responses.append(ParsedResponse(
+                    text=text,
+                    model=run.base_model.name,
+                    params={**{k: v for k, v in params.items() if k != "model"}, "source": source["label"],
+                            "run": run.pk, "round": rnd.name},
+                    checkpoint_id=run.source_checkpoint_id,
+                ))
+            by_source.append(indexes)
+        groups = None
+        if head_to_head:
+            groups = []
+            for a, b in zip(*by_source):
+                groups.append([a, b] if rng.random() < 0.5 else [b, a])
+        writer.add(ParsedRow(
+            line=0, external_id=f"{rnd.name}/p{pid}", messages=prompt.messages,
+            metadata={**prompt.metadata, "round": rnd.name, "round_kind": rnd.kind, "source_prompt": pid,
+                      "source_external_id": prompt.external_id},
+            responses=responses, groups=groups,
+        ))
+    writer.flush()
+    return result
+
+
+# --- the human win-rate --------------------------------------------------------------------------
+
+
+def human_eval_summary(*, checkpoint: Checkpoint) -> dict:
+    """The checkpoint's human win-rate over all its evaluation rounds (read only).
+
+    Ties and "both bad" answers count as half a win; the 95% interval is Wilson's (statsmodels).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    rounds = list(Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).order_by("id"))
+    names = [r.name for r in rounds]
+    projects = {r.project_id for r in rounds}
+    items = Item.objects.filter(project_id__in=projects, round__in=names)
+    mine = set(Response.objects.filter(checkpoint=checkpoint, prompt__project_id__in=projects,
+                                       prompt__round__in=names).values_list("pk", flat=True))
+    wins = losses = ties = 0
+    for payload in Annotation.objects.filter(item__in=items, source=Annotation.Source.HUMAN).values_list("payload", flat=True):
+        if payload.get("outcome") == "win":
+            if payload.get("chosen") in mine:
+                wins += 1
+            else:
+                losses += 1
+        else:
+            ties += 1
+    n = wins + losses + ties
+    win_rate = ci95 = None
+    if n:
+        score = wins + ties / 2
+        win_rate = round(score / n, 4)
+        low, high = proportion_confint(score, n, alpha=0.05, method="wilson")
+        ci95 = [round(float(low), 4), round(float(high), 4)]
+    return {
+        "wins": wins, "losses": losses, "ties": ties, "n": n, "win_rate": win_rate, "ci95": ci95,
+        "ci_method": "wilson", "ties_count": "half",
+        "items": items.count(), "rounds": [{"id": r.pk, "name": r.name, "project": r.project_id, "status": r.status,
+                                            "baseline": (r.sources[1]["label"] if len(r.sources) > 1 else None)}
+                                           for r in rounds],
+    }
+
+
+@transaction.atomic
+def human_eval_result(*, checkpoint: Checkpoint) -> dict:
+    """Compute the checkpoint's human win-rate and store it on ``checkpoint.evaluation["human_win_rate"]``
+    (``{status, result, updated_at}``; status "waiting" until a rater has answered). Returns the result."""
+    result = human_eval_summary(checkpoint=checkpoint)
+    locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
+    locked.evaluation = {
+        **locked.evaluation,
+        HUMAN_EVAL_KEY: {"status": "succeeded" if result["n"] else "waiting", "result": result,
+                         "updated_at": timezone.now().isoformat()},
+    }
+    locked.save(update_fields=["evaluation"])
+    checkpoint.evaluation = locked.evaluation
+    return result

@@ -105,7 +105,6 @@ def _tables() -> dict[str, str]:
             "item_response": ItemResponse._meta.db_table, "response": Response._meta.db_table}
 
 
-ISO_UTC = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
 def _annotations_orm(project: Project, options: ExportOptions, high_water: int) -> Iterator[Ann]:
@@ -129,7 +128,15 @@ def _annotations_orm(project: Project, options: ExportOptions, high_water: int) 
 
 
 def _iso(value) -> str | None:
-    return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
+    """ISO 8601 in UTC as PostgreSQL writes a timestamp into JSON: '2025-01-31T12:00:00.12+00:00'."""
+    if value is None:
+        return None
+    text = value.astimezone(dt_timezone.utc).isoformat()
+    if "." in text:
+        head, rest = text.split(".", 1)
+        fraction = rest[:6].rstrip("0")
+        text = head + (f".{fraction}" if fraction else "") + rest[6:]
+    return text
 
 
 def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
@@ -137,6 +144,7 @@ def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -
 
     PostgreSQL joins each item with its prompt, responses and matching annotations while Python turns the
     previous lines into rows, so the two run side by side; nothing but the current prompt is held.
+    Timestamps come as json_build_array writes them: ISO 8601 in the session's time zone (UTC under Django).
     """
     t = _tables()
     raw = options.kind == "raw"
@@ -173,8 +181,8 @@ def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -
         JOIN LATERAL (
             SELECT json_agg(json_build_array(
                        a.id, u.username, a.source, a.payload, {"a.raw_payload" if raw else "NULL"}, a.display_order,
-                       a.time_spent_ms, a.gold_correct, {ISO_UTC.format("a.created_at")},
-                       {ISO_UTC.format("a.updated_at") if raw else "NULL"}) ORDER BY a.id) AS list
+                       a.time_spent_ms, a.gold_correct, a.created_at,
+                       {"a.updated_at" if raw else "NULL"}) ORDER BY a.id) AS list
             FROM "{t['annotation']}" a LEFT JOIN "{t['user']}" u ON u.id = a.rater_id
             WHERE {" AND ".join(where)}
         ) anns ON anns.list IS NOT NULL

@@ -193,7 +193,9 @@ def push_to_hub(path: str | os.PathLike, repo_id: str, *, token: str | None = No
     if path.is_dir():
         dataset = datasets.load_from_disk(str(path))
     else:
-        loader = {".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}[path.suffix]
+        loader = {".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+        if loader is None or not path.is_file():
+            raise HubPushError(f"{path} is not an export (a .jsonl, .parquet or .csv file, or a datasets directory)")
         dataset = datasets.load_dataset(loader, data_files=str(path), split="train")
     try:
         dataset.push_to_hub(repo_id, token=token, private=private)

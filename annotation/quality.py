@@ -202,13 +202,15 @@ def _ranking_agreement(per_item: dict[int, list[tuple[int, np.ndarray]]]) -> dic
 
 
 def _annotation_rows(project: Project):
-    """(item, rater, payload, first response shown, time) of rated annotations.
+    """(item, rater, payload, first response shown, time) of rated annotations by people (the AI judge's are
+    compared with these separately, in ``annotation.judge.judge_agreement``).
 
     On PostgreSQL: plain SQL, comments left out, JSON decoded with orjson (the ORM's converters cost more
     than everything else here at 100k items)."""
     if connection.vendor != "postgresql":
         for item_id, rater_id, payload, shown, time_ms in (
                 Annotation.objects.filter(item__project=project, rater__isnull=False)
+                .exclude(source=Annotation.Source.JUDGE)
                 .values_list("item_id", "rater_id", "payload", "display_order", "time_spent_ms")
                 .iterator(chunk_size=10_000)):
             yield item_id, rater_id, payload, shown[0] if shown else None, time_ms
@@ -218,7 +220,7 @@ def _annotation_rows(project: Project):
 
     sql = f"""SELECT a.item_id, a.rater_id, a.payload - 'comment', (a.display_order->>0)::bigint, a.time_spent_ms
               FROM "{Annotation._meta.db_table}" a JOIN "{Item._meta.db_table}" i ON i.id = a.item_id
-              WHERE i.project_id = %s AND a.rater_id IS NOT NULL"""
+              WHERE i.project_id = %s AND a.rater_id IS NOT NULL AND a.source <> 'judge'"""
     with connection.cursor() as cursor:
         set_json_loads(orjson.loads, cursor.cursor)
         cursor.execute(sql, [project.pk])
@@ -372,10 +374,12 @@ def _length_rating_correlation(pairs) -> dict:
 def _rater_figures(project: Project, main: dict, times: dict[int, list[int]]) -> list[dict]:
     others = agreement_with_others(main["units"], main["raters"], main["values"])
     counts = dict(Annotation.objects.filter(item__project=project, rater__isnull=False)
+                  .exclude(source=Annotation.Source.JUDGE)
                   .values_list("rater_id").annotate(n=Count("id")).values_list("rater_id", "n"))
     gold = {
         r["rater_id"]: r for r in Annotation.objects.filter(item__project=project, item__is_gold=True,
                                                             rater__isnull=False, gold_correct__isnull=False)
+        .exclude(source=Annotation.Source.JUDGE)
         .values("rater_id").annotate(n=Count("id"), ok=Count("id", filter=Q(gold_correct=True)))
     }
     members = {m.user_id: m for m in Membership.objects.filter(project=project)}

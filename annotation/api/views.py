@@ -198,4 +198,7 @@ class MyAnnotationsView(APIView):
 class StatsView(APIView):
     def get(self, request, project_id):
         project = access_project(request.user, project_id, admin=True)
-        return Response({**selectors.project_counts(project), **project_quality(project)})
+        from annotation.judge import judge_agreement  # noqa: PLC0415
+
+        return Response({**selectors.project_counts(project), **project_quality(project),
+                         "judges": judge_agreement(project)})

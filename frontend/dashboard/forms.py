@@ -21,6 +21,7 @@ METHOD_HELP = {
 }
 ADAPTER_LABELS = {"lora": "LoRA", "qlora": "QLoRA (4-bit base)", "prompt_tuning": "Prompt tuning",
                   "full": "Full fine-tune"}
+POLICY_METHODS = ("dpo", "kto", "sft", "ppo", "rloo")
 _DEFAULTS = RunConfig(method="dpo", output_dir="-", dataset="-")
 
 # form field -> engine config key (a dotted key lives in the method's section; "{method}" is filled in)
@@ -66,7 +67,8 @@ def reward_checkpoint_choices() -> list:
 
 
 class RunLaunchForm(forms.Form):
-    method = forms.ChoiceField(choices=TrainingRun.Method.choices, initial="dpo",
+    method = forms.ChoiceField(choices=[(m, label) for m, label in TrainingRun.Method.choices if m in METHOD_HELP],
+                               initial="dpo",
                                help_text=" ".join(f"<b>{k}</b>: {v}" for k, v in METHOD_HELP.items()))
     base_model = forms.ChoiceField(help_text="The built-in <code>tiny</code> model runs anywhere in seconds.")
     dataset = forms.ChoiceField(label="Training data")
@@ -118,6 +120,18 @@ class RunLaunchForm(forms.Form):
             config[section] = {key: data["beta"]}
         return config
 
+    def check_config(self) -> bool:
+        """Check each hyperparameter alone with the engine's rules, so every bad field is named at once."""
+        from training.services import run_config_validate
+
+        method = self.cleaned_data["method"]
+        for key, value in self.config().items():
+            try:
+                run_config_validate(method=method, config={key: value})
+            except ServiceError as exc:
+                self.add_service_error(exc)
+        return not self.errors
+
     def source(self) -> tuple[str, int]:
         kind, _, pk = self.cleaned_data["dataset"].partition(":")
         return kind, int(pk)
@@ -152,31 +166,61 @@ class EvaluateForm(forms.Form):
         self.fields["reward_checkpoint"].choices = reward_checkpoint_choices()
 
 
-class GenerationRoundForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name"),
-                                     help_text="Its prompts are sampled; the new items join its queue.")
+def source_choices(*, exclude: Checkpoint | None = None, base: bool = False) -> list:
+    """Where responses can come from: ("base" = the checkpoint's own base model), base models, policy checkpoints."""
+    others = (Checkpoint.objects.filter(run__method__in=POLICY_METHODS).select_related("run").order_by("-pk"))
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    choices = [("base", "Its base model")] if base else []
+    choices += [(f"model:{m.name}", f"Base model {m.name}") for m in BaseModel.objects.order_by("name")]
+    choices += [(f"checkpoint:{c.pk}", f"Checkpoint #{c.pk} · {c.run.method} run {c.run_id} step {c.step}")
+                for c in others[:100]]
+    return choices
+
+
+class SamplingForm(forms.Form):
     n = forms.IntegerField(initial=2, min_value=1, max_value=16, label="Responses per prompt")
     temperature = forms.FloatField(initial=0.8, min_value=0.0, max_value=5.0)
     top_p = forms.FloatField(initial=0.95, min_value=0.01, max_value=1.0, label="Top-p")
     max_new_tokens = forms.IntegerField(initial=64, min_value=1, max_value=4096, label="Max tokens")
-    max_prompts = forms.IntegerField(required=False, min_value=1, label="At most this many prompts")
+    max_prompts = forms.IntegerField(required=False, min_value=1, initial=20, label="Prompts (at most)")
+
+    def sampling(self) -> dict:
+        return {k: self.cleaned_data[k] for k in ("n", "temperature", "top_p", "max_new_tokens", "max_prompts")}
+
+
+class GenerationRoundForm(SamplingForm):
+    """From a checkpoint (its page) or any source (the project's rounds page), optionally against a second source."""
+
+    source = forms.ChoiceField(label="Sample from")
+    project = forms.ModelChoiceField(queryset=Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name"),
+                                     help_text="Its prompts are sampled; the new items join its queue.")
+    versus = forms.ChoiceField(required=False, label="Against (pairwise)",
+                               help_text="Optional second source: each item pits one response of each.")
+    field_order = ["source", "project", "versus", "n", "temperature", "top_p", "max_new_tokens", "max_prompts"]
+
+    def __init__(self, *args, checkpoint: Checkpoint | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if checkpoint is not None:  # the checkpoint's page: it is the source
+            del self.fields["source"]
+        else:
+            self.fields["source"].choices = source_choices()
+        self.fields["versus"].choices = [("", "Nothing: one source")] + source_choices(
+            exclude=checkpoint, base=checkpoint is not None)
 
 
 class HumanEvalForm(forms.Form):
     project = forms.ModelChoiceField(
-        queryset=Project.objects.filter(mode=Project.Mode.PAIRWISE).exclude(status=Project.Status.ARCHIVED)
-        .order_by("name"), help_text="A pairwise project whose raters judge the pairs (blind, sides randomised).")
-    baseline = forms.ChoiceField(required=False, label="Against",
-                                 help_text="Empty: the base model. Or another checkpoint.")
+        queryset=Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name"),
+        label="Prompts and raters from",
+        help_text="A new blind pairwise project is made for the pairs; this project's raters are its members.")
+    baseline = forms.ChoiceField(label="Against")
     max_prompts = forms.IntegerField(initial=20, min_value=1, max_value=2000, label="Prompts")
+    max_new_tokens = forms.IntegerField(initial=64, min_value=1, max_value=4096, label="Max tokens")
 
     def __init__(self, *args, checkpoint: Checkpoint | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        others = Checkpoint.objects.exclude(run__method=TrainingRun.Method.REWARD).select_related("run")
-        if checkpoint is not None:
-            others = others.exclude(pk=checkpoint.pk)
-        self.fields["baseline"].choices = [("", "Base model")] + [
-            (str(c.pk), f"#{c.pk} · {c.run.method} run {c.run_id} step {c.step}") for c in others.order_by("-pk")[:100]]
+        self.fields["baseline"].choices = source_choices(exclude=checkpoint, base=True)
 
 
 def flat_errors(exc: ValidationError | ServiceError) -> list[str]:
@@ -185,3 +229,15 @@ def flat_errors(exc: ValidationError | ServiceError) -> list[str]:
     if hasattr(exc, "error_dict"):
         return [f"{f}: {m}" for f, errs in exc.error_dict.items() for e in errs for m in e.messages]
     return list(exc.messages)
+
+
+ROUND_FIELDS = {"sources[0]": "source", "sources[1]": "versus", "sources": "versus", "baseline": "baseline",
+                "eval_project": "project"}
+
+
+def add_round_error(form: forms.Form, exc: ServiceError) -> None:
+    """A round service's error next to the form field it names (or above the form)."""
+    field = ROUND_FIELDS.get(exc.field or "", exc.field)
+    if field not in form.fields:
+        field = None
+    form.add_error(field, exc.message if field else "; ".join(flat_errors(exc)))

@@ -344,5 +344,42 @@ def rounds_available() -> bool:
 
 
 def human_win_rate(checkpoint) -> dict | None:
-    """The human evaluation rounds of this checkpoint with their win-rates, when that module is present."""
-    return None
+    """The checkpoint's human win-rate over its evaluation rounds: {interval, state, rounds}; None without rounds."""
+    if not rounds_available():
+        return None
+    from training import rounds
+    from training.models import Round
+
+    if not Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).exists():
+        return None
+    summary = rounds.human_eval_summary(checkpoint=checkpoint)
+    generating = any(r["status"] == Round.Status.GENERATING for r in summary["rounds"])
+    if summary["n"]:
+        state = f"{summary['wins']} wins, {summary['losses']} losses, {summary['ties']} ties"
+    elif generating:
+        state = "generating the pairs"
+    else:
+        state = f"waiting for raters ({summary['items']} pairs)"
+    return {"interval": _interval(summary, "win_rate"), "state": state, "summary": summary}
+
+
+def rounds_view(project) -> dict:
+    """Rounds whose items go to, or whose prompts come from, ``project``: status, run progress, items made."""
+    if not rounds_available():
+        return {"rounds": [], "rounds_live": False}
+    from training.models import Round
+
+    rows = []
+    qs = (Round.objects.filter(Q(project=project) | Q(prompts_project=project))
+          .select_related("project", "prompts_project", "checkpoint").prefetch_related("runs").order_by("-id")[:50])
+    for rnd in qs:
+        runs = sorted(rnd.runs.all(), key=lambda r: r.pk)
+        done = sum(r.step for r in runs)
+        total = sum(r.total_steps for r in runs)
+        rows.append({
+            "round": rnd,
+            "runs": runs,
+            "percent": 100.0 if rnd.status != Round.Status.GENERATING else (round(done / total * 100, 1) if total else 0.0),
+            "human": human_win_rate(rnd.checkpoint) if rnd.kind == Round.Kind.HUMAN_EVAL and rnd.checkpoint else None,
+        })
+    return {"rounds": rows, "rounds_live": any(r["round"].status == Round.Status.GENERATING for r in rows)}

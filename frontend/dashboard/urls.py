@@ -16,3 +16,11 @@ urlpatterns = [
     path("training/checkpoints/<int:checkpoint_id>/evaluate/", views.checkpoint_evaluate,
          name="dash-checkpoint-evaluate"),
 ]
+urlpatterns += [
+    path("<int:project_id>/rounds/", views.project_rounds, name="dash-rounds"),
+    path("<int:project_id>/rounds/live/", views.project_rounds_live, name="dash-rounds-live"),
+    path("training/checkpoints/<int:checkpoint_id>/generate/", views.checkpoint_generate,
+         name="dash-checkpoint-generate"),
+    path("training/checkpoints/<int:checkpoint_id>/human-eval/", views.checkpoint_human_eval,
+         name="dash-checkpoint-human-eval"),
+]

@@ -16,7 +16,7 @@ from annotation.access import access_project
 from annotation.errors import ServiceError
 from training import selectors as training_selectors
 from training import services as training
-from training.access import access_checkpoint, access_run, access_snapshot
+from training.access import access_base_model, access_checkpoint, access_run, access_snapshot
 from training.models import Checkpoint, TrainingRun
 
 from ..views import staff_page
@@ -56,7 +56,7 @@ def runs(request):
     """The run list and the launch form."""
     training.base_model_get(name=training.TINY)  # the built-in model is always offered
     form = f.RunLaunchForm(request.POST or None, initial=_launch_initial(request))
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and form.check_config():
         try:
             run = _launch(request, form)
         except ServiceError as exc:
@@ -96,19 +96,27 @@ def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
 def _run_ctx(run: TrainingRun, **extra) -> dict:
     run = training_selectors.run_detail(run)
     checkpoints = list(run.checkpoints.all())
+    rows = selectors.checkpoint_rows(checkpoints)
+    rounds_on = selectors.rounds_available()
+    for row in rows:
+        c = row["checkpoint"]
+        if rounds_on and row["is_policy"]:
+            row["generate_form"] = f.GenerationRoundForm(checkpoint=c, initial={"project": run.project_id},
+                                                         auto_id=f"gen{c.pk}_%s")
+            row["human_form"] = f.HumanEvalForm(checkpoint=c, initial={"project": run.project_id, "baseline": "base"},
+                                                auto_id=f"eval{c.pk}_%s")
     ctx = {
         "run": run,
         "live": run.status in OPEN,
         "percent": round(run.progress * 100, 1) if run.status != TrainingRun.Status.SUCCEEDED else 100.0,
         "curves": selectors.run_curves(run.metrics),
         "checkpoints": checkpoints,
-        "checkpoint_rows": selectors.checkpoint_rows(checkpoints),
+        "checkpoint_rows": rows,
         "checkpoints_live": run.status in OPEN or selectors.checkpoints_busy(checkpoints),
         "can_resume": run.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
         and training.resumable_checkpoint(run) is not None,
         "evaluate_form": f.EvaluateForm(),
-        "generate_form": f.GenerationRoundForm(initial={"project": run.project_id}),
-        "rounds_available": selectors.rounds_available(),
+        "rounds_available": rounds_on,
         "section": "training",
     }
     ctx.update(extra)
@@ -200,3 +208,107 @@ def checkpoint_evaluate(request, checkpoint_id):
     else:
         messages.info(request, f"Evaluating checkpoint {checkpoint.pk}: {data['kind'].replace('_', ' ')}.")
     return _back(checkpoint)
+
+
+# --- generation rounds and human evaluation ------------------------------------------------
+
+
+def _source(user, value: str, checkpoint: Checkpoint | None = None):
+    """A round's source from a form value: "base" (the checkpoint's base model), "model:<name>", "checkpoint:<id>"."""
+    if value == "base" and checkpoint is not None:
+        return checkpoint.run.base_model
+    kind, _, key = (value or "").partition(":")
+    if kind == "model":
+        return access_base_model(user, key)
+    if kind == "checkpoint":
+        return access_checkpoint(user, key)
+    raise ServiceError("choose a base model or a checkpoint", field="sources")
+
+
+def _rounds_ctx(project, form=None, **extra) -> dict:
+    return {"project": project, "section": "training",
+            "form": form or f.GenerationRoundForm(initial={"project": project.pk}),
+            **selectors.rounds_view(project), **extra}
+
+
+@staff_page
+@require_http_methods(["GET", "POST"])
+def project_rounds(request, project_id):
+    """A project's generation and evaluation rounds, and a form to sample a new round from any source."""
+    project = access_project(request.user, project_id, admin=True)
+    if request.method == "GET":
+        return TemplateResponse(request, "frontend/dashboard/rounds.html", _rounds_ctx(project))
+    from training import rounds
+
+    form = f.GenerationRoundForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            sources = [_source(request.user, data["source"])]
+            if data.get("versus"):
+                sources.append(_source(request.user, data["versus"]))
+            rnd = rounds.generation_round_launch(project=data["project"], sources=sources, created_by=request.user,
+                                                 **form.sampling())
+        except ServiceError as exc:
+            f.add_round_error(form, exc)
+        else:
+            messages.info(request, f"Round {rnd.pk} is generating; its items join the queue when it is done.")
+            return redirect("dash-rounds", project_id=rnd.project_id)
+    return TemplateResponse(request, "frontend/dashboard/rounds.html", _rounds_ctx(project, form), status=422)
+
+
+@staff_page
+def project_rounds_live(request, project_id):
+    project = access_project(request.user, project_id, admin=True)
+    return TemplateResponse(request, "frontend/dashboard/_rounds.html", _rounds_ctx(project))
+
+
+@staff_page
+@require_POST
+def checkpoint_generate(request, checkpoint_id):
+    checkpoint = access_checkpoint(request.user, checkpoint_id)
+    from training import rounds
+
+    form = f.GenerationRoundForm(request.POST, checkpoint=checkpoint)
+    if not form.is_valid():
+        messages.error(request, "Generation round not started: " + "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back(checkpoint)
+    data = form.cleaned_data
+    try:
+        sources = [checkpoint]
+        if data.get("versus"):
+            sources.append(_source(request.user, data["versus"], checkpoint))
+        rnd = rounds.generation_round_launch(project=data["project"], sources=sources, created_by=request.user,
+                                             **form.sampling())
+    except ServiceError as exc:
+        messages.error(request, "Generation round not started: " + "; ".join(f.flat_errors(exc)))
+        return _back(checkpoint)
+    messages.info(request, f"Round {rnd.pk} is generating from checkpoint {checkpoint.pk}.")
+    return redirect("dash-rounds", project_id=rnd.project_id)
+
+
+@staff_page
+@require_POST
+def checkpoint_human_eval(request, checkpoint_id):
+    checkpoint = access_checkpoint(request.user, checkpoint_id)
+    from training import rounds
+
+    form = f.HumanEvalForm(request.POST, checkpoint=checkpoint)
+    if not form.is_valid():
+        messages.error(request, "Human evaluation not started: " + "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back(checkpoint)
+    data = form.cleaned_data
+    try:
+        rnd = rounds.human_eval_round_create(
+            project=data["project"], checkpoint=checkpoint,
+            baseline=_source(request.user, data["baseline"], checkpoint),
+            max_prompts=data["max_prompts"], max_new_tokens=data["max_new_tokens"], created_by=request.user,
+        )
+    except ServiceError as exc:
+        messages.error(request, "Human evaluation not started: " + "; ".join(f.flat_errors(exc)))
+        return _back(checkpoint)
+    messages.info(request, f"Human evaluation round {rnd.pk}: the pairs reach the raters of '{rnd.project.name}' "
+                           "once both models have answered.")
+    return redirect("dash-rounds", project_id=rnd.project_id)

@@ -205,7 +205,7 @@ class RunRecorder:
             heartbeat_at=timezone.now(),
             finished_at=timezone.now(),
             pid=None,
-            result={**self.result, "peak_rss_mb": outcome.peak_rss_mb},
+            result={**self.result, "peak_rss_mb": outcome.peak_rss_mb, "cpu_s": outcome.cpu_s},
         )
         if outcome.stopped and row["status"] != Status.RUNNING:
             fields.pop("finished_at")  # reaped while running: keep that verdict

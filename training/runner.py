@@ -58,6 +58,7 @@ class Outcome:
     error: dict | None = None  # the last "error" event
     events: int = 0
     peak_rss_mb: float | None = None  # the engine process's own peak resident memory
+    cpu_s: float | None = None  # its CPU time, user + system
 
     @property
     def succeeded(self) -> bool:
@@ -176,20 +177,20 @@ class EngineProcess:
                 if not outcome.stopped and on_tick():
                     outcome.stopped = True
                     self.stop()
-        outcome.returncode, outcome.peak_rss_mb = self._wait()
+        outcome.returncode, outcome.peak_rss_mb, outcome.cpu_s = self._wait()
         self._kill_group(signal.SIGKILL)  # anything the engine left behind in its group
         outcome.tail = list(self.tail)
         return outcome
 
 
-    def _wait(self) -> tuple[int, float | None]:
-        """Reap the engine with wait4, which also tells its peak resident memory (Linux reports KiB)."""
+    def _wait(self) -> tuple[int, float | None, float | None]:
+        """Reap the engine with wait4, which also tells its peak resident memory (Linux: KiB) and CPU time."""
         try:
             _, status, usage = os.wait4(self.proc.pid, 0)
         except ChildProcessError:  # already reaped
-            return self.proc.wait(), None
+            return self.proc.wait(), None, None
         self.proc.returncode = os.waitstatus_to_exitcode(status)
-        return self.proc.returncode, round(usage.ru_maxrss / 1024, 1)
+        return self.proc.returncode, round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime + usage.ru_stime, 2)
 
 
 def _parse_event(line: str) -> dict | None:

@@ -6,6 +6,7 @@ The web process never imports torch: configs are validated with the engine's pla
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -148,9 +149,14 @@ def run_create(
     reward_checkpoint: Checkpoint | None = None,
     config: dict | None = None,
     gpus: int = 1,
+    queue: str = "training",
     created_by=None,
 ) -> TrainingRun:
-    """Queue a training run. With a project (and no snapshot) the task freezes a snapshot when it starts."""
+    """Queue a training run. With a project (and no snapshot) the task freezes a snapshot when it starts.
+
+    ``queue`` picks the pool of GPU workers (e.g. "training-a100"); each pool runs
+    ``celery -A config worker -Q <queue> -c 1``.
+    """
     if method not in SNAPSHOT_KINDS:
         raise ServiceError(f"must be one of {', '.join(SNAPSHOT_KINDS)}; got {method!r}", field="method")
     if (project is None) == (snapshot is None):
@@ -164,6 +170,8 @@ def run_create(
         raise ServiceError(f"snapshot {snapshot.pk} is {snapshot.format}; runs read jsonl snapshots", field="snapshot")
     if not isinstance(gpus, int) or not 1 <= gpus <= MAX_GPUS:
         raise ServiceError(f"must be an integer from 1 to {MAX_GPUS}", field="gpus")
+    if not isinstance(queue, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,50}", queue):
+        raise ServiceError("must be 1-50 letters, digits, '.', '_' or '-'", field="queue")
     _check_reward_checkpoint(reward_checkpoint, method)
     config = run_config_validate(method=method, config=config or {})
     run = TrainingRun.objects.create(
@@ -174,6 +182,7 @@ def run_create(
         reward_checkpoint=reward_checkpoint,
         config=config,
         gpus=gpus,
+        queue=queue,
         created_by=created_by,
     )
     _queue_run(run)

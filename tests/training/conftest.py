@@ -91,11 +91,10 @@ def _celery(*args):
     return [sys.executable, "-m", "celery", "-A", "config", *args]
 
 
-@pytest.fixture(scope="session")
-def worker(django_db_setup, tmp_path_factory) -> Worker:
-    """`celery -A config worker -Q training,default -c 2` on the test database and this session's Redis db."""
+def worker_env() -> dict:
+    """The worker's environment: the test database (pytest-django's test_<name>) and this session's Redis db."""
     db = settings.DATABASES["default"]
-    env = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
@@ -106,33 +105,51 @@ def worker(django_db_setup, tmp_path_factory) -> Worker:
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
     }
-    # Run ids restart with a fresh test database: old run directories and queued messages are not ours.
-    for sub in ("runs", "evaluations"):
-        shutil.rmtree(Path(settings.PS_DATA_DIR) / sub, ignore_errors=True)
-    subprocess.run(_celery("purge", "-f", "-Q", "training,default"), env=env, cwd=ROOT,
-                   check=True, capture_output=True, timeout=60)
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+def start_worker(log_path: Path, queues: str = "training,default", concurrency: int = 2, pool: str = "prefork",
+                 name: str = "test") -> Worker:
+    env = worker_env()
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        _celery("worker", "-Q", "training,default", "-c", "2", "-P", "prefork", "-l", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-n", f"test-{os.getpid()}@%h"),
+        _celery("worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h"),
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    log.close()
     handle = Worker(proc, log_path)
     deadline = time.monotonic() + 90
     while "ready." not in handle.log():
         if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"the Celery worker did not start:\n{handle.log_tail()}")
         time.sleep(0.2)
-    yield handle
-    os.killpg(proc.pid, signal.SIGTERM)
+    return handle
+
+
+def stop_worker(handle: Worker) -> None:
     try:
-        proc.wait(timeout=30)
+        os.killpg(handle.proc.pid, signal.SIGTERM)
+        handle.proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
+        os.killpg(handle.proc.pid, signal.SIGKILL)
+        handle.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, tmp_path_factory) -> Worker:
+    """`celery -A config worker -Q training,default -c 2` on the test database and this session's Redis db."""
+    # Run ids restart with a fresh test database: old run directories and queued messages are not ours.
+    for sub in ("runs", "evaluations"):
+        shutil.rmtree(Path(settings.PS_DATA_DIR) / sub, ignore_errors=True)
+    env = worker_env()
+    subprocess.run(_celery("purge", "-f", "-Q", "training,default,doomed"), env=env, cwd=ROOT,
+                   check=True, capture_output=True, timeout=60)
+    handle = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield handle
+    stop_worker(handle)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from training import services
 from training.models import Checkpoint, TrainingRun
 from training.tasks import run_train
 
-from .conftest import group_alive, make_snapshot, wait_finished, wait_for
+from .conftest import annotated_project, group_alive, make_snapshot, start_worker, stop_worker, wait_finished, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -202,3 +202,35 @@ def test_qlora_with_an_8bit_optimizer_trains_on_cpu(worker):
     assert run.status == "succeeded", run.error
     assert run.checkpoints.get().kind == "lora"
     assert any("loss" in m for m in run.metrics)
+
+
+def test_a_dead_worker_takes_its_engine_with_it_and_the_run_is_reaped(worker, tmp_path):
+    """A worker killed outright (OOM killer, lost node) leaves its run `running`; the engine dies with it and the
+    reaper marks the row failed once its heartbeat is stale."""
+    doomed = start_worker(tmp_path / "doomed.log", queues="doomed", concurrency=1, pool="solo", name="doomed")
+    try:
+        run = _wait_training(create_run("dpo", config=LONG, queue="doomed"), doomed)
+        assert run.status == "running" and run.worker.startswith("doomed")
+        os.killpg(doomed.proc.pid, signal.SIGKILL)
+        doomed.proc.wait(timeout=10)
+        wait_for(run, lambda r: not group_alive(r.pid), timeout=10)  # the engine got SIGKILL too
+
+        time.sleep(1.5)
+        assert services.runs_reap_stale(stale_after_s=1) == 1
+        run.refresh_from_db()
+        assert run.status == "failed" and "stopped sending heartbeats" in run.error
+    finally:
+        stop_worker(doomed)
+
+
+def test_train_command_waits_for_a_project_run_with_a_progress_bar(worker, capsys):
+    from django.core.management import call_command
+
+    project, _ = annotated_project(8)
+    call_command("train", "--project", project.slug, "--method", "sft", "--base-model", "tiny",
+                 "--config", '{"max_steps": 4, "batch_size": 2, "max_length": 64}', "--wait")
+    out, err = capsys.readouterr()
+    run = TrainingRun.objects.get(project=project)
+    assert f"Run {run.pk} queued" in out and f"Run {run.pk} succeeded" in out
+    assert "4/4" in err  # the progress bar reached the last step
+    assert run.snapshot is not None and run.snapshot.project == project

@@ -36,7 +36,7 @@ class RunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "method", "base_model", "project", "snapshot", "reward_checkpoint", "resumed_from", "config",
-            "gpus", "status", "step", "total_steps", "progress", "eta_seconds", "metrics", "result", "error",
+            "gpus", "queue", "status", "step", "total_steps", "progress", "eta_seconds", "metrics", "result", "error",
             "log_tail", "cancel_requested", "worker", "heartbeat_at", "created_by", "created_at", "started_at",
             "finished_at", "checkpoints",
         ]
@@ -59,6 +59,7 @@ class RunCreateSerializer(serializers.Serializer):
     reward_checkpoint = serializers.IntegerField(required=False, allow_null=True)
     config = serializers.JSONField(required=False, default=dict)
     gpus = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+    queue = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,50}$", required=False, default="training")
 
 
 class EvaluateSerializer(serializers.Serializer):

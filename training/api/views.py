@@ -66,6 +66,7 @@ class RunListView(AdminView):
             ),
             config=data["config"],
             gpus=data["gpus"],
+            queue=data["queue"],
             created_by=user,
         )
         return Response(s.RunSerializer(selectors.run_detail(run)).data, status=status.HTTP_201_CREATED)

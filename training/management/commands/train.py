@@ -31,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--reward-checkpoint", type=int, help="checkpoint id of a reward run (ppo, rloo)")
         parser.add_argument("--config", default="{}", help="run config as JSON, or @path/to/config.json")
         parser.add_argument("--gpus", type=int, default=1, help="GPUs on this node; >1 runs under accelerate launch")
+        parser.add_argument("--queue", default="training", help="Celery queue of the GPU worker pool (default: training)")
         parser.add_argument("--user", help="record the run as created by this username")
         parser.add_argument("--wait", action="store_true", help="follow the run with a progress bar until it ends")
         parser.add_argument("--reap", action="store_true", help="only mark stale running runs as failed, then exit")
@@ -51,6 +52,7 @@ class Command(BaseCommand):
                 reward_checkpoint=self._get(Checkpoint, opts["reward_checkpoint"], "--reward-checkpoint"),
                 config=self._config(opts["config"]),
                 gpus=opts["gpus"],
+                queue=opts["queue"],
                 created_by=self._user(opts["user"]),
             )
         except ServiceError as exc:

@@ -106,11 +106,14 @@ def run_export(env: dict, kind: str, fmt: str, style: str, out_dir: Path) -> dic
         raise SystemExit(f"export failed: {stderr}")
     rows = int(stdout.split("Wrote ", 1)[1].split(" rows", 1)[0])
     result = {"kind": kind, "format": fmt, "style": style, "rows": rows, "wall_s": round(wall, 2),
-              "rows_per_s": round(rows / wall), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+              "rows_per_s": round(rows / wall),
+              "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # the exporting process only, not PostgreSQL
+              "peak_rss_mb": round(usage.ru_maxrss / 1024),
               "file_mb": round(out.stat().st_size / 1e6, 1), "load_average_before": round(load_before, 2),
               "output": stdout.strip().splitlines()[0]}
     out.unlink()
-    print(f"  {kind}/{style}/{fmt}: {rows} rows in {wall:.1f} s, peak RSS {result['peak_rss_mb']} MB "
+    print(f"  {kind}/{style}/{fmt}: {rows} rows in {wall:.1f} s ({result['cpu_s']:.1f} s CPU), "
+          f"peak RSS {result['peak_rss_mb']} MB "
           f"(load average before: {load_before:.1f})", flush=True)
     return result
 

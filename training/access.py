@@ -44,3 +44,19 @@ def access_base_model(user, name: str) -> BaseModel:
     if model is None:
         raise NotFound(f"Base model {name!r} not found.")
     return model
+
+
+def access_round(user, round_id):
+    """A generation or human evaluation round, for an admin."""
+    from .models import Round
+
+    _check_admin(user)
+    return _get(Round, round_id, "Round", Round.objects.select_related("baseline_model").prefetch_related("runs"))
+
+
+def access_job(user, job_id):
+    """A project job (AI judge, active-learning scoring), for an admin."""
+    from .models import ProjectJob
+
+    _check_admin(user)
+    return _get(ProjectJob, job_id, "Job")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import loop_views, views
 
 urlpatterns = [
     path("base-models/", views.BaseModelListView.as_view(), name="api-base-models"),
@@ -12,4 +12,10 @@ urlpatterns = [
     path("checkpoints/<int:checkpoint_id>/download/", views.CheckpointDownloadView.as_view(), name="api-checkpoint-download"),
     path("checkpoints/<int:checkpoint_id>/merge/", views.CheckpointMergeView.as_view(), name="api-checkpoint-merge"),
     path("checkpoints/<int:checkpoint_id>/evaluate/", views.CheckpointEvaluateView.as_view(), name="api-checkpoint-evaluate"),
+    path("checkpoints/<int:checkpoint_id>/human-eval/", loop_views.HumanEvalView.as_view(), name="api-human-eval"),
+    path("projects/<int:project_id>/rounds/", loop_views.GenerationRoundListView.as_view(), name="api-rounds"),
+    path("rounds/<int:round_id>/", loop_views.RoundDetailView.as_view(), name="api-round"),
+    path("projects/<int:project_id>/judge/", loop_views.JudgeView.as_view(), name="api-judge"),
+    path("projects/<int:project_id>/active-learning/", loop_views.ActiveLearningView.as_view(), name="api-active-learning"),
+    path("jobs/<int:job_id>/", loop_views.JobDetailView.as_view(), name="api-job"),
 ]

@@ -1,0 +1,191 @@
+"""API v1 for closing the loop: generation rounds, human evaluation, the AI judge and active learning.
+
+Admins only (raters get 403, strangers 404 from the access helpers); views stay thin and call one service each.
+"""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from annotation.access import access_project
+from annotation.active_learning import active_learning_clear, active_learning_score
+from annotation.errors import ServiceError
+from annotation.judge import API, judge_agreement, judge_run
+from training import rounds
+from training.access import access_checkpoint, access_job, access_round
+
+from .views import AdminView, _valid
+
+
+class SourceField(serializers.Field):
+    """{"base_model": "tiny"} or {"checkpoint": 12}."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict) or len(data) != 1 or not ({"base_model", "checkpoint"} & set(data)):
+            raise serializers.ValidationError('must be {"base_model": name} or {"checkpoint": id}')
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+def _source(user, data: dict, field: str):
+    from training.access import access_base_model
+
+    if "checkpoint" in data:
+        return access_checkpoint(user, data["checkpoint"])
+    try:
+        return access_base_model(user, data["base_model"])
+    except ServiceError as exc:
+        raise ServiceError(exc.message, field=field) from exc
+
+
+class RoundSerializer(serializers.Serializer):
+    def to_representation(self, rnd):
+        runs = {run.pk: run for run in rnd.runs.all()}
+        return {
+            "id": rnd.pk, "name": rnd.name, "kind": rnd.kind, "status": rnd.status, "project": rnd.project_id,
+            "prompts_project": rnd.prompts_project_id, "params": rnd.params, "error": rnd.error,
+            "sources": [{**s, "run_status": runs[s["run"]].status if s["run"] in runs else None,
+                         "progress": runs[s["run"]].progress if s["run"] in runs else None}
+                        for s in rnd.sources],
+            "checkpoint": rnd.checkpoint_id, "baseline_checkpoint": rnd.baseline_checkpoint_id,
+            "baseline_model": rnd.baseline_model.name if rnd.baseline_model_id else None,
+            "prompts_created": rnd.prompts_created, "items_created": rnd.items_created,
+            "created_at": rnd.created_at, "finished_at": rnd.finished_at,
+        }
+
+
+class JobSerializer(serializers.Serializer):
+    def to_representation(self, job):
+        return {
+            "id": job.pk, "kind": job.kind, "status": job.status, "project": job.project_id,
+            "reward_checkpoint": job.reward_checkpoint_id,
+            "params": {k: v for k, v in job.params.items() if k != "rubric"}, "step": job.step,
+            "total_steps": job.total_steps, "result": job.result, "error": job.error, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at,
+        }
+
+
+class SamplingSerializer(serializers.Serializer):
+    temperature = serializers.FloatField(required=False, default=0.8, min_value=0, max_value=5)
+    top_p = serializers.FloatField(required=False, default=0.95, min_value=0.0001, max_value=1)
+    max_new_tokens = serializers.IntegerField(required=False, default=128, min_value=1, max_value=rounds.MAX_NEW_TOKENS)
+    max_prompts = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+
+
+class GenerationRoundCreateSerializer(SamplingSerializer):
+    sources = serializers.ListField(child=SourceField(), min_length=1, max_length=rounds.MAX_SOURCES)
+    n = serializers.IntegerField(required=False, default=2, min_value=1, max_value=rounds.MAX_N)
+    prompts_from = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class HumanEvalCreateSerializer(SamplingSerializer):
+    project = serializers.IntegerField()
+    baseline = SourceField(required=False, allow_null=True, default=None)
+    eval_project = serializers.IntegerField(required=False, allow_null=True, default=None)
+    temperature = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=5)
+    max_prompts = serializers.IntegerField(required=False, allow_null=True, default=50, min_value=1)
+
+
+class JudgeSerializer(serializers.Serializer):
+    checkpoint = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                          help_text="A reward checkpoint; leave out to use the chat endpoint.")
+    api = serializers.BooleanField(required=False, default=False, help_text="Use the configured chat endpoint.")
+    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=10_000)
+    rubric = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+
+
+class ActiveLearningSerializer(serializers.Serializer):
+    reward_checkpoint = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class GenerationRoundListView(AdminView):
+    @extend_schema(responses=RoundSerializer(many=True))
+    def get(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        qs = project.generation_rounds.prefetch_related("runs").select_related("baseline_model")[:200]
+        return Response(RoundSerializer(qs, many=True).data)
+
+    @extend_schema(request=GenerationRoundCreateSerializer, responses={201: RoundSerializer})
+    def post(self, request, project_id):
+        user = request.user
+        project = access_project(user, project_id, admin=True)
+        data = _valid(GenerationRoundCreateSerializer, request.data)
+        rnd = rounds.generation_round_launch(
+            project=project,
+            sources=[_source(user, s, f"sources[{i}]") for i, s in enumerate(data["sources"])],
+            n=data["n"], temperature=data["temperature"], top_p=data["top_p"],
+            max_new_tokens=data["max_new_tokens"], max_prompts=data["max_prompts"],
+            prompts_from=access_project(user, data["prompts_from"], admin=True) if data["prompts_from"] else None,
+            created_by=user,
+        )
+        return Response(RoundSerializer(rnd).data, status=status.HTTP_201_CREATED)
+
+
+class RoundDetailView(AdminView):
+    @extend_schema(responses=RoundSerializer)
+    def get(self, request, round_id):
+        return Response(RoundSerializer(access_round(request.user, round_id)).data)
+
+
+class HumanEvalView(AdminView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, checkpoint_id):
+        checkpoint = access_checkpoint(request.user, checkpoint_id)
+        return Response(rounds.human_eval_result(checkpoint=checkpoint))
+
+    @extend_schema(request=HumanEvalCreateSerializer, responses={201: RoundSerializer})
+    def post(self, request, checkpoint_id):
+        user = request.user
+        checkpoint = access_checkpoint(user, checkpoint_id)
+        data = _valid(HumanEvalCreateSerializer, request.data)
+        rnd = rounds.human_eval_round_create(
+            project=access_project(user, data["project"], admin=True),
+            checkpoint=checkpoint,
+            baseline=_source(user, data["baseline"], "baseline") if data["baseline"] else None,
+            eval_project=access_project(user, data["eval_project"], admin=True) if data["eval_project"] else None,
+            max_prompts=data["max_prompts"], temperature=data["temperature"], top_p=data["top_p"],
+            max_new_tokens=data["max_new_tokens"], created_by=user,
+        )
+        return Response(RoundSerializer(rnd).data, status=status.HTTP_201_CREATED)
+
+
+class JudgeView(AdminView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, project_id):
+        return Response(judge_agreement(access_project(request.user, project_id, admin=True)))
+
+    @extend_schema(request=JudgeSerializer, responses={202: JobSerializer})
+    def post(self, request, project_id):
+        user = request.user
+        project = access_project(user, project_id, admin=True)
+        data = _valid(JudgeSerializer, request.data)
+        if bool(data["checkpoint"]) == bool(data["api"]):
+            raise ServiceError('give a reward "checkpoint" or "api": true (one of them)', field="checkpoint")
+        judge = API if data["api"] else access_checkpoint(user, data["checkpoint"])
+        job = judge_run(project=project, judge=judge, limit=data["limit"], rubric=data["rubric"], created_by=user)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ActiveLearningView(AdminView):
+    @extend_schema(request=ActiveLearningSerializer, responses={202: JobSerializer})
+    def post(self, request, project_id):
+        user = request.user
+        project = access_project(user, project_id, admin=True)
+        data = _valid(ActiveLearningSerializer, request.data)
+        checkpoint = access_checkpoint(user, data["reward_checkpoint"]) if data["reward_checkpoint"] else None
+        job = active_learning_score(project=project, reward_checkpoint=checkpoint, created_by=user)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: dict})
+    def delete(self, request, project_id):
+        project = access_project(request.user, project_id, admin=True)
+        return Response({"items_reset": active_learning_clear(project=project)})
+
+
+class JobDetailView(AdminView):
+    @extend_schema(responses=JobSerializer)
+    def get(self, request, job_id):
+        return Response(JobSerializer(access_job(request.user, job_id)).data)

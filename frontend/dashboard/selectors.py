@@ -172,7 +172,7 @@ def agreement_over_time(project: Project, *, max_points: int = 40) -> dict:
             values.append(min(rows[i][3], len(domain) - 1))
             i += 1
         figures = agreement(units, raters, values, domain=domain, level=level)
-        x.append(_epoch(end))
+        x.append(_epoch(end - step))  # plotted at the start of the hour or day it covers
         percent.append(figures["percent_agreement"])
         alpha.append(figures["krippendorff_alpha"])
         items.append(figures["items"])
@@ -254,7 +254,7 @@ def _gauge(title, label, share, n, p_value, unit, expected=0.5) -> dict:
 
 CURVE_PANELS = (
     ("loss", "Loss", lambda k: "loss" in k and "value" not in k),
-    ("accuracy", "Reward accuracy", lambda k: "accurac" in k),
+    ("accuracy", "Reward accuracy", lambda k: "accurac" in k and "token" not in k),
     ("kl", "KL", lambda k: k == "kl" or k.endswith("/kl") or "approx_kl" in k or k == "objective/kl"),
     ("reward", "Reward", lambda k: ("reward" in k or k.startswith("rewards/")) and "accurac" not in k
      and "std" not in k and "non_score" not in k),
@@ -302,6 +302,12 @@ def _interval(result: dict, key: str) -> dict | None:
     return {"value": pct(result[key]), "low": pct(low), "high": pct(high), "n": result.get("n")}
 
 
+KIND_LABELS = {"lora": "LoRA adapter", "prompt_tuning": "prompt-tuning adapter", "full": "full model",
+               "merged": "merged model"}
+KEY_METRICS = ("loss", "eval_loss", "rewards/accuracies", "eval_rewards/accuracies", "rewards/margins", "accuracy",
+               "eval_accuracy", "kl", "reward_mean", "objective/kl")
+
+
 def checkpoint_rows(checkpoints) -> list[dict]:
     """Each checkpoint with its jobs' states and results (reward accuracy, reward-model and human win-rates)."""
     rows = []
@@ -319,7 +325,10 @@ def checkpoint_rows(checkpoints) -> list[dict]:
             "win_rate": {"status": win.get("status"), "error": win.get("error"),
                          "interval": _interval(win.get("result"), "win_rate")},
             "human": human_win_rate(c),
-            "metrics": {k: v for k, v in (c.metrics or {}).items() if isinstance(v, (int, float))},
+            "kind_label": KIND_LABELS.get(c.kind, c.kind),
+            "metrics": {k: v for k, v in (c.metrics or {}).items() if k in KEY_METRICS and isinstance(v, (int, float))},
+            "other_metrics": {k: v for k, v in (c.metrics or {}).items()
+                              if k not in KEY_METRICS and isinstance(v, (int, float))},
         })
     return rows
 

@@ -4,6 +4,7 @@
   "use strict";
   var COLORS = ["#1a56db", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#0b7285"];
   var charts = {}; // data-chart name -> uPlot
+  var WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
   var curveCharts = {}; // run curve panel id -> {plot, n}
 
   function readJSON(id) {
@@ -55,6 +56,13 @@
     } else {
       scales.x = { time: false };
       xAxis.label = "step";
+      xAxis.incrs = WHOLE;
+      series[0] = { label: "step" };
+    }
+    var yAxis = { stroke: "#5b6470", grid: { stroke: "#eceef2" }, size: 56, label: el.dataset.y || "" };
+    if (el.dataset.y === "annotations") {
+      yAxis.incrs = WHOLE;
+      scales.y = { range: function (u, min, max) { return [0, Math.max(1, max)]; } };
     }
     return {
       width: widthOf(el),
@@ -63,7 +71,7 @@
       series: series,
       legend: { show: series.length > 2 || kind !== "bars" },
       cursor: { drag: { x: false, y: false } },
-      axes: [xAxis, { stroke: "#5b6470", grid: { stroke: "#eceef2" }, size: 56, label: el.dataset.y || "" }]
+      axes: [xAxis, yAxis]
     };
   }
 
@@ -95,6 +103,7 @@
     var panels = readJSON(box.dataset.source) || [];
     var empty = document.getElementById("no-curves");
     if (empty) empty.hidden = panels.length > 0;
+    var added = false;
     panels.forEach(function (panel) {
       var entry = curveCharts[panel.id];
       if (entry && entry.n === panel.series.length) {
@@ -122,10 +131,17 @@
       }
       var target = fig.querySelector(".chart");
       curveCharts[panel.id] = { plot: draw(target, panel), n: panel.series.length };
+      added = true;
     });
+    if (added) resizeAll(); // a new panel changes the grid: every chart takes its cell's width again
   }
 
   function resizeAll() {
+    Object.keys(charts).forEach(function (name) {
+      var plot = charts[name];
+      var el = plot.root.parentNode;
+      if (el) plot.setSize({ width: 10, height: plot.height }); // shrink first so the grid can settle
+    });
     Object.keys(charts).forEach(function (name) {
       var plot = charts[name];
       var el = plot.root.parentNode;

@@ -293,6 +293,12 @@ def step_annotations(ctx: SeedContext):
         ctx.say(f"annotations in {spec.slug}: {_done([f'{n} by {u}' for u, n in made.items() if n])}")
 
 
+def _loop_steps() -> list[Callable[[SeedContext], None]]:
+    from training.demo import LOOP_STEPS  # a DPO run, a generated round and a human evaluation (tiny model)
+
+    return LOOP_STEPS
+
+
 STEPS: list[Callable[[SeedContext], None]] = [
     step_users,
     step_projects,
@@ -300,6 +306,7 @@ STEPS: list[Callable[[SeedContext], None]] = [
     step_members,
     step_gold,
     step_annotations,
+    *_loop_steps(),
 ]
 
 
@@ -439,6 +446,8 @@ class Command(BaseCommand):
                             help="Submit simulated annotations by the demo raters (the default).")
         parser.add_argument("--no-annotations", dest="annotations", action="store_false",
                             help="Create users, projects and items only.")
+        parser.add_argument("--no-loop", dest="loop", action="store_false", default=True,
+                            help="Skip the training loop (DPO run, generated round, human evaluation).")
 
     def handle(self, *args, **options):
         password = os.environ.get("PS_DEMO_PASSWORD") or DEFAULT_PASSWORD

@@ -27,7 +27,8 @@ from .runner import EngineProcess, Outcome, engine_command
 logger = logging.getLogger(__name__)
 
 Status = TrainingRun.Status
-METRICS_KEEP = 20_000  # points kept in a run's metric series (oldest dropped first)
+METRICS_KEEP = 2_000  # points kept in a run's metric series; past that, older points are thinned out
+METRICS_RECENT = 500  # the latest points, always kept at full resolution
 
 
 # --- claiming ------------------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class RunRecorder:
         self.total = run.total_steps
         self.eta = None
         self.metrics = list(run.metrics)
+        self.metrics_changed = False
         self.result: dict = {}
 
     def on_event(self, event: dict) -> None:
@@ -159,7 +161,9 @@ class RunRecorder:
             self.eta = event.get("eta_s")
         elif kind == "metrics":
             self.metrics.append({"step": int(event.get("step") or 0), **(event.get("metrics") or {})})
-            del self.metrics[:-METRICS_KEEP]
+            if len(self.metrics) > METRICS_KEEP:  # every other older point goes: the curve keeps its shape
+                self.metrics = self.metrics[:-METRICS_RECENT][::2] + self.metrics[-METRICS_RECENT:]
+            self.metrics_changed = True
         elif kind == "checkpoint":
             self.record_checkpoint(event)
         elif kind == "done":
@@ -180,14 +184,11 @@ class RunRecorder:
 
     def flush(self) -> bool:
         """Write progress, metrics, log tail and heartbeat; return True when the engine should stop."""
-        TrainingRun.objects.filter(pk=self.run.pk).update(
-            step=self.step,
-            total_steps=self.total,
-            eta_seconds=self.eta,
-            metrics=self.metrics,
-            log_tail="\n".join(self.engine.tail),
-            heartbeat_at=timezone.now(),
-        )
+        fields = dict(step=self.step, total_steps=self.total, eta_seconds=self.eta,
+                      log_tail="\n".join(self.engine.tail), heartbeat_at=timezone.now())
+        if self.metrics_changed:  # the series is the one large column: written only when it grew
+            fields["metrics"], self.metrics_changed = self.metrics, False
+        TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
         row = TrainingRun.objects.filter(pk=self.run.pk).values("status", "cancel_requested").first()
         # Stop on a cancel, and also when the row was taken from us (deleted, or reaped as stale).
         return row is None or row["cancel_requested"] or row["status"] != Status.RUNNING

@@ -204,6 +204,13 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
         run.cancel_requested = True
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "cancel_requested", "finished_at"])
+    elif run.status == TrainingRun.Status.RUNNING and _is_stale(run):
+        # Its worker is gone: nobody would act on the request, so settle it here.
+        run.status = TrainingRun.Status.CANCELLED
+        run.cancel_requested = True
+        run.finished_at = timezone.now()
+        run.error = "Cancelled after its worker stopped sending heartbeats."
+        run.save(update_fields=["status", "cancel_requested", "finished_at", "error"])
     elif run.status == TrainingRun.Status.RUNNING:
         if not run.cancel_requested:
             run.cancel_requested = True
@@ -211,6 +218,11 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
     elif run.status != TrainingRun.Status.CANCELLED:
         raise Conflict(f"Run {run.pk} has already {run.status}; there is nothing to cancel.")
     return run
+
+
+def _is_stale(run: TrainingRun) -> bool:
+    cutoff = timezone.now() - timedelta(seconds=settings.PS_RUN_STALE_SECONDS)
+    return run.heartbeat_at is not None and run.heartbeat_at < cutoff
 
 
 def resumable_checkpoint(run: TrainingRun) -> Checkpoint | None:

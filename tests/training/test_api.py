@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.factories import make_project
 from training import services
 from training.models import BaseModel, Checkpoint, TrainingRun
 
@@ -198,3 +197,31 @@ def test_the_worker_side_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cancelling_a_run_whose_worker_died_settles_it_at_once(api, admin, snapshot):
+    tiny = services.base_model_get(name="tiny")
+    orphan = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="running",
+                                        heartbeat_at=timezone.now() - timedelta(hours=1))
+    live = TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, status="running",
+                                      heartbeat_at=timezone.now())
+    api.force_authenticate(admin)
+    assert api.post(f"/api/v1/runs/{orphan.pk}/cancel/").json()["status"] == "cancelled"
+    body = api.post(f"/api/v1/runs/{live.pk}/cancel/").json()
+    assert body["status"] == "running" and body["cancel_requested"] is True  # its worker stops the engine
+
+
+def test_a_long_metric_series_is_thinned_but_keeps_its_start_and_recent_points(snapshot):
+    from training.jobs import METRICS_KEEP, METRICS_RECENT, RunRecorder
+    from training.runner import EngineProcess
+
+    run = TrainingRun.objects.create(method="dpo", base_model=services.base_model_get(name="tiny"), snapshot=snapshot,
+                                     status="running")
+    recorder = RunRecorder(run, EngineProcess(["true"]))
+    for step in range(1, 5001):
+        recorder.on_event({"event": "metrics", "step": step, "metrics": {"loss": 1 / step}})
+    recorder.flush()
+    run.refresh_from_db()
+    steps = [m["step"] for m in run.metrics]
+    assert len(steps) <= METRICS_KEEP and steps[0] == 1 and steps == sorted(steps)
+    assert steps[-METRICS_RECENT:] == list(range(5001 - METRICS_RECENT, 5001))

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from training import services
 from training.models import Checkpoint, TrainingRun

@@ -49,7 +49,7 @@ def project_counts(project: Project) -> dict:
     annotations = Annotation.objects.filter(item__project=project)
     by_source = dict(annotations.values_list("source").annotate(n=Count("id")).values_list("source", "n"))
     per_rater = list(
-        annotations.filter(rater__isnull=False)
+        annotations.filter(rater__isnull=False, source=Annotation.Source.HUMAN)
         .values("rater__username")
         .annotate(annotations=Count("id"))
         .order_by("-annotations", "rater__username")

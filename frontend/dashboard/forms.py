@@ -19,6 +19,7 @@ METHOD_HELP = {
     "ppo": "PPO against a reward checkpoint.",
     "rloo": "RLOO against a reward checkpoint.",
 }
+METHOD_LABELS = {"reward": "Reward model", "dpo": "DPO", "kto": "KTO", "sft": "SFT", "ppo": "PPO", "rloo": "RLOO"}
 ADAPTER_LABELS = {"lora": "LoRA", "qlora": "QLoRA (4-bit base)", "prompt_tuning": "Prompt tuning",
                   "full": "Full fine-tune"}
 POLICY_METHODS = ("dpo", "kto", "sft", "ppo", "rloo")
@@ -60,14 +61,15 @@ def dataset_choices() -> list:
 
 def reward_checkpoint_choices() -> list:
     rows = (Checkpoint.objects.filter(run__method=TrainingRun.Method.REWARD, run__status=TrainingRun.Status.SUCCEEDED)
-            .exclude(kind=Checkpoint.Kind.MERGED).select_related("run", "run__project").order_by("-run_id", "-step")[:100])
+            .exclude(kind=Checkpoint.Kind.MERGED).order_by("-run_id", "-step")
+            .values_list("pk", "run_id", "step", "run__project__name")[:100])  # never the runs' metric series
     return [("", "— none —")] + [
-        (str(c.pk), f"#{c.pk} · reward run {c.run_id} step {c.step}"
-                    f"{' · ' + c.run.project.name if c.run.project else ''}") for c in rows]
+        (str(pk), f"#{pk} · reward run {run_id} step {step}{' · ' + project if project else ''}")
+        for pk, run_id, step, project in rows]
 
 
 class RunLaunchForm(forms.Form):
-    method = forms.ChoiceField(choices=[(m, label) for m, label in TrainingRun.Method.choices if m in METHOD_HELP],
+    method = forms.ChoiceField(choices=list(METHOD_LABELS.items()),
                                initial="dpo",
                                help_text=" ".join(f"<b>{k}</b>: {v}" for k, v in METHOD_HELP.items()))
     base_model = forms.ChoiceField(help_text="The built-in <code>tiny</code> model runs anywhere in seconds.")
@@ -168,13 +170,14 @@ class EvaluateForm(forms.Form):
 
 def source_choices(*, exclude: Checkpoint | None = None, base: bool = False) -> list:
     """Where responses can come from: ("base" = the checkpoint's own base model), base models, policy checkpoints."""
-    others = (Checkpoint.objects.filter(run__method__in=POLICY_METHODS).select_related("run").order_by("-pk"))
+    others = Checkpoint.objects.filter(run__method__in=POLICY_METHODS).order_by("-pk")
     if exclude is not None:
         others = others.exclude(pk=exclude.pk)
     choices = [("base", "Its base model")] if base else []
-    choices += [(f"model:{m.name}", f"Base model {m.name}") for m in BaseModel.objects.order_by("name")]
-    choices += [(f"checkpoint:{c.pk}", f"Checkpoint #{c.pk} · {c.run.method} run {c.run_id} step {c.step}")
-                for c in others[:100]]
+    choices += [(f"model:{name}", f"Base model {name}") for name in BaseModel.objects.order_by("name")
+                .values_list("name", flat=True)]
+    choices += [(f"checkpoint:{pk}", f"Checkpoint #{pk} · {method} run {run_id} step {step}")
+                for pk, method, run_id, step in others.values_list("pk", "run__method", "run_id", "step")[:100]]
     return choices
 
 

@@ -32,7 +32,7 @@ def overview(request):
     return TemplateResponse(request, "frontend/dashboard/overview.html", {
         **selectors.overview(),
         "section": "overview",
-        "runs": training_selectors.runs_list().select_related("project")[:8],
+        "runs": _run_list()[:8],
     })
 
 
@@ -47,7 +47,12 @@ def quality(request, project_id):
 
 
 def _runs_ctx(form) -> dict:
-    return {"form": form, "section": "training", "runs": training_selectors.runs_list().select_related("project")[:RUN_LIST_LIMIT]}
+    return {"form": form, "section": "training", "runs": _run_list()[:RUN_LIST_LIMIT]}
+
+
+def _run_list():
+    """Runs for the tables, without their long columns (metric series, log tail)."""
+    return training_selectors.runs_list().select_related("project").defer("metrics", "log_tail", "result", "config")
 
 
 @staff_page
@@ -93,11 +98,27 @@ def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
     )
 
 
-def _run_ctx(run: TrainingRun, **extra) -> dict:
-    run = training_selectors.run_detail(run)
+def _live_ctx(run: TrainingRun, **extra) -> dict:
+    """What the polled part of the run page needs (kept small: it is fetched every second while a run is open)."""
+    return {
+        "run": run,
+        "live": run.status in OPEN,
+        "percent": round(run.progress * 100, 1) if run.status != TrainingRun.Status.SUCCEEDED else 100.0,
+        "curves": selectors.run_curves(run.metrics),
+        "can_resume": run.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+        and training.resumable_checkpoint(run) is not None,
+        "section": "training",
+        **extra,
+    }
+
+
+def _checkpoints_ctx(run: TrainingRun) -> dict:
     checkpoints = list(run.checkpoints.all())
+    for c in checkpoints:
+        c.run = run  # not loaded again (with its metric series) for each checkpoint
     rows = selectors.checkpoint_rows(checkpoints)
     rounds_on = selectors.rounds_available()
+    evaluate_form = f.EvaluateForm()
     for row in rows:
         c = row["checkpoint"]
         if rounds_on and row["is_policy"]:
@@ -105,22 +126,19 @@ def _run_ctx(run: TrainingRun, **extra) -> dict:
                                                          auto_id=f"gen{c.pk}_%s")
             row["human_form"] = f.HumanEvalForm(checkpoint=c, initial={"project": run.project_id, "baseline": "base"},
                                                 auto_id=f"eval{c.pk}_%s")
-    ctx = {
+    return {
         "run": run,
         "live": run.status in OPEN,
-        "percent": round(run.progress * 100, 1) if run.status != TrainingRun.Status.SUCCEEDED else 100.0,
-        "curves": selectors.run_curves(run.metrics),
-        "checkpoints": checkpoints,
         "checkpoint_rows": rows,
         "checkpoints_live": run.status in OPEN or selectors.checkpoints_busy(checkpoints),
-        "can_resume": run.status in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
-        and training.resumable_checkpoint(run) is not None,
-        "evaluate_form": f.EvaluateForm(),
+        "evaluate_form": evaluate_form,
         "rounds_available": rounds_on,
-        "section": "training",
     }
-    ctx.update(extra)
-    return ctx
+
+
+def _run_ctx(run: TrainingRun) -> dict:
+    run = TrainingRun.objects.select_related("base_model", "created_by", "project", "snapshot").get(pk=run.pk)
+    return {**_live_ctx(run), **_checkpoints_ctx(run)}
 
 
 @staff_page
@@ -133,13 +151,13 @@ def run_page(request, run_id):
 def run_live(request, run_id):
     """The polled part of the run page: status, progress bar, ETA, curves' data, log tail, cancel / resume."""
     run = access_run(request.user, run_id)
-    return TemplateResponse(request, "frontend/dashboard/_run_live.html", _run_ctx(run, oob=True))
+    return TemplateResponse(request, "frontend/dashboard/_run_live.html", _live_ctx(run, oob=True))
 
 
 @staff_page
 def run_checkpoints(request, run_id):
     run = access_run(request.user, run_id)
-    return TemplateResponse(request, "frontend/dashboard/_checkpoints.html", _run_ctx(run))
+    return TemplateResponse(request, "frontend/dashboard/_checkpoints.html", _checkpoints_ctx(run))
 
 
 @staff_page

@@ -149,7 +149,14 @@
     });
   }
 
+  function focusFirstError() {
+    // a refused form: take the admin to the first field that needs fixing
+    var bad = document.querySelector("form .field.invalid input, form .field.invalid select");
+    if (bad) { bad.focus(); bad.scrollIntoView({ block: "center" }); }
+  }
+
   function init() {
+    focusFirstError();
     if (typeof uPlot === "undefined") return;
     drawStatic();
     refreshCurves();

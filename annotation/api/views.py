@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -13,6 +14,7 @@ from annotation import selectors, services
 from annotation.access import access_item, access_own_annotation, access_project
 from annotation.errors import Forbidden, NotFound
 from annotation.importer import import_items
+from annotation.judge import judge_agreement
 from annotation.models import Annotation, Membership
 from annotation.quality import project_quality
 
@@ -142,10 +144,11 @@ def _admin_item(request, item_id):
 class ItemDetailView(APIView):
     """Admins see an item with its provenance and set its priority."""
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, item_id):
         return Response(selectors.item_admin_view(_admin_item(request, item_id)))
 
-    @extend_schema(request=s.ItemUpdateSerializer)
+    @extend_schema(request=s.ItemUpdateSerializer, responses={200: OpenApiTypes.OBJECT})
     def patch(self, request, item_id):
         item = _admin_item(request, item_id)
         data = _valid(s.ItemUpdateSerializer, request.data)
@@ -155,7 +158,7 @@ class ItemDetailView(APIView):
 
 
 class GoldView(APIView):
-    @extend_schema(request=s.GoldSerializer)
+    @extend_schema(request=s.GoldSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, item_id):
         item = _admin_item(request, item_id)
         data = _valid(s.GoldSerializer, request.data)
@@ -196,9 +199,9 @@ class MyAnnotationsView(APIView):
 
 
 class StatsView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, project_id):
+        """Counts, agreement, bias, per-rater figures and AI judges' agreement with the humans."""
         project = access_project(request.user, project_id, admin=True)
-        from annotation.judge import judge_agreement  # noqa: PLC0415
-
         return Response({**selectors.project_counts(project), **project_quality(project),
                          "judges": judge_agreement(project)})

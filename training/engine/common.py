@@ -143,6 +143,32 @@ def peft_config(cfg: RunConfig, model, task: str = "causal"):
     return None
 
 
+def keep_heads_in_fp32(model) -> None:
+    """Train the seq-cls head copies of a QLoRA model in fp32, fed with fp32 hidden states.
+
+    Under a quantized base, TRL casts every trainable parameter to bf16, the `score` copy that peft keeps in
+    `modules_to_save` included, while the hidden states reaching it stay fp32 (prepare_model_for_kbit_training
+    keeps the non-quantized layers in fp32): F.linear then fails on mixed dtypes. The head is tiny, so it goes
+    back to fp32, and its input is cast to the head's dtype (a no-op under autocast, which does its own casting).
+    """
+    from peft.utils import ModulesToSaveWrapper
+
+    def cast_input(module, args):
+        weight = getattr(module, "weight", None)
+        if weight is None or torch.is_autocast_enabled():
+            return None
+        return tuple(a.to(weight.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    for wrapper in model.modules():
+        if not isinstance(wrapper, ModulesToSaveWrapper):
+            continue
+        for head in wrapper.modules_to_save.values():
+            for param in head.parameters():
+                if param.is_floating_point() and param.dtype != torch.float32:
+                    param.data = param.data.float()
+            head.register_forward_pre_hook(cast_input)
+
+
 def is_adapter_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 

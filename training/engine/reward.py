@@ -7,6 +7,7 @@ from typing import Any
 from .common import (
     base_source,
     callbacks,
+    keep_heads_in_fp32,
     load_model,
     load_tokenizer,
     peft_config,
@@ -46,6 +47,8 @@ def train_reward(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
         peft_config=peft_config(cfg, model, task="seq_cls"),  # SEQ_CLS: the `score` head is trained and saved too
         callbacks=callbacks(cfg, reporter),
     )
+    if cfg.adapter == "qlora":
+        keep_heads_in_fp32(trainer.model)
     result = train_and_save(trainer, cfg, reporter, eval_dataset=trainer.eval_dataset)
     # Held-out pairwise accuracy: how often the chosen response outscores the rejected one.
     result["accuracy"] = result["eval"].get("eval_accuracy")

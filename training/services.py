@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.errors import Conflict, ServiceError
@@ -140,7 +140,12 @@ def _check_reward_checkpoint(checkpoint: Checkpoint | None, method: str) -> None
 
 
 @transaction.atomic
-def run_create(
+def run_create(**kwargs) -> TrainingRun:
+    """Queue a training run; see ``run_create_or_replay`` for the arguments."""
+    return run_create_or_replay(**kwargs)[0]
+
+
+def run_create_or_replay(
     *,
     method: str,
     base_model: BaseModel,
@@ -151,16 +156,25 @@ def run_create(
     gpus: int = 1,
     queue: str = "training",
     created_by=None,
-) -> TrainingRun:
-    """Queue a training run. With a project (and no snapshot) the task freezes a snapshot when it starts.
+    idempotency_key: str = "",
+) -> tuple[TrainingRun, bool]:
+    """Queue a training run: (run, created). With a project (and no snapshot) the task freezes a snapshot when it starts.
 
     ``queue`` picks the pool of GPU workers (e.g. "training-a100"); each pool runs
     ``celery -A config worker -Q <queue> -c 1``.
+
+    ``idempotency_key`` (optional, at most 100 characters, unique per creator): a replay with a key already used
+    returns that run, (run, False), and starts nothing, so a double-submitted create starts one run.
     """
+    key = _check_run_idempotency_key(idempotency_key)
     if method not in SNAPSHOT_KINDS:
         raise ServiceError(f"must be one of {', '.join(SNAPSHOT_KINDS)}; got {method!r}", field="method")
     if (project is None) == (snapshot is None):
         raise ServiceError("give a project or a snapshot (exactly one)", field="project")
+    if key:
+        previous = _run_replay(key, created_by, method=method, base_model=base_model, project=project or snapshot.project)
+        if previous is not None:
+            return previous, False
     if snapshot is not None and snapshot.kind not in SNAPSHOT_KINDS[method]:
         raise ServiceError(
             f"snapshot {snapshot.pk} is a {snapshot.kind!r} export; {method} trains on {' or '.join(SNAPSHOT_KINDS[method])}",
@@ -174,19 +188,44 @@ def run_create(
         raise ServiceError("must be 1-50 letters, digits, '.', '_' or '-'", field="queue")
     _check_reward_checkpoint(reward_checkpoint, method)
     config = run_config_validate(method=method, config=config or {})
-    run = TrainingRun.objects.create(
-        method=method,
-        base_model=base_model,
-        project=project or snapshot.project,
-        snapshot=snapshot,
-        reward_checkpoint=reward_checkpoint,
-        config=config,
-        gpus=gpus,
-        queue=queue,
-        created_by=created_by,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent replay that lost the race is rolled back alone
+            run = TrainingRun.objects.create(
+                method=method,
+                base_model=base_model,
+                project=project or snapshot.project,
+                snapshot=snapshot,
+                reward_checkpoint=reward_checkpoint,
+                config=config,
+                gpus=gpus,
+                queue=queue,
+                created_by=created_by,
+                idempotency_key=key,
+            )
+    except IntegrityError:
+        previous = _run_replay(key, created_by, method=method, base_model=base_model, project=project or snapshot.project)
+        if not key or previous is None:
+            raise
+        return previous, False
     _queue_run(run)
-    return run
+    return run, True
+
+
+def _check_run_idempotency_key(key) -> str:
+    key = key or ""
+    if not isinstance(key, str) or len(key) > 100:
+        raise ServiceError("must be a string of at most 100 characters", field="idempotency_key")
+    return key
+
+
+def _run_replay(key: str, created_by, *, method: str, base_model: BaseModel, project) -> TrainingRun | None:
+    """The run this creator already made with ``key``, if any; a key reused for a different run is a conflict."""
+    previous = TrainingRun.objects.filter(created_by=created_by, idempotency_key=key).first()
+    if previous is None:
+        return None
+    if (previous.method, previous.base_model_id, previous.project_id) != (method, base_model.pk, project.pk if project else None):
+        raise Conflict(f"This idempotency key was used for run {previous.pk}, a different run.", field="idempotency_key")
+    return previous
 
 
 def _queue_run(run: TrainingRun) -> None:

@@ -93,6 +93,8 @@ class RunLaunchForm(forms.Form):
     seed = forms.IntegerField(initial=_DEFAULTS.seed)
     gpus = forms.IntegerField(initial=1, min_value=1, max_value=64, label="GPUs")
     queue = forms.CharField(initial="training", max_length=50, help_text="Worker pool.")
+    # One key per rendered form (set by the view): a double submit replays the first create instead of starting a second run.
+    idempotency_key = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -153,7 +155,7 @@ class RunLaunchForm(forms.Form):
                 message = f"{key}: {message}"
         elif field in ("project", "snapshot"):
             target = "dataset"
-        elif field in self.fields:
+        elif field in self.fields and field != "idempotency_key":  # a hidden field: its error goes on top
             target = field
         self.add_error(target, message)
 

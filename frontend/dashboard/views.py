@@ -7,6 +7,8 @@ trigger, so polling stops by itself.
 """
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -68,12 +70,15 @@ def runs(request):
             form.add_service_error(exc)
         else:
             return redirect("dash-run", run_id=run.pk)
+    if request.method == "POST":  # nothing was started: the corrected form is a new launch, with a new key
+        form.data = form.data.copy()
+        form.data["idempotency_key"] = uuid.uuid4().hex
     status = 422 if request.method == "POST" else 200
     return TemplateResponse(request, "frontend/dashboard/runs.html", _runs_ctx(form), status=status)
 
 
 def _launch_initial(request) -> dict:
-    initial = {}
+    initial = {"idempotency_key": uuid.uuid4().hex}
     project = request.GET.get("project", "")
     if project.isdigit():
         initial["dataset"] = f"project:{project}"
@@ -95,6 +100,7 @@ def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
         gpus=data["gpus"],
         queue=data["queue"].strip(),
         created_by=user,
+        idempotency_key=data.get("idempotency_key") or "",
     )
 
 

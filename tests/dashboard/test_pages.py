@@ -231,6 +231,27 @@ def test_launch_form_offers_reward_checkpoints_and_starts_ppo(admin_client):
     assert run.reward_checkpoint == reward and run.config == {"max_steps": 2}
 
 
+def test_a_double_submitted_launch_form_starts_one_run(admin_client):
+    project = make_project("pairwise")
+    page = admin_client.get("/manage/training/").content.decode()
+    key = re.search(r'<input type="hidden" name="idempotency_key" value="([0-9a-f]{32})"', page).group(1)
+    assert key not in admin_client.get("/manage/training/").content.decode()  # one key per rendered form
+    first = launch(admin_client, dataset=f"project:{project.pk}", max_steps=5, idempotency_key=key)
+    second = launch(admin_client, dataset=f"project:{project.pk}", max_steps=5, idempotency_key=key)
+    run = TrainingRun.objects.get()
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"] == f"/manage/training/runs/{run.pk}/"
+    assert run.idempotency_key == key
+
+    # a form sent back with errors started nothing; it comes back with a new key, so the corrected one starts a run
+    refused = launch(admin_client, dataset=f"project:{project.pk}", max_steps=0, idempotency_key="fresh")
+    assert refused.status_code == 422
+    new_key = re.search(r'name="idempotency_key" value="([^"]+)"', refused.content.decode()).group(1)
+    assert new_key not in ("fresh", key)
+    assert launch(admin_client, dataset=f"project:{project.pk}", max_steps=5, idempotency_key=new_key).status_code == 302
+    assert TrainingRun.objects.count() == 2
+
+
 # --- the run page -----------------------------------------------------------------------------
 
 

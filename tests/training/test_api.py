@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.factories import AdminFactory
 from training import services
 from training.models import BaseModel, Checkpoint, TrainingRun
 
@@ -72,6 +73,63 @@ def test_bad_run_input_names_the_field_and_stores_nothing(api, admin, snapshot, 
     assert data.get("field") == field or field in data  # a service error, or a serializer's field errors
     assert words in str(data)
     assert not TrainingRun.objects.exists()
+
+
+def test_a_replayed_create_with_an_idempotency_key_returns_the_first_run(api, admin, snapshot, monkeypatch):
+    queued = []
+    monkeypatch.setattr(services, "_queue_run", queued.append)
+    api.force_authenticate(admin)
+    body = {"method": "dpo", "base_model": "tiny", "snapshot": snapshot.pk, "config": {"max_steps": 5},
+            "idempotency_key": "launch-1"}
+    first = post_run(api, **body)
+    again = post_run(api, **body)
+    assert first.status_code == 201 and again.status_code == 200, again.content
+    assert again.json()["id"] == first.json()["id"] and first.json()["idempotency_key"] == "launch-1"
+    assert TrainingRun.objects.count() == 1 and [r.pk for r in queued] == [first.json()["id"]]
+
+    # another key, or no key, is another run; the same key from another admin is that admin's own run
+    assert post_run(api, **{**body, "idempotency_key": "launch-2"}).status_code == 201
+    assert post_run(api, **{k: v for k, v in body.items() if k != "idempotency_key"}).status_code == 201
+    assert post_run(api, **{k: v for k, v in body.items() if k != "idempotency_key"}).status_code == 201
+    other = AdminFactory()
+    api.force_authenticate(other)
+    assert post_run(api, **body).status_code == 201
+    assert TrainingRun.objects.count() == 5 and len(queued) == 5
+
+    # the key reused for a different run is a conflict; an over-long key is refused
+    api.force_authenticate(admin)
+    conflict = post_run(api, **{**body, "method": "sft"})
+    assert conflict.status_code == 409 and conflict.json()["field"] == "idempotency_key"
+    too_long = post_run(api, **{**body, "idempotency_key": "k" * 101})
+    assert too_long.status_code == 400 and "idempotency_key" in too_long.json()
+    assert TrainingRun.objects.count() == 5
+
+
+def test_the_idempotency_key_is_unique_per_creator_in_the_database(admin, snapshot, monkeypatch):
+    from django.db import IntegrityError, transaction
+
+    tiny = services.base_model_get(name="tiny")
+    TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, project=snapshot.project,
+                               created_by=admin, idempotency_key="k")
+    TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin)
+    TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin)  # blank: no limit
+    with pytest.raises(IntegrityError), transaction.atomic():
+        TrainingRun.objects.create(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin,
+                                   idempotency_key="k")
+    # a create that lost the race to a concurrent one with the same key (it saw no earlier run) returns the winner
+    real_replay = services._run_replay
+    seen = []
+
+    def not_yet_seen(*args, **kwargs):
+        seen.append(1)
+        return None if len(seen) == 1 else real_replay(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_run_replay", not_yet_seen)
+    monkeypatch.setattr(services, "_queue_run", lambda run: pytest.fail("a replay queued a run"))
+    run, created = services.run_create_or_replay(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin,
+                                                 idempotency_key="k")
+    assert not created and run.idempotency_key == "k"
+    assert TrainingRun.objects.filter(idempotency_key="k").count() == 1
 
 
 def test_a_run_needs_exactly_one_of_project_and_snapshot(api, admin, snapshot):

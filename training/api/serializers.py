@@ -37,8 +37,8 @@ class RunSerializer(serializers.ModelSerializer):
         fields = [
             "id", "method", "base_model", "project", "snapshot", "reward_checkpoint", "resumed_from", "config",
             "gpus", "queue", "status", "step", "total_steps", "progress", "eta_seconds", "metrics", "result", "error",
-            "log_tail", "cancel_requested", "worker", "heartbeat_at", "created_by", "created_at", "started_at",
-            "finished_at", "checkpoints",
+            "log_tail", "cancel_requested", "worker", "heartbeat_at", "created_by", "idempotency_key", "created_at",
+            "started_at", "finished_at", "checkpoints",
         ]
         read_only_fields = fields
 
@@ -60,6 +60,10 @@ class RunCreateSerializer(serializers.Serializer):
     config = serializers.JSONField(required=False, default=dict)
     gpus = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
     queue = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,50}$", required=False, default="training")
+    idempotency_key = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=100,
+        help_text="Optional, unique per user: a replay with the same key returns the run it created (200).",
+    )
 
 
 class EvaluateSerializer(serializers.Serializer):

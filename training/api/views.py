@@ -52,11 +52,11 @@ class RunListView(AdminView):
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(s.RunListSerializer(page, many=True).data)
 
-    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer})
+    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 200: s.RunSerializer})
     def post(self, request):
         data = _valid(s.RunCreateSerializer, request.data)
         user = request.user
-        run = services.run_create(
+        run, created = services.run_create_or_replay(
             method=data["method"],
             base_model=services.base_model_get(name=data["base_model"]),
             project=access_project(user, data["project"], admin=True) if data.get("project") else None,
@@ -68,8 +68,10 @@ class RunListView(AdminView):
             gpus=data["gpus"],
             queue=data["queue"],
             created_by=user,
+            idempotency_key=data["idempotency_key"],
         )
-        return Response(s.RunSerializer(selectors.run_detail(run)).data, status=status.HTTP_201_CREATED)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(s.RunSerializer(selectors.run_detail(run)).data, status=code)
 
 
 class RunDetailView(AdminView):

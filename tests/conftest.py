@@ -11,3 +11,23 @@ def api():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture
+def admin(db):
+    from tests.factories import AdminFactory
+
+    return AdminFactory()
+
+
+@pytest.fixture
+def join():
+    """Make users members of a project: ``join(project, users)``."""
+    from tests.factories import add_member
+
+    def _join(project, users):
+        for user in users:
+            add_member(project, user)
+        return users
+
+    return _join

@@ -1,11 +1,6 @@
 import pytest
 
-from tests.factories import AdminFactory, UserFactory, add_member, make_item, make_project
-
-
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
+from tests.factories import UserFactory, add_member, make_item, make_project
 
 
 @pytest.fixture

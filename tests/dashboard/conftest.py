@@ -1,7 +1,7 @@
 import pytest
 from django.core.cache import cache
 
-from tests.factories import AdminFactory, UserFactory
+from tests.factories import UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -9,11 +9,6 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
 
 
 @pytest.fixture

@@ -1,16 +1,11 @@
 import pytest
 
-from tests.factories import AdminFactory, UserFactory, add_member, make_project
+from tests.factories import UserFactory, add_member, make_project
 
 
 @pytest.fixture
 def rater(db):
     return UserFactory()
-
-
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
 
 
 @pytest.fixture

@@ -10,13 +10,8 @@ import time
 
 import pytest
 
-from tests.factories import AdminFactory, UserFactory, add_member, make_project
+from tests.factories import UserFactory, add_member, make_project
 from tests.training.conftest import TOPICS, FINISHED, wait_finished, worker  # noqa: F401  (fixtures)
-
-
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.factories import AdminFactory, UserFactory, make_project
+from tests.factories import UserFactory, make_project
 from training.models import DatasetSnapshot, TrainingRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,11 +150,6 @@ def worker(django_db_setup, tmp_path_factory) -> Worker:
     handle = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield handle
     stop_worker(handle)
-
-
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -104,6 +104,22 @@ def _live_leases(now):
     )
 
 
+_CLAIM_SQL = """
+SELECT i.id FROM annotation_item i
+WHERE i.project_id = %(project)s AND i.is_complete = false AND i.is_gold = %(gold)s
+  AND NOT (i.id = ANY(%(exclude)s))
+  AND NOT EXISTS (
+    SELECT 1 FROM annotation_assignment a
+    WHERE a.item_id = i.id AND a.rater_id = %(rater)s AND a.status IN ('submitted', 'skipped'))
+  AND (%(gold)s OR i.annotations_count + (
+    SELECT count(*) FROM annotation_assignment a
+    WHERE a.item_id = i.id AND a.status = 'leased' AND a.expires_at > %(now)s) < i.overlap)
+ORDER BY i.priority DESC, i.id
+LIMIT 1
+FOR UPDATE OF i SKIP LOCKED
+"""
+
+
 def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item | None:
     """Lock the best open item for ``rater`` (priority first), skipping rows others hold.
 
@@ -112,7 +128,18 @@ def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item
     statement's snapshot, which can predate a lease committed just before we got the lock, so
     ``queue_next`` checks the locked item again with a fresh statement. Gold items are shown to
     every rater once, so they have no overlap cap.
+
+    On PostgreSQL this is one hand-written statement (it is the hot path, and a prepared
+    statement skips re-planning); elsewhere the same filter through the ORM, without SKIP LOCKED.
     """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, {"project": project.pk, "gold": gold, "exclude": list(exclude),
+                                        "rater": rater.pk, "now": now})
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return Item.objects.select_related("prompt").prefetch_related("item_responses").get(pk=row[0])
     done_by_rater = Assignment.objects.filter(
         item=OuterRef("pk"), rater=rater, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
     )
@@ -125,7 +152,7 @@ def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item
         qs.select_related("prompt")
         .prefetch_related("item_responses")
         .order_by("-priority", "id")
-        .select_for_update(skip_locked=True, of=("self",))
+        .select_for_update(of=("self",))
         .first()
     )
 

@@ -466,7 +466,7 @@ class Command(BaseCommand):
             w(f"  {username} / {ctx.password}    ({'admin' if user.is_staff else 'rater'})")
         w("")
         w(f"API token for {ADMIN}: {ctx.token}")
-        w(f'  curl -H "Authorization: Token {ctx.token}" http://localhost:8000/api/v1/projects/')
+        w(f'  curl -H "Authorization: Token {ctx.token}" http://127.0.0.1:{os.environ.get("PORT", "8000")}/api/v1/projects/')
         w("")
         w("Projects:")
         for slug, project in ctx.projects.items():

@@ -31,9 +31,9 @@ def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def encode_jsonl(rows: Iterable[dict], schema: pa.Schema | None = None) -> Iterator[bytes]:
-    dumps = orjson.dumps
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for chunk in _chunks(rows, ROWS_PER_CHUNK):
-        yield b"".join([dumps(row) + b"\n" for row in chunk])
+        yield b"".join([dumps(row, option=newline) for row in chunk])
 
 
 def _cell(value):

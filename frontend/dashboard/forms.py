@@ -4,9 +4,11 @@ source of truth; its errors are put next to the field they name."""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotation.errors import ServiceError
+from annotation.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
 from annotation.models import Project
 from training.engine.config import ADAPTERS, DPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
 from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
@@ -246,3 +248,17 @@ def add_round_error(form: forms.Form, exc: ServiceError) -> None:
     if field not in form.fields:
         field = None
     form.add_error(field, exc.message if field else "; ".join(flat_errors(exc)))
+
+
+
+class JudgeRunForm(forms.Form):
+    """Run an AI judge over a project's items: a reward checkpoint or, when configured, the chat endpoint."""
+    judge = forms.ChoiceField(label="Judge")
+    limit = forms.IntegerField(min_value=1, max_value=JUDGE_MAX_LIMIT, initial=100, label="Items at most")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(f"checkpoint:{pk}", label) for pk, label in reward_checkpoint_choices() if pk]
+        if settings.PS_JUDGE_API_BASE and settings.PS_JUDGE_MODEL:
+            choices.insert(0, (JUDGE_API, f"Chat endpoint · {settings.PS_JUDGE_MODEL}"))
+        self.fields["judge"].choices = [("", "— choose —")] + choices

@@ -6,6 +6,9 @@ from . import views
 urlpatterns = [
     path("dashboard/", views.overview, name="dash-overview"),
     path("<int:project_id>/quality/", views.quality, name="dash-quality"),
+    path("<int:project_id>/quality/judge/", views.quality_judge, name="dash-quality-judge"),
+    path("<int:project_id>/quality/active-learning/", views.quality_active_learning,
+         name="dash-quality-active-learning"),
     path("training/", views.runs, name="dash-runs"),
     path("training/runs/<int:run_id>/", views.run_page, name="dash-run"),
     path("training/runs/<int:run_id>/live/", views.run_live, name="dash-run-live"),

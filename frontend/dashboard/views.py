@@ -42,7 +42,76 @@ def overview(request):
 def quality(request, project_id):
     project = access_project(request.user, project_id, admin=True)
     return TemplateResponse(request, "frontend/dashboard/quality.html",
-                            {"project": project, **selectors.quality_view(project)})
+                            {"project": project, **selectors.quality_view(project), **_ai_ctx(project)})
+
+
+# --- AI judges and active learning (on the quality page) -----------------------------------
+
+
+def _ai_ctx(project) -> dict:
+    from annotation.judge import judge_agreement
+    from training.models import ProjectJob
+
+    return {
+        "judges": judge_agreement(project),
+        "judge_form": f.JudgeRunForm(auto_id="judge_%s"),
+        "active_learning": bool(project.config.get("active_learning")),
+        "project_jobs": ProjectJob.objects.filter(project=project).defer("result")[:10],
+    }
+
+
+def _back_to_quality(project):
+    return redirect("dash-quality", project_id=project.pk)
+
+
+@staff_page
+@require_POST
+def quality_judge(request, project_id):
+    """Queue an AI judge over the project's items (a double submit gets the queued job back)."""
+    from annotation.judge import API, judge_run
+
+    project = access_project(request.user, project_id, admin=True)
+    form = f.JudgeRunForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Judge not started: " + "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _back_to_quality(project)
+    data = form.cleaned_data
+    try:
+        judge = API if data["judge"] == API else access_checkpoint(request.user, data["judge"].partition(":")[2])
+        job = judge_run(project=project, judge=judge, limit=data["limit"], created_by=request.user)
+    except ServiceError as exc:
+        messages.error(request, "Judge not started: " + "; ".join(f.flat_errors(exc)))
+    else:
+        messages.info(request, f"Judge job {job.pk} is {job.status} ({job.params.get('judge')}).")
+    return _back_to_quality(project)
+
+
+@staff_page
+@require_POST
+def quality_active_learning(request, project_id):
+    """Active learning: switch it on or off, score the open items, or put their priorities back to 0."""
+    from django.core.exceptions import ValidationError
+
+    from annotation.active_learning import active_learning_clear, active_learning_score
+    from annotation.services import project_update
+
+    project = access_project(request.user, project_id, admin=True)
+    action = request.POST.get("action", "")
+    try:
+        if action in ("on", "off"):
+            project_update(project=project, config={"active_learning": action == "on"})
+            messages.info(request, f"Active learning is {action}.")
+        elif action == "score":
+            job = active_learning_score(project=project, created_by=request.user)
+            messages.info(request, f"Scoring job {job.pk} is {job.status}.")
+        elif action == "reset":
+            messages.info(request, f"Priorities reset on {active_learning_clear(project=project)} open items.")
+        else:
+            messages.error(request, "action: must be on, off, score or reset")
+    except (ServiceError, ValidationError) as exc:
+        messages.error(request, "Active learning: " + "; ".join(f.flat_errors(exc)))
+    return _back_to_quality(project)
 
 
 # --- runs ----------------------------------------------------------------------------------

@@ -31,3 +31,11 @@ def join():
         return users
 
     return _join
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, tmp_path_factory):
+    """The one real Celery worker of the session (Redis + the test PostgreSQL database)."""
+    from tests.training.conftest import session_worker
+
+    yield from session_worker(tmp_path_factory)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.factories import UserFactory, add_member, make_project
-from tests.training.conftest import TOPICS, FINISHED, wait_finished, worker  # noqa: F401  (fixtures)
+from tests.training.conftest import TOPICS, FINISHED, wait_finished  # noqa: F401
 
 
 @pytest.fixture

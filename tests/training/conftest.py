@@ -138,9 +138,11 @@ def stop_worker(handle: Worker) -> None:
         handle.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def worker(django_db_setup, tmp_path_factory) -> Worker:
-    """`celery -A config worker -Q training,default -c 2` on the test database and this session's Redis db."""
+def session_worker(tmp_path_factory):
+    """`celery -A config worker -Q training,default -c 2` on the test database and this session's Redis db.
+
+    Used by the one session-wide ``worker`` fixture in tests/conftest.py, so every package shares a
+    single worker (two workers on one queue would split a test's deliveries between them)."""
     # Run ids restart with a fresh test database: old run directories and queued messages are not ours.
     for sub in ("runs", "evaluations"):
         shutil.rmtree(Path(settings.PS_DATA_DIR) / sub, ignore_errors=True)

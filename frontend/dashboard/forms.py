@@ -230,6 +230,11 @@ class HumanEvalForm(forms.Form):
         self.fields["baseline"].choices = source_choices(exclude=checkpoint, base=True)
 
 
+def form_errors(form) -> str:
+    """A bound form's errors on one line, each with its field: "max_steps: ...; beta: ..."."""
+    return "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+
+
 def flat_errors(exc: ValidationError | ServiceError) -> list[str]:
     if isinstance(exc, ServiceError):
         return [f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message]

@@ -73,8 +73,7 @@ def quality_judge(request, project_id):
     project = access_project(request.user, project_id, admin=True)
     form = f.JudgeRunForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Judge not started: " + "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, "Judge not started: " + f.form_errors(form))
         return _back_to_quality(project)
     data = form.cleaned_data
     try:
@@ -288,7 +287,7 @@ def checkpoint_evaluate(request, checkpoint_id):
     checkpoint = access_checkpoint(request.user, checkpoint_id)
     form = f.EvaluateForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, f.form_errors(form))
         return _back(checkpoint)
     data = form.cleaned_data
     options = {"max_prompts": data["max_prompts"]} if data.get("max_prompts") else {}
@@ -364,8 +363,7 @@ def checkpoint_generate(request, checkpoint_id):
 
     form = f.GenerationRoundForm(request.POST, checkpoint=checkpoint)
     if not form.is_valid():
-        messages.error(request, "Generation round not started: " + "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, "Generation round not started: " + f.form_errors(form))
         return _back(checkpoint)
     data = form.cleaned_data
     try:
@@ -389,8 +387,7 @@ def checkpoint_human_eval(request, checkpoint_id):
 
     form = f.HumanEvalForm(request.POST, checkpoint=checkpoint)
     if not form.is_valid():
-        messages.error(request, "Human evaluation not started: " + "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, "Human evaluation not started: " + f.form_errors(form))
         return _back(checkpoint)
     data = form.cleaned_data
     try:

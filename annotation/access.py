@@ -5,8 +5,11 @@ Members who may see a thing but not change it get Forbidden.
 """
 from __future__ import annotations
 
+from django.db import connection
+
 from .errors import Forbidden, NotFound
 from .models import Annotation, Item, Membership, Project
+from .rawsql import columns, split
 
 
 def is_admin(user) -> bool:
@@ -26,8 +29,7 @@ def _access_project(user, lookup: dict, *, admin: bool) -> Project:
         return project
     if not (user and user.is_authenticated):
         raise NotFound("Project not found.")
-    member_lookup = {f"project__{field}": value for field, value in lookup.items()}
-    membership = Membership.objects.select_related("project").filter(user=user, **member_lookup).first()
+    membership = _membership_with_project(user, lookup)
     if membership is None:
         raise NotFound("Project not found.")
     if admin:
@@ -35,6 +37,28 @@ def _access_project(user, lookup: dict, *, admin: bool) -> Project:
     project = membership.project
     project.membership = membership
     return project
+
+
+def _membership_sql(column: str) -> str:
+    return (f'SELECT {columns(Membership, "m")}, {columns(Project, "p")} FROM "{Membership._meta.db_table}" m '
+            f'JOIN "{Project._meta.db_table}" p ON p.id = m.project_id WHERE m.user_id = %s AND p."{column}" = %s')
+
+
+def _membership_with_project(user, lookup: dict) -> Membership | None:
+    """The user's membership of the project, with the project. Every rater request starts here, so on
+    PostgreSQL it is one fixed statement (prepared once per connection) rather than an ORM query."""
+    ((field, value),) = lookup.items()
+    if connection.vendor != "postgresql":
+        member_lookup = {f"project__{field}": value}
+        return Membership.objects.select_related("project").filter(user=user, **member_lookup).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_membership_sql("id" if field == "pk" else field), [user.pk, value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    membership, project = split(row, Membership, Project)
+    membership.project = project
+    return membership
 
 
 def access_project(user, project_id, *, admin: bool = False) -> Project:

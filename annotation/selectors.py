@@ -17,7 +17,9 @@ def projects_visible_to(user):
 def assignment_view(assignment: Assignment) -> dict:
     """The item as one rater sees it: responses in that rater's display order, no model names."""
     item = assignment.item
-    texts = dict(Response.objects.filter(pk__in=assignment.display_order).values_list("pk", "text"))
+    texts = getattr(assignment, "response_texts", None) or dict(
+        Response.objects.filter(pk__in=assignment.display_order).values_list("pk", "text")
+    )
     return {
         "id": item.pk,
         "prompt": {"messages": item.prompt.messages},

@@ -1,6 +1,7 @@
 """Writes: projects, members, the rater queue, submissions, edits and skips."""
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 
@@ -12,11 +13,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .access import access_item, access_own_annotation
+from .access import access_item, access_own_annotation, is_admin
 from .errors import Conflict, Forbidden, NotFound
-from .models import Annotation, Assignment, Item, Membership, Project
+from .models import Annotation, Assignment, Item, ItemResponse, Membership, Project, Prompt, Response
 from .payloads import gold_correct, resolve_payload
 from .project_config import validate_project_config
+from .rawsql import columns, split
 
 User = get_user_model()
 
@@ -104,42 +106,14 @@ def _live_leases(now):
     )
 
 
-_CLAIM_SQL = """
-SELECT i.id FROM annotation_item i
-WHERE i.project_id = %(project)s AND i.is_complete = false AND i.is_gold = %(gold)s
-  AND NOT (i.id = ANY(%(exclude)s))
-  AND NOT EXISTS (
-    SELECT 1 FROM annotation_assignment a
-    WHERE a.item_id = i.id AND a.rater_id = %(rater)s AND a.status IN ('submitted', 'skipped'))
-  AND (%(gold)s OR i.annotations_count + (
-    SELECT count(*) FROM annotation_assignment a
-    WHERE a.item_id = i.id AND a.status = 'leased' AND a.expires_at > %(now)s) < i.overlap)
-ORDER BY i.priority DESC, i.id
-LIMIT 1
-FOR UPDATE OF i SKIP LOCKED
-"""
-
-
 def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item | None:
-    """Lock the best open item for ``rater`` (priority first), skipping rows others hold.
+    """Lock the best open item for ``rater`` (priority first), through the ORM (SQLite and others).
 
     Exact overlap: the item row lock serialises every lease and submission of one item, and an
-    item is only leased while annotations + live leases < overlap. The filter below runs on the
-    statement's snapshot, which can predate a lease committed just before we got the lock, so
-    ``queue_next`` checks the locked item again with a fresh statement. Gold items are shown to
-    every rater once, so they have no overlap cap.
-
-    On PostgreSQL this is one hand-written statement (it is the hot path, and a prepared
-    statement skips re-planning); elsewhere the same filter through the ORM, without SKIP LOCKED.
+    item is only leased while annotations + live leases < overlap; ``_claim_open_item`` checks the
+    locked item again. Gold items are shown to every rater once, so they have no overlap cap.
+    PostgreSQL takes ``_lease_pg`` instead.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, {"project": project.pk, "gold": gold, "exclude": list(exclude),
-                                        "rater": rater.pk, "now": now})
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        return Item.objects.select_related("prompt").prefetch_related("item_responses").get(pk=row[0])
     done_by_rater = Assignment.objects.filter(
         item=OuterRef("pk"), rater=rater, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
     )
@@ -180,6 +154,157 @@ def _gold_due(project: Project, rater) -> bool:
     return counts["gold"] < int(rate * (counts["n"] + 1))
 
 
+# The rater hot path on PostgreSQL: fixed statements (prepared once per connection, so planned once)
+# that each do what several ORM queries did. Their rows become ordinary model instances.
+
+_T = {"item": Item._meta.db_table, "prompt": Prompt._meta.db_table, "assignment": Assignment._meta.db_table,
+      "item_response": ItemResponse._meta.db_table, "annotation": Annotation._meta.db_table,
+      "project": Project._meta.db_table, "membership": Membership._meta.db_table, "response": Response._meta.db_table}
+
+
+def _responses_of(item: str) -> str:
+    """Two columns: the response ids and texts of ``item`` (an SQL expression), in canonical order."""
+    return f"""ARRAY(SELECT ir.response_id FROM "{_T['item_response']}" ir WHERE ir.item_id = {item}
+                      ORDER BY ir.position),
+       ARRAY(SELECT r.text FROM "{_T['item_response']}" ir JOIN "{_T['response']}" r ON r.id = ir.response_id
+             WHERE ir.item_id = {item} ORDER BY ir.position)"""
+
+# The rater's live lease, with its item, prompt and responses.
+_LIVE_LEASE_SQL = f"""
+SELECT {columns(Assignment, "a")}, {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("a.item_id")}
+FROM "{_T['assignment']}" a JOIN "{_T['item']}" i ON i.id = a.item_id JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
+WHERE a.rater_id = %(rater)s AND a.project_id = %(project)s AND a.status = 'leased' AND a.expires_at > %(now)s
+ORDER BY a.leased_at
+LIMIT 1
+"""
+
+# The best open item for the rater, locked (rows other raters hold are skipped), with its prompt and
+# its responses; items the rater submitted or skipped are passed over (a probe of
+# the (item, rater) unique index per candidate: as NOT EXISTS it became an anti-join that read all of
+# the rater's past assignments on every call). The filter runs on the statement's snapshot, which can
+# predate a lease committed just before we got the lock; _LEASE_SQL checks again with a fresh snapshot.
+_CLAIM_SQL = f"""
+SELECT {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("i.id")}
+FROM (
+    SELECT {columns(Item, "i")} FROM "{_T['item']}" i
+    WHERE i.project_id = %(project)s AND i.is_complete = false AND i.is_gold = %(gold)s
+      AND NOT (i.id = ANY(%(exclude)s))
+      AND COALESCE((SELECT a.status FROM "{_T['assignment']}" a WHERE a.item_id = i.id AND a.rater_id = %(rater)s),
+                   'leased') = 'leased'
+      AND (%(gold)s OR i.annotations_count + (
+        SELECT count(*) FROM "{_T['assignment']}" a
+        WHERE a.item_id = i.id AND a.status = 'leased' AND a.expires_at > %(now)s) < i.overlap)
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED
+) i JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
+"""
+
+# A new lease (or a fresh one over the rater's own expired lease) on the locked item, only if other
+# raters' live leases, counted now, still leave room: no row comes back when the item is full.
+_LEASE_SQL = f"""
+INSERT INTO "{_T['assignment']}" (item_id, rater_id, project_id, status, display_order, is_gold, leased_at,
+                                  expires_at, finished_at)
+SELECT %(item)s, %(rater)s, %(project)s, 'leased', %(order)s::jsonb, %(gold)s, %(now)s, %(expires)s, NULL
+WHERE %(gold)s OR %(count)s + (
+    SELECT count(*) FROM "{_T['assignment']}" a
+    WHERE a.item_id = %(item)s AND a.status = 'leased' AND a.expires_at > %(now)s AND a.rater_id <> %(rater)s
+) < %(overlap)s
+ON CONFLICT (item_id, rater_id) DO UPDATE SET
+    status = EXCLUDED.status, display_order = EXCLUDED.display_order, leased_at = EXCLUDED.leased_at,
+    expires_at = EXCLUDED.expires_at, finished_at = EXCLUDED.finished_at
+RETURNING {columns(Assignment)}
+"""
+
+# The rater's assignment of an item (if any) and the other raters' live leases on it.
+_ASSIGNMENT = f"""
+    (SELECT count(*) FROM "{_T['assignment']}" o
+     WHERE o.item_id = %(item)s AND o.status = 'leased' AND o.expires_at > %(now)s AND o.rater_id <> %(rater)s)
+FROM (SELECT 1) one LEFT JOIN "{_T['assignment']}" a ON a.item_id = %(item)s AND a.rater_id = %(rater)s
+"""
+
+# An item locked for a submission, with its project, the rater's membership (if any) and the above. They
+# are read on the statement's snapshot, taken before the lock was granted: a live lease seen there is
+# still live (only its rater changes it), but without one _ASSIGNMENT_SQL reads them again.
+_LOCK_ITEM_SQL = f"""
+SELECT {columns(Item, "i")}, {columns(Project, "p")}, {columns(Membership, "m")}, {columns(Assignment, "a")},
+{_ASSIGNMENT}
+    JOIN "{_T['item']}" i ON i.id = %(item)s JOIN "{_T['project']}" p ON p.id = i.project_id
+    LEFT JOIN "{_T['membership']}" m ON m.project_id = i.project_id AND m.user_id = %(rater)s
+FOR UPDATE OF i
+"""
+
+_ASSIGNMENT_SQL = f"SELECT {columns(Assignment, 'a')}, {_ASSIGNMENT}"
+
+# The annotation, the assignment marked submitted and the item's count, in one statement. Nothing is
+# written when the rater already has an annotation on the item or with this key (the caller then says why).
+_STORE_SQL = f"""
+WITH ins AS (
+    INSERT INTO "{_T['annotation']}" (item_id, rater_id, assignment_id, source, payload, raw_payload, display_order,
+                                      time_spent_ms, gold_correct, idempotency_key, created_at, updated_at)
+    VALUES (%(item)s, %(rater)s, %(assignment)s, 'human', %(payload)s::jsonb, %(raw_payload)s::jsonb,
+            %(order)s::jsonb, %(time_spent_ms)s, %(gold_correct)s, %(key)s, %(now)s, %(now)s)
+    ON CONFLICT DO NOTHING
+    RETURNING {columns(Annotation)}
+), assignment AS (
+    UPDATE "{_T['assignment']}" SET status = 'submitted', finished_at = %(now)s
+    WHERE id = %(assignment)s AND EXISTS (SELECT 1 FROM ins)
+), item AS (
+    UPDATE "{_T['item']}" SET annotations_count = %(count)s, is_complete = %(complete)s
+    WHERE id = %(item)s AND EXISTS (SELECT 1 FROM ins)
+)
+SELECT * FROM ins
+"""
+
+
+def _fetch(sql: str, params: dict):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _with_item(assignment: Assignment, item: Item, prompt: Prompt, responses) -> Assignment:
+    """The assignment with its item, prompt and response texts (``response_texts``: id -> text) attached."""
+    item.prompt, assignment.item = prompt, item
+    assignment.response_texts = dict(zip(*responses))
+    return assignment
+
+
+def _lease_pg(project: Project, rater, *, gold: bool, now) -> Assignment | None:
+    """Lease the best open item to ``rater``: claim it, then lease it if it still has room."""
+    full: list[int] = []
+    for _ in range(50):
+        row = _fetch(_CLAIM_SQL, {"project": project.pk, "gold": gold, "exclude": full, "rater": rater.pk,
+                                  "now": now})
+        if row is None:
+            return None
+        item, prompt = split(row[:-2], Item, Prompt)
+        order = list(row[-2])
+        random.shuffle(order)
+        lease = _fetch(_LEASE_SQL, {
+            "item": item.pk, "rater": rater.pk, "project": project.pk, "order": json.dumps(order),
+            "gold": item.is_gold, "now": now, "expires": now + timedelta(seconds=project.lease_seconds),
+            "count": item.annotations_count, "overlap": item.overlap,
+        })
+        if lease is not None:
+            (assignment,) = split(lease, Assignment)
+            return _with_item(assignment, item, prompt, row[-2:])
+        full.append(item.pk)  # filled by a lease committed after the claim's snapshot: try the next one
+    return None
+
+
+def _queue_next_pg(rater, project: Project, now) -> Assignment | None:
+    row = _fetch(_LIVE_LEASE_SQL, {"rater": rater.pk, "project": project.pk, "now": now})
+    if row is not None:
+        return _with_item(*split(row[:-2], Assignment, Item, Prompt), row[-2:])
+    with transaction.atomic():
+        want_gold = _gold_due(project, rater)
+        assignment = _lease_pg(project, rater, gold=want_gold, now=now)
+        if assignment is None and project.config.get("gold_rate", 0):
+            assignment = _lease_pg(project, rater, gold=not want_gold, now=now)
+    return assignment
+
+
 def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
     """The rater's current lease, or a new lease on the next item they have not seen; None when done.
 
@@ -193,6 +318,8 @@ def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
         raise Forbidden(membership.paused_reason or "You are paused on this project; ask an admin.")
     if project.status != Project.Status.ACTIVE:
         return None
+    if connection.vendor == "postgresql":
+        return _queue_next_pg(rater, project, now)
     live = (
         Assignment.objects.filter(rater=rater, project=project, status=Assignment.Status.LEASED, expires_at__gt=now)
         .select_related("item__prompt")
@@ -264,29 +391,67 @@ def _check_idempotency_key(key) -> str:
     return key
 
 
-@transaction.atomic
-def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", time_spent_ms=None,
-                      now=None) -> tuple[Annotation, bool]:
-    """Store a rater's annotation. Returns (annotation, created); a replay returns the first one."""
-    now = now or timezone.now()
-    key = _check_idempotency_key(idempotency_key)
-    time_spent_ms = _check_time_spent(time_spent_ms)
-    item = access_item(rater, item_id, lock=True)  # serialises all writes to this item
-    project = item.project
-    if item.membership and item.membership.is_paused:
-        raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
+def _lock_item_pg(rater, item_id, now) -> tuple[Item, Assignment | None, int]:
+    """``access_item(rater, item_id, lock=True)``, the rater's assignment and the others' live leases."""
+    try:
+        row = _fetch(_LOCK_ITEM_SQL, {"item": int(item_id), "rater": rater.pk, "now": now})
+    except (TypeError, ValueError, OverflowError):
+        row = None
+    if row is None:
+        raise NotFound("Item not found.")
+    item, project, membership, assignment = split(row[:-1], Item, Project, Membership, Assignment)
+    if membership is None and not is_admin(rater):
+        raise NotFound("Item not found.")
+    item.project, item.membership = project, membership
+    return item, assignment, row[-1]
+
+
+def _earlier_annotation(item: Item, rater, key: str) -> Annotation | None:
+    """The rater's annotation of this item or with this key: a replay returns it, anything else conflicts."""
     earlier = Q(item=item, rater=rater) | (Q(rater=rater, idempotency_key=key) if key else Q(pk__in=[]))
     for previous in Annotation.objects.filter(earlier):
         if key and previous.idempotency_key == key:
             if previous.item_id != item.pk:
                 raise Conflict("This idempotency key was used for another item.", field="idempotency_key")
-            return previous, False
+            return previous
         raise Conflict("You have already annotated this item; edit your annotation instead.")
+    return None
 
-    assignment = Assignment.objects.filter(item=item, rater=rater).first()
+
+@transaction.atomic
+def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", time_spent_ms=None,
+                      now=None) -> tuple[Annotation, bool]:
+    """Store a rater's annotation. Returns (annotation, created); a replay returns the first one.
+
+    On PostgreSQL the common case (a live lease) is two statements: lock the item and read its project,
+    the membership and the lease; write the annotation with the lease and the item's count. A replay or a
+    repeat never holds a live lease, so the lookup for an earlier annotation runs only without one (or
+    when the write finds the rater's key or item already taken).
+    """
+    now = now or timezone.now()
+    key = _check_idempotency_key(idempotency_key)
+    time_spent_ms = _check_time_spent(time_spent_ms)
+    pg = connection.vendor == "postgresql"
+    if pg:  # the item's row lock serialises all writes to it
+        item, assignment, others = _lock_item_pg(rater, item_id, now)
+    else:
+        item = access_item(rater, item_id, lock=True)
+        assignment, others = Assignment.objects.filter(item=item, rater=rater).first(), None
+    project = item.project
+    if item.membership and item.membership.is_paused:
+        raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
     live = assignment is not None and assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
+    if pg and not live:  # read again now that the lock is held
+        row = _fetch(_ASSIGNMENT_SQL, {"item": item.pk, "rater": rater.pk, "now": now})
+        (assignment,), others = split(row[:-1], Assignment), row[-1]
+        live = assignment is not None and assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
+    if not live or not pg:
+        if previous := _earlier_annotation(item, rater, key):
+            return previous, False
     if not live and not item.is_gold:
-        if item.annotations_count + _others_live_leases(item, rater, now) >= item.overlap:
+        if others is None:
+            others = _others_live_leases(item, rater, now)
+        if item.annotations_count + others >= item.overlap:
             raise Conflict("Your lease on this item expired and it no longer needs annotations.")
     if project.status != Project.Status.ACTIVE:
         raise Conflict("This project is not accepting annotations.")
@@ -295,18 +460,29 @@ def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", tim
         assignment = Assignment.objects.create(item=item, rater=rater, project=project, display_order=order,
                                                is_gold=item.is_gold, leased_at=now, expires_at=now)
     resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
-
-    annotation = Annotation.objects.create(
-        item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
-        payload=resolved, raw_payload=payload, display_order=assignment.display_order,
-        time_spent_ms=time_spent_ms, idempotency_key=key,
-        gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
-    )
-    Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
+    correct = gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None
     count = item.annotations_count + 1  # exact: we hold the item's row lock
-    Item.objects.filter(pk=item.pk).update(
-        annotations_count=count, is_complete=not item.is_gold and count >= item.overlap
-    )
+    complete = not item.is_gold and count >= item.overlap
+    if pg:
+        row = _fetch(_STORE_SQL, {
+            "item": item.pk, "rater": rater.pk, "assignment": assignment.pk, "payload": json.dumps(resolved),
+            "raw_payload": json.dumps(payload), "order": json.dumps(assignment.display_order),
+            "time_spent_ms": time_spent_ms, "gold_correct": correct, "key": key, "now": now,
+            "count": count, "complete": complete,
+        })
+        if row is None:  # the rater's key or item was already taken: say which (or replay)
+            if previous := _earlier_annotation(item, rater, key):
+                return previous, False
+            raise Conflict("You have already annotated this item; edit your annotation instead.")
+        (annotation,) = split(row, Annotation)
+    else:
+        annotation = Annotation.objects.create(
+            item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
+            payload=resolved, raw_payload=payload, display_order=assignment.display_order,
+            time_spent_ms=time_spent_ms, idempotency_key=key, gold_correct=correct,
+        )
+        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
+        Item.objects.filter(pk=item.pk).update(annotations_count=count, is_complete=complete)
     if item.is_gold:
         from .gold import gold_check_rater  # noqa: PLC0415 - import cycle
         transaction.on_commit(lambda: gold_check_rater(project_id=project.pk, rater_id=rater.pk))

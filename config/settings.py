@@ -128,7 +128,7 @@ X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotation.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -152,6 +152,10 @@ PS_DATA_DIR = Path(env("PS_DATA_DIR", default=str(VAR_DIR / "data")))
 PS_LEASE_SECONDS = env.int("PS_LEASE_SECONDS", default=600)
 PS_MAX_TEXT_CHARS = env.int("PS_MAX_TEXT_CHARS", default=100_000)
 PS_IMPORT_BATCH_SIZE = env.int("PS_IMPORT_BATCH_SIZE", default=2000)
+# How long a web process may reuse an API token's user without asking the database (0: never). A deleted
+# token or a deactivated user stops working in the process that made the change at once, elsewhere
+# within this many seconds.
+PS_TOKEN_CACHE_SECONDS = env.float("PS_TOKEN_CACHE_SECONDS", default=30.0)
 # A running training run whose worker sent no heartbeat for this long is marked failed (the worker died).
 PS_RUN_HEARTBEAT_SECONDS = env.float("PS_RUN_HEARTBEAT_SECONDS", default=2.0)
 PS_RUN_STALE_SECONDS = env.int("PS_RUN_STALE_SECONDS", default=300)

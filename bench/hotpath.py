@@ -9,15 +9,17 @@ Every loop is bounded in count and time and stops by itself.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import itertools
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
+from pathlib import Path
 
 from common import ROOT, bench_env, percentile, recreate_database, setup_django, write_result
 
@@ -55,97 +57,104 @@ def seed(env: dict, items: int, raters: int) -> tuple[int, list[str]]:
 
 
 class Client:
-    def __init__(self, token: str):
-        self.conn = http.client.HTTPConnection(HOST, PORT, timeout=30)
-        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    """One rater's keep-alive HTTP/1.1 connection, on asyncio: the load generator shares the server's two
+    cores, so it does as little per request as it can (no thread per rater, no HTTP library)."""
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    def __init__(self, token: str):
+        self.token = token
+        self.reader = self.writer = None
+
+    async def _open(self):
+        self.reader, self.writer = await asyncio.open_connection(HOST, PORT)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{PORT}\r\nAuthorization: Token {self.token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
         for attempt in range(2):
             try:
-                self.conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                                  headers=self.headers)
-                response = self.conn.getresponse()
-                return response.status, response.read()
-            except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(HOST, PORT, timeout=30)
+                if self.writer is None:
+                    await self._open()
+                self.writer.write(head + data)
+                status = int((await self.reader.readline()).split()[1])
+                length, close = 0, False
+                while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"connection" and value.strip().lower() == b"close":
+                        close = True
+                payload = await self.reader.readexactly(length) if length else b""
+                if close:
+                    self.close()
+                return status, payload
+            except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
+                self.close()  # the server closed an idle connection: open a new one, once
                 if attempt:
                     raise
         raise RuntimeError("unreachable")
 
-    def round_trip(self, project_id: int) -> bool:
+    async def round_trip(self, project_id: int) -> bool:
         """next + submit; False when the queue is empty for this rater."""
-        status, body = self.request("GET", f"/api/v1/projects/{project_id}/next/")
+        status, body = await self.request("GET", f"/api/v1/projects/{project_id}/next/")
         if status == 204:
             return False
         if status != 200:
             raise RuntimeError(f"next: {status} {body[:200]!r}")
         item = json.loads(body)["item"]
         payload = {"choice": random.choice("AB"), "strength": "slight"}
-        status, body = self.request("POST", f"/api/v1/items/{item['id']}/annotations/",
-                                    {"payload": payload, "idempotency_key": f"k{next(KEYS)}", "time_spent_ms": 1000})
+        status, body = await self.request("POST", f"/api/v1/items/{item['id']}/annotations/",
+                                          {"payload": payload, "idempotency_key": f"k{next(KEYS)}",
+                                           "time_spent_ms": 1000})
         if status not in (200, 201):
             raise RuntimeError(f"submit: {status} {body[:200]!r}")
         return True
 
 
-def closed_loop(project_id: int, tokens: list[str], clients: int, duration: float) -> dict:
+async def _loop(project_id: int, tokens: list[str], n: int, duration: float, think: float) -> dict:
+    """n raters for ``duration`` seconds; each waits an exponential think time (mean ``think``, none when 0)
+    between round trips. Only round trips that start inside the window count."""
     latencies: list[float] = []
     errors: list[str] = []
-    stop = time.monotonic() + duration
-    lock = threading.Lock()
+    started = time.monotonic()
+    stop = started + duration
 
-    def run(token: str, n: int):
-        client = Client(token)
+    async def rater(client: Client):
+        if think:
+            await asyncio.sleep(random.uniform(0, think))  # spread the start
         while time.monotonic() < stop:
             t0 = time.perf_counter()
             try:
-                if not client.round_trip(project_id):
+                if not await client.round_trip(project_id):
                     return
             except Exception as exc:  # noqa: BLE001 - reported in the result
                 errors.append(str(exc))
                 return
-            with lock:
-                latencies.append(time.perf_counter() - t0)
+            latencies.append(time.perf_counter() - t0)
+            if think:
+                await asyncio.sleep(min(random.expovariate(1 / think), max(stop - time.monotonic(), 0)))
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=run, args=(tokens[i], i)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(duration + 60)
-    elapsed = time.monotonic() - started
-    return summary(latencies, elapsed, errors) | {"clients": clients}
+    clients = [Client(tokens[i % len(tokens)]) for i in range(n)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(rater(c) for c in clients)), duration + 60)
+    finally:
+        for c in clients:
+            c.close()
+    return summary(latencies, time.monotonic() - started, errors)
+
+
+def closed_loop(project_id: int, tokens: list[str], clients: int, duration: float) -> dict:
+    return asyncio.run(_loop(project_id, tokens, clients, duration, 0)) | {"clients": clients}
 
 
 def open_loop(project_id: int, tokens: list[str], raters: int, think: float, duration: float) -> dict:
-    latencies: list[float] = []
-    errors: list[str] = []
-    stop = time.monotonic() + duration
-    lock = threading.Lock()
-
-    def run(token: str, n: int):
-        client = Client(token)
-        time.sleep(random.uniform(0, think))  # spread the start
-        while time.monotonic() < stop:
-            t0 = time.perf_counter()
-            try:
-                if not client.round_trip(project_id):
-                    return
-            except Exception as exc:  # noqa: BLE001
-                errors.append(str(exc))
-                return
-            with lock:
-                latencies.append(time.perf_counter() - t0)
-            time.sleep(random.expovariate(1 / think))
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=run, args=(tokens[i % len(tokens)], i), daemon=True) for i in range(raters)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(duration + 60)
-    return summary(latencies, time.monotonic() - started, errors) | {"raters": raters, "think_s": think}
+    return asyncio.run(_loop(project_id, tokens, raters, duration, think)) | {"raters": raters, "think_s": think}
 
 
 def summary(latencies: list[float], elapsed: float, errors: list[str]) -> dict:
@@ -157,6 +166,32 @@ def summary(latencies: list[float], elapsed: float, errors: list[str]) -> dict:
     }
 
 
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU time (user + system) so far of the web server's processes, PostgreSQL's and this load generator."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"web": 0.0, "postgresql": 0.0, "load_generator": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if pid == os.getpid():
+            totals["load_generator"] += used
+        elif pid == server_pid or int(fields[1]) == server_pid:
+            totals["web"] += used
+        elif comm.startswith("postgres"):
+            totals["postgresql"] += used
+    return totals
+
+
+def cpu_per_round_trip(before: dict, after: dict, round_trips: int) -> dict:
+    return {f"{name}_ms": round((after[name] - before[name]) / max(round_trips, 1) * 1000, 2) for name in before}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
@@ -165,6 +200,8 @@ def main():
     parser.add_argument("--think", type=float, default=2.0)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default="gthread")
     args = parser.parse_args()
 
     env = bench_env()
@@ -172,7 +209,7 @@ def main():
     project_id, tokens = seed(env, args.items, max(args.clients, args.raters))
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"{HOST}:{PORT}", "-w", str(args.workers),
-         "--worker-class", "gthread", "--threads", "4", "--log-level", "warning"],
+         "--worker-class", args.worker_class, "--threads", str(args.threads), "--keep-alive", "75", "--log-level", "warning"],
         cwd=ROOT, env=env | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING"},
     )
     try:
@@ -183,13 +220,19 @@ def main():
             except OSError:
                 time.sleep(0.2)
         closed_loop(project_id, tokens[:4], 4, 3)  # warm up every worker
+        load = os.getloadavg()
+        before = cpu_seconds(server.pid)
         closed = closed_loop(project_id, tokens, args.clients, args.duration)
+        closed["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), closed["round_trips"])
+        before = cpu_seconds(server.pid)
         opened = open_loop(project_id, tokens, args.raters, args.think, args.duration)
+        opened["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), opened["round_trips"])
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     write_result("hotpath", {
-        "closed_loop": closed, "open_loop": opened, "gunicorn": f"{args.workers} gthread workers x 4 threads",
+        "closed_loop": closed, "open_loop": opened, "gunicorn": f"{args.workers} {args.worker_class} workers x {args.threads} threads",
+        "load_average_before": load,
         "label_studio_1_23_same_machine": {"submits_per_s_8_clients": 19, "p95_ms": 680, "next_p50_ms": 72},
         "ratio_vs_label_studio": round(closed["round_trips_per_s"] / 19, 1),
     })

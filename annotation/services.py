@@ -112,7 +112,7 @@ def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item
     Exact overlap: the item row lock serialises every lease and submission of one item, and an
     item is only leased while annotations + live leases < overlap; ``_claim_open_item`` checks the
     locked item again. Gold items are shown to every rater once, so they have no overlap cap.
-    PostgreSQL takes ``_lease_pg`` instead.
+    PostgreSQL takes ``ps_next_lease`` (migration 0003) instead.
     """
     done_by_rater = Assignment.objects.filter(
         item=OuterRef("pk"), rater=rater, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
@@ -169,51 +169,12 @@ def _responses_of(item: str) -> str:
        ARRAY(SELECT r.text FROM "{_T['item_response']}" ir JOIN "{_T['response']}" r ON r.id = ir.response_id
              WHERE ir.item_id = {item} ORDER BY ir.position)"""
 
-# The rater's live lease, with its item, prompt and responses.
-_LIVE_LEASE_SQL = f"""
+# The rater's live lease, or a new one on the best open item (the function ps_next_lease, created by
+# migration 0003), with its item, prompt and responses.
+_NEXT_SQL = f"""
 SELECT {columns(Assignment, "a")}, {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("a.item_id")}
-FROM "{_T['assignment']}" a JOIN "{_T['item']}" i ON i.id = a.item_id JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
-WHERE a.rater_id = %(rater)s AND a.project_id = %(project)s AND a.status = 'leased' AND a.expires_at > %(now)s
-ORDER BY a.leased_at
-LIMIT 1
-"""
-
-# The best open item for the rater, locked (rows other raters hold are skipped), with its prompt and
-# its responses; items the rater submitted or skipped are passed over (a probe of
-# the (item, rater) unique index per candidate: as NOT EXISTS it became an anti-join that read all of
-# the rater's past assignments on every call). The filter runs on the statement's snapshot, which can
-# predate a lease committed just before we got the lock; _LEASE_SQL checks again with a fresh snapshot.
-_CLAIM_SQL = f"""
-SELECT {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("i.id")}
-FROM (
-    SELECT {columns(Item, "i")} FROM "{_T['item']}" i
-    WHERE i.project_id = %(project)s AND i.is_complete = false AND i.is_gold = %(gold)s
-      AND NOT (i.id = ANY(%(exclude)s))
-      AND COALESCE((SELECT a.status FROM "{_T['assignment']}" a WHERE a.item_id = i.id AND a.rater_id = %(rater)s),
-                   'leased') = 'leased'
-      AND (%(gold)s OR i.annotations_count + (
-        SELECT count(*) FROM "{_T['assignment']}" a
-        WHERE a.item_id = i.id AND a.status = 'leased' AND a.expires_at > %(now)s) < i.overlap)
-    ORDER BY i.priority DESC, i.id
-    LIMIT 1
-    FOR UPDATE OF i SKIP LOCKED
-) i JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
-"""
-
-# A new lease (or a fresh one over the rater's own expired lease) on the locked item, only if other
-# raters' live leases, counted now, still leave room: no row comes back when the item is full.
-_LEASE_SQL = f"""
-INSERT INTO "{_T['assignment']}" (item_id, rater_id, project_id, status, display_order, is_gold, leased_at,
-                                  expires_at, finished_at)
-SELECT %(item)s, %(rater)s, %(project)s, 'leased', %(order)s::jsonb, %(gold)s, %(now)s, %(expires)s, NULL
-WHERE %(gold)s OR %(count)s + (
-    SELECT count(*) FROM "{_T['assignment']}" a
-    WHERE a.item_id = %(item)s AND a.status = 'leased' AND a.expires_at > %(now)s AND a.rater_id <> %(rater)s
-) < %(overlap)s
-ON CONFLICT (item_id, rater_id) DO UPDATE SET
-    status = EXCLUDED.status, display_order = EXCLUDED.display_order, leased_at = EXCLUDED.leased_at,
-    expires_at = EXCLUDED.expires_at, finished_at = EXCLUDED.finished_at
-RETURNING {columns(Assignment)}
+FROM ps_next_lease(%(project)s, %(rater)s, %(gold)s, %(other_kind)s, %(now)s, %(expires)s) a
+JOIN "{_T['item']}" i ON i.id = a.item_id JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
 """
 
 # The rater's assignment of an item (if any) and the other raters' live leases on it.
@@ -270,39 +231,16 @@ def _with_item(assignment: Assignment, item: Item, prompt: Prompt, responses) ->
     return assignment
 
 
-def _lease_pg(project: Project, rater, *, gold: bool, now) -> Assignment | None:
-    """Lease the best open item to ``rater``: claim it, then lease it if it still has room."""
-    full: list[int] = []
-    for _ in range(50):
-        row = _fetch(_CLAIM_SQL, {"project": project.pk, "gold": gold, "exclude": full, "rater": rater.pk,
-                                  "now": now})
-        if row is None:
-            return None
-        item, prompt = split(row[:-2], Item, Prompt)
-        order = list(row[-2])
-        random.shuffle(order)
-        lease = _fetch(_LEASE_SQL, {
-            "item": item.pk, "rater": rater.pk, "project": project.pk, "order": json.dumps(order),
-            "gold": item.is_gold, "now": now, "expires": now + timedelta(seconds=project.lease_seconds),
-            "count": item.annotations_count, "overlap": item.overlap,
-        })
-        if lease is not None:
-            (assignment,) = split(lease, Assignment)
-            return _with_item(assignment, item, prompt, row[-2:])
-        full.append(item.pk)  # filled by a lease committed after the claim's snapshot: try the next one
-    return None
-
-
 def _queue_next_pg(rater, project: Project, now) -> Assignment | None:
-    row = _fetch(_LIVE_LEASE_SQL, {"rater": rater.pk, "project": project.pk, "now": now})
-    if row is not None:
-        return _with_item(*split(row[:-2], Assignment, Item, Prompt), row[-2:])
-    with transaction.atomic():
-        want_gold = _gold_due(project, rater)
-        assignment = _lease_pg(project, rater, gold=want_gold, now=now)
-        if assignment is None and project.config.get("gold_rate", 0):
-            assignment = _lease_pg(project, rater, gold=not want_gold, now=now)
-    return assignment
+    """One statement, in its own transaction: no BEGIN / COMMIT round trips."""
+    gold_rate = project.config.get("gold_rate", 0)
+    row = _fetch(_NEXT_SQL, {
+        "project": project.pk, "rater": rater.pk, "gold": bool(gold_rate) and _gold_due(project, rater),
+        "other_kind": bool(gold_rate), "now": now, "expires": now + timedelta(seconds=project.lease_seconds),
+    })
+    if row is None:
+        return None
+    return _with_item(*split(row[:-2], Assignment, Item, Prompt), row[-2:])
 
 
 def queue_next(*, rater, project: Project, now=None) -> Assignment | None:

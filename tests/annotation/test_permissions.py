@@ -75,6 +75,36 @@ def test_token_auth_works_and_a_bad_token_is_refused(api, world):
     assert api.get("/api/v1/projects/").status_code == 401
 
 
+def test_a_deleted_token_or_a_deactivated_rater_is_refused_at_once(api, world):
+    """Token users are remembered for a while; deleting the token or deactivating the user forgets them."""
+    from rest_framework.authtoken.models import Token
+
+    url = f"/api/v1/projects/{world['project'].pk}/"
+    token = Token.objects.create(user=world["rater"])
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.get(url).status_code == 200
+    token.delete()
+    assert api.get(url).status_code == 401
+    token = Token.objects.create(user=world["rater"])
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.get(url).status_code == 200
+    world["rater"].is_active = False
+    world["rater"].save()
+    r = api.get(url)
+    assert r.status_code == 401 and "inactive" in r.json()["detail"]
+
+
+def test_the_api_answers_json_unless_the_browser_asks_for_html(api, world):
+    api.force_authenticate(world["rater"])
+    url = f"/api/v1/projects/{world['project'].pk}/"
+    for accept in ("", "*/*", "application/json"):
+        r = api.get(url, HTTP_ACCEPT=accept) if accept else api.get(url)
+        assert r["Content-Type"] == "application/json" and r.json()["id"] == world["project"].pk
+    r = api.get(url, HTTP_ACCEPT="text/html,application/xhtml+xml;q=0.9")
+    assert r["Content-Type"].startswith("text/html")
+    assert api.get(url, HTTP_ACCEPT="application/xml").status_code == 406
+
+
 def test_raters_list_only_their_projects(api, world):
     make_project("rating")
     api.force_authenticate(world["rater"])

@@ -51,6 +51,30 @@ def test_a_replayed_submit_returns_the_same_annotation_and_creates_nothing(api, 
     assert project.items.get(pk=item_id).annotations_count == 1
 
 
+def test_a_key_used_on_another_item_is_refused_by_name_and_stores_nothing(api, project, member):
+    first = serve(api, project, member)["id"]
+    assert submit(api, first, {"choice": "tie"}, idempotency_key="k1").status_code == 201
+    second = serve(api, project, member)["id"]  # a live lease on another item
+    r = submit(api, second, {"choice": "A", "strength": "slight"}, idempotency_key="k1")
+    assert r.status_code == 409 and r.json()["field"] == "idempotency_key"
+    assert Annotation.objects.count() == 1
+    assert project.items.get(pk=second).annotations_count == 0
+    assert submit(api, second, {"choice": "A", "strength": "slight"}, idempotency_key="k2").status_code == 201
+
+
+def test_the_submit_answer_carries_the_serializer_fields_as_drf_writes_them(api, project, member):
+    from rest_framework import serializers
+
+    from annotation.api.serializers import AnnotationSerializer
+
+    item_id = serve(api, project, member)["id"]
+    body = submit(api, item_id, {"choice": "B", "strength": "better"}, idempotency_key="x", time_spent_ms=5).json()
+    annotation = Annotation.objects.get(pk=body["id"])
+    by_fields = serializers.ModelSerializer.to_representation(AnnotationSerializer(), annotation)
+    assert body == dict(by_fields) == AnnotationSerializer(annotation).data
+    assert body["created_at"].endswith("Z") and body["item"] == item_id
+
+
 def test_a_second_submit_without_a_key_is_a_conflict_not_a_duplicate(api, project, member):
     item_id = serve(api, project, member)["id"]
     assert submit(api, item_id, {"choice": "tie"}).status_code == 201

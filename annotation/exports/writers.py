@@ -10,10 +10,10 @@ import gc
 import hashlib
 import io
 import itertools
-import operator
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -24,12 +24,14 @@ import pyarrow.parquet as pq
 
 ROWS_PER_CHUNK = 2000  # JSONL / CSV rows joined into one chunk
 ROWS_PER_GROUP = 20_000  # Parquet rows per row group
+PARQUET_BUFFER = 16 << 20  # bytes Arrow holds before handing them to Python
 
 
 def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
     it = iter(rows)
     while chunk := list(itertools.islice(it, size)):
         yield chunk
+        del chunk  # a caller that lets go of a chunk frees it before the next one is made
 
 
 def encode_jsonl(rows: Iterable[dict], schema: pa.Schema | None = None) -> Iterator[bytes]:
@@ -94,19 +96,39 @@ FREE_TEXT = {"prompt", "chosen", "rejected", "completion", "responses", "payload
 
 
 def encode_parquet(rows: Iterable[dict], schema: pa.Schema) -> Iterator[bytes]:
+    """Parquet, one row group per ``ROWS_PER_GROUP`` rows, compressed while the next group is built.
+
+    Turning a group's row dicts into Arrow columns needs the GIL; encoding and zstd compressing it do not,
+    so ``write_table`` runs in a second thread while this one builds the next group (one group at most
+    waits). Arrow buffers the file's bytes, so that thread does not wait for the GIL to hand each page to
+    Python: this thread moves them on (flush, take) between writes.
+    """
     sink = _Drain()
+    stream = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), PARQUET_BUFFER)
     coded = [name for name in schema.names if name not in FREE_TEXT]
-    get = operator.itemgetter(*schema.names)
-    with pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=coded, write_statistics=coded) as writer:
-        for chunk in _chunks(rows, ROWS_PER_GROUP):
-            # columns convert about ten times faster than a list of row dicts
-            try:
-                columns = dict(zip(schema.names, map(list, zip(*map(get, chunk)))))
-            except KeyError:
-                columns = {name: [row.get(name) for row in chunk] for name in schema.names}
-            writer.write_table(pa.Table.from_pydict(columns, schema=schema))
-            if data := sink.take():
-                yield data
+    row_type = pa.struct(list(schema))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") as pool, \
+            pq.ParquetWriter(stream, schema, compression="zstd", use_dictionary=coded,
+                             write_statistics=coded) as writer:
+        pending = None
+        try:
+            for chunk in _chunks(rows, ROWS_PER_GROUP):
+                # Arrow reads each dict's fields itself: faster than transposing rows into lists first;
+                # a missing key is a null, as with row.get
+                table = pa.Table.from_struct_array(pa.array(chunk, type=row_type))
+                del chunk  # the group's rows go before the next group's are made
+                if pending is not None:
+                    pending.result()
+                    stream.flush()
+                    if data := sink.take():
+                        yield data
+                pending = pool.submit(writer.write_table, table)
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                wait([pending])  # closing the writer (on an error too) must not race the write
+    stream.close()
     if data := sink.take():
         yield data
 

@@ -199,8 +199,8 @@ def main():
     parser.add_argument("--raters", type=int, default=256)
     parser.add_argument("--think", type=float, default=2.0)
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--worker-class", default="gthread")
     args = parser.parse_args()
 
@@ -208,7 +208,8 @@ def main():
     recreate_database(env)
     project_id, tokens = seed(env, args.items, max(args.clients, args.raters))
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"{HOST}:{PORT}", "-w", str(args.workers),
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py", "-b", f"{HOST}:{PORT}",
+         "-w", str(args.workers),
          "--worker-class", args.worker_class, "--threads", str(args.threads), "--keep-alive", "75", "--log-level", "warning"],
         cwd=ROOT, env=env | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING"},
     )

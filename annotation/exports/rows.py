@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timezone as dt_timezone
 from typing import Iterator
@@ -23,6 +24,7 @@ from typing import Iterator
 import orjson
 from django.db import connection
 from django.db.models import Max
+from psycopg.pq import TransactionStatus
 
 from annotation.models import Annotation, Item, ItemResponse, Project, Prompt, Response
 
@@ -140,6 +142,25 @@ def _iso(value) -> str | None:
     return text
 
 
+@contextmanager
+def _jit_off(cursor):
+    """PostgreSQL's JIT compiler off for the session while the export's COPY runs (restored after).
+
+    The COPY's estimated cost is far above the JIT thresholds, so PostgreSQL compiles it first: about 0.4 s
+    before the first row, while Python waits, and no faster afterwards (the time goes to index lookups and
+    JSON building, not to expressions).
+    """
+    cursor.execute("SHOW jit")
+    (previous,) = cursor.fetchone()
+    cursor.execute("SET jit = off")
+    try:
+        yield
+    finally:
+        # in a failed transaction the SET is undone with it, and no statement may run until then
+        if cursor.connection.info.transaction_status != TransactionStatus.INERROR:
+            cursor.execute("SELECT set_config('jit', %s, false)", [previous])
+
+
 def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
     """(prompt, items) in prompt order, streamed with COPY: one JSON line per item, built by PostgreSQL.
 
@@ -194,7 +215,7 @@ def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -
     ) TO STDOUT"""
     loads = orjson.loads
     current_prompt, prompt, items = None, None, []
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, _jit_off(cursor.cursor):
         with cursor.cursor.copy(sql, params) as copy:
             for line in copy:
                 # COPY's text format escapes backslashes; JSON text holds no raw tabs or newlines to unescape.

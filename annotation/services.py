@@ -197,24 +197,14 @@ FOR UPDATE OF i
 
 _ASSIGNMENT_SQL = f"SELECT {columns(Assignment, 'a')}, {_ASSIGNMENT}"
 
-# The annotation, the assignment marked submitted and the item's count, in one statement. Nothing is
-# written when the rater already has an annotation on the item or with this key (the caller then says why).
+# The item with its project, the rater's membership and assignment, unlocked: what a submission under a live
+# lease needs to check and resolve the payload before ps_store_annotation (migration 0005) writes it.
+_READ_ITEM_SQL = _LOCK_ITEM_SQL.replace("FOR UPDATE OF i", "")
+
 _STORE_SQL = f"""
-WITH ins AS (
-    INSERT INTO "{_T['annotation']}" (item_id, rater_id, assignment_id, source, payload, raw_payload, display_order,
-                                      time_spent_ms, gold_correct, idempotency_key, created_at, updated_at)
-    VALUES (%(item)s, %(rater)s, %(assignment)s, 'human', %(payload)s::jsonb, %(raw_payload)s::jsonb,
-            %(order)s::jsonb, %(time_spent_ms)s, %(gold_correct)s, %(key)s, %(now)s, %(now)s)
-    ON CONFLICT DO NOTHING
-    RETURNING {columns(Annotation)}
-), assignment AS (
-    UPDATE "{_T['assignment']}" SET status = 'submitted', finished_at = %(now)s
-    WHERE id = %(assignment)s AND EXISTS (SELECT 1 FROM ins)
-), item AS (
-    UPDATE "{_T['item']}" SET annotations_count = %(count)s, is_complete = %(complete)s
-    WHERE id = %(item)s AND EXISTS (SELECT 1 FROM ins)
-)
-SELECT * FROM ins
+SELECT {columns(Annotation, "n")} FROM ps_store_annotation(
+    %(item)s, %(rater)s, %(assignment)s, %(payload)s::jsonb, %(raw_payload)s::jsonb, %(order)s::jsonb,
+    %(time_spent_ms)s, %(gold_correct)s, %(key)s, %(now)s) n
 """
 
 
@@ -329,10 +319,11 @@ def _check_idempotency_key(key) -> str:
     return key
 
 
-def _lock_item_pg(rater, item_id, now) -> tuple[Item, Assignment | None, int]:
-    """``access_item(rater, item_id, lock=True)``, the rater's assignment and the others' live leases."""
+def _item_state_pg(sql: str, rater, item_id, now) -> tuple[Item, Assignment | None, int]:
+    """``access_item(rater, item_id)`` (locked with _LOCK_ITEM_SQL), the rater's assignment and the others'
+    live leases."""
     try:
-        row = _fetch(_LOCK_ITEM_SQL, {"item": int(item_id), "rater": rater.pk, "now": now})
+        row = _fetch(sql, {"item": int(item_id), "rater": rater.pk, "now": now})
     except (TypeError, ValueError, OverflowError):
         row = None
     if row is None:
@@ -342,6 +333,38 @@ def _lock_item_pg(rater, item_id, now) -> tuple[Item, Assignment | None, int]:
         raise NotFound("Item not found.")
     item.project, item.membership = project, membership
     return item, assignment, row[-1]
+
+
+def _is_live(assignment: Assignment | None, now) -> bool:
+    return assignment is not None and assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
+
+
+def _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now) -> Annotation | None:
+    """The common case in two statements and no transaction round trips: read, then ps_store_annotation.
+    None when it does not apply (no live lease, paused, closed project, an earlier annotation or key):
+    the full path then decides."""
+    item, assignment, _others = _item_state_pg(_READ_ITEM_SQL, rater, item_id, now)
+    project = item.project
+    if (item.membership and item.membership.is_paused) or project.status != Project.Status.ACTIVE \
+            or not _is_live(assignment, now):
+        return None
+    resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
+    row = _fetch(_STORE_SQL, {
+        "item": item.pk, "rater": rater.pk, "assignment": assignment.pk, "payload": json.dumps(resolved),
+        "raw_payload": json.dumps(payload), "order": json.dumps(assignment.display_order),
+        "time_spent_ms": time_spent_ms, "key": key, "now": now,
+        "gold_correct": gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
+    })
+    if row is None:
+        return None
+    if item.is_gold:
+        _check_gold_after_commit(project, rater)
+    return split(row, Annotation)[0]
+
+
+def _check_gold_after_commit(project: Project, rater) -> None:
+    from .gold import gold_check_rater  # noqa: PLC0415 - import cycle
+    transaction.on_commit(lambda: gold_check_rater(project_id=project.pk, rater_id=rater.pk))
 
 
 def _earlier_annotation(item: Item, rater, key: str) -> Annotation | None:
@@ -356,36 +379,41 @@ def _earlier_annotation(item: Item, rater, key: str) -> Annotation | None:
     return None
 
 
-@transaction.atomic
 def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", time_spent_ms=None,
                       now=None) -> tuple[Annotation, bool]:
     """Store a rater's annotation. Returns (annotation, created); a replay returns the first one.
 
-    On PostgreSQL the common case (a live lease) is two statements: lock the item and read its project,
-    the membership and the lease; write the annotation with the lease and the item's count. A replay or a
-    repeat never holds a live lease, so the lookup for an earlier annotation runs only without one (or
-    when the write finds the rater's key or item already taken).
+    On PostgreSQL a submission under a live lease (nearly all of them) takes two statements; anything
+    else, and every submission elsewhere, takes the full path under the item's row lock.
     """
     now = now or timezone.now()
     key = _check_idempotency_key(idempotency_key)
     time_spent_ms = _check_time_spent(time_spent_ms)
-    pg = connection.vendor == "postgresql"
-    if pg:  # the item's row lock serialises all writes to it
-        item, assignment, others = _lock_item_pg(rater, item_id, now)
+    if connection.vendor == "postgresql":
+        annotation = _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now)
+        if annotation is not None:
+            return annotation, True
+    return _annotation_submit_locked(rater, item_id, payload, key, time_spent_ms, now)
+
+
+@transaction.atomic
+def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, now) -> tuple[Annotation, bool]:
+    """Every check, under the item's row lock (which serialises all writes to an item)."""
+    if connection.vendor == "postgresql":
+        item, assignment, others = _item_state_pg(_LOCK_ITEM_SQL, rater, item_id, now)
     else:
         item = access_item(rater, item_id, lock=True)
         assignment, others = Assignment.objects.filter(item=item, rater=rater).first(), None
     project = item.project
     if item.membership and item.membership.is_paused:
         raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
-    live = assignment is not None and assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
-    if pg and not live:  # read again now that the lock is held
+    live = _is_live(assignment, now)
+    if connection.vendor == "postgresql" and not live:  # read again now that the lock is held
         row = _fetch(_ASSIGNMENT_SQL, {"item": item.pk, "rater": rater.pk, "now": now})
         (assignment,), others = split(row[:-1], Assignment), row[-1]
-        live = assignment is not None and assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
-    if not live or not pg:
-        if previous := _earlier_annotation(item, rater, key):
-            return previous, False
+        live = _is_live(assignment, now)
+    if previous := _earlier_annotation(item, rater, key):
+        return previous, False
     if not live and not item.is_gold:
         if others is None:
             others = _others_live_leases(item, rater, now)
@@ -398,32 +426,17 @@ def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", tim
         assignment = Assignment.objects.create(item=item, rater=rater, project=project, display_order=order,
                                                is_gold=item.is_gold, leased_at=now, expires_at=now)
     resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
-    correct = gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None
     count = item.annotations_count + 1  # exact: we hold the item's row lock
-    complete = not item.is_gold and count >= item.overlap
-    if pg:
-        row = _fetch(_STORE_SQL, {
-            "item": item.pk, "rater": rater.pk, "assignment": assignment.pk, "payload": json.dumps(resolved),
-            "raw_payload": json.dumps(payload), "order": json.dumps(assignment.display_order),
-            "time_spent_ms": time_spent_ms, "gold_correct": correct, "key": key, "now": now,
-            "count": count, "complete": complete,
-        })
-        if row is None:  # the rater's key or item was already taken: say which (or replay)
-            if previous := _earlier_annotation(item, rater, key):
-                return previous, False
-            raise Conflict("You have already annotated this item; edit your annotation instead.")
-        (annotation,) = split(row, Annotation)
-    else:
-        annotation = Annotation.objects.create(
-            item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
-            payload=resolved, raw_payload=payload, display_order=assignment.display_order,
-            time_spent_ms=time_spent_ms, idempotency_key=key, gold_correct=correct,
-        )
-        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
-        Item.objects.filter(pk=item.pk).update(annotations_count=count, is_complete=complete)
+    annotation = Annotation.objects.create(
+        item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
+        payload=resolved, raw_payload=payload, display_order=assignment.display_order,
+        time_spent_ms=time_spent_ms, idempotency_key=key,
+        gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
+    )
+    Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
+    Item.objects.filter(pk=item.pk).update(annotations_count=count, is_complete=not item.is_gold and count >= item.overlap)
     if item.is_gold:
-        from .gold import gold_check_rater  # noqa: PLC0415 - import cycle
-        transaction.on_commit(lambda: gold_check_rater(project_id=project.pk, rater_id=rater.pk))
+        _check_gold_after_commit(project, rater)
     return annotation, True
 
 

@@ -117,18 +117,21 @@ class Client:
         return True
 
 
-async def _loop(project_id: int, tokens: list[str], n: int, duration: float, think: float) -> dict:
-    """n raters for ``duration`` seconds; each waits an exponential think time (mean ``think``, none when 0)
-    between round trips. Only round trips that start inside the window count."""
+async def _loop(project_id: int, tokens: list[str], n: int, duration: float, think: float,
+                warmup: float = 0.0) -> dict:
+    """n raters for ``warmup`` + ``duration`` seconds; each waits an exponential think time (mean ``think``,
+    none when 0) between round trips. Only round trips that start inside the measured window (after the
+    warm-up) count."""
     latencies: list[float] = []
     errors: list[str] = []
-    started = time.monotonic()
+    begin = time.monotonic()
+    started = begin + warmup
     stop = started + duration
 
     async def rater(client: Client):
         if think:
             await asyncio.sleep(random.uniform(0, think))  # spread the start
-        while time.monotonic() < stop:
+        while (begun := time.monotonic()) < stop:
             t0 = time.perf_counter()
             try:
                 if not await client.round_trip(project_id):
@@ -136,17 +139,18 @@ async def _loop(project_id: int, tokens: list[str], n: int, duration: float, thi
             except Exception as exc:  # noqa: BLE001 - reported in the result
                 errors.append(str(exc))
                 return
-            latencies.append(time.perf_counter() - t0)
+            if begun >= started:
+                latencies.append(time.perf_counter() - t0)
             if think:
                 await asyncio.sleep(min(random.expovariate(1 / think), max(stop - time.monotonic(), 0)))
 
     clients = [Client(tokens[i % len(tokens)]) for i in range(n)]
     try:
-        await asyncio.wait_for(asyncio.gather(*(rater(c) for c in clients)), duration + 60)
+        await asyncio.wait_for(asyncio.gather(*(rater(c) for c in clients)), warmup + duration + 60)
     finally:
         for c in clients:
             c.close()
-    return summary(latencies, time.monotonic() - started, errors)
+    return summary(latencies, time.monotonic() - started, errors) | {"warmup_s": warmup}
 
 
 def closed_loop(project_id: int, tokens: list[str], clients: int, duration: float) -> dict:
@@ -154,7 +158,10 @@ def closed_loop(project_id: int, tokens: list[str], clients: int, duration: floa
 
 
 def open_loop(project_id: int, tokens: list[str], raters: int, think: float, duration: float) -> dict:
-    return asyncio.run(_loop(project_id, tokens, raters, duration, think)) | {"raters": raters, "think_s": think}
+    """Measured after a warm-up of two think times: the raters start spread over the first one, so until
+    then the offered load is not yet steady (and every rater opens its connection)."""
+    return asyncio.run(_loop(project_id, tokens, raters, duration, think, warmup=2 * think)) | {
+        "raters": raters, "think_s": think}
 
 
 def summary(latencies: list[float], elapsed: float, errors: list[str]) -> dict:

@@ -208,6 +208,12 @@ SELECT {columns(Annotation, "n")} FROM ps_store_annotation(
 """
 
 
+def _on_postgresql() -> bool:
+    """Whether the queue and submissions take the SQL functions above; elsewhere (SQLite) the same rules
+    run through the ORM, under the same row lock."""
+    return connection.vendor == "postgresql"
+
+
 def _fetch(sql: str, params: dict):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -246,7 +252,7 @@ def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
         raise Forbidden(membership.paused_reason or "You are paused on this project; ask an admin.")
     if project.status != Project.Status.ACTIVE:
         return None
-    if connection.vendor == "postgresql":
+    if _on_postgresql():
         return _queue_next_pg(rater, project, now)
     live = (
         Assignment.objects.filter(rater=rater, project=project, status=Assignment.Status.LEASED, expires_at__gt=now)
@@ -389,7 +395,7 @@ def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", tim
     now = now or timezone.now()
     key = _check_idempotency_key(idempotency_key)
     time_spent_ms = _check_time_spent(time_spent_ms)
-    if connection.vendor == "postgresql":
+    if _on_postgresql():
         annotation = _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now)
         if annotation is not None:
             return annotation, True
@@ -399,7 +405,7 @@ def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", tim
 @transaction.atomic
 def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, now) -> tuple[Annotation, bool]:
     """Every check, under the item's row lock (which serialises all writes to an item)."""
-    if connection.vendor == "postgresql":
+    if _on_postgresql():
         item, assignment, others = _item_state_pg(_LOCK_ITEM_SQL, rater, item_id, now)
     else:
         item = access_item(rater, item_id, lock=True)
@@ -408,7 +414,7 @@ def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, 
     if item.membership and item.membership.is_paused:
         raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
     live = _is_live(assignment, now)
-    if connection.vendor == "postgresql" and not live:  # read again now that the lock is held
+    if _on_postgresql() and not live:  # read again now that the lock is held
         row = _fetch(_ASSIGNMENT_SQL, {"item": item.pk, "rater": rater.pk, "now": now})
         (assignment,), others = split(row[:-1], Assignment), row[-1]
         live = _is_live(assignment, now)

@@ -19,3 +19,14 @@ def project(db):
 @pytest.fixture
 def member(project, rater):
     return add_member(project, rater)
+
+
+@pytest.fixture(params=["sql", "orm"])
+def both_paths(request, monkeypatch):
+    """Run a test twice: through PostgreSQL's SQL functions and through the ORM path that other databases
+    (the SQLite default) take."""
+    if request.param == "orm":
+        from annotation import services
+
+        monkeypatch.setattr(services, "_on_postgresql", lambda: False)
+    return request.param

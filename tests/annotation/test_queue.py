@@ -13,6 +13,7 @@ from annotation.services import annotation_submit, assignment_skip, queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
 
 PAIR = {"choice": "A", "strength": "slight"}
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,7 +8,7 @@ from annotation.models import Annotation, Membership
 from annotation.services import annotation_submit, queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("both_paths")]
 
 
 def serve(api, project, rater):

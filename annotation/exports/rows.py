@@ -162,7 +162,7 @@ def _jit_off(cursor):
 
 
 def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
-    """(prompt, items) in prompt order, streamed with COPY: one JSON line per item, built by PostgreSQL.
+    """(prompt, items) in prompt order, streamed with COPY: one JSON value per item, built by PostgreSQL.
 
     PostgreSQL joins each item with its prompt, responses and matching annotations while Python turns the
     previous lines into rows, so the two run side by side; nothing but the current prompt is held.
@@ -212,16 +212,12 @@ def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -
         ) anns ON anns.list IS NOT NULL
         WHERE {" AND ".join(item_where)}
         ORDER BY i.prompt_id, i.id
-    ) TO STDOUT"""
+    ) TO STDOUT (FORMAT binary)"""
     loads = orjson.loads
     current_prompt, prompt, items = None, None, []
     with connection.cursor() as cursor, _jit_off(cursor.cursor):
         with cursor.cursor.copy(sql, params) as copy:
-            for line in copy:
-                # COPY's text format escapes backslashes; JSON text holds no raw tabs or newlines to unescape.
-                data = bytes(line)  # the trailing newline is whitespace to orjson
-                if b"\\" in data:
-                    data = data.replace(b"\\\\", b"\\")
+            for data in _binary_copy_values(copy):
                 (item_id, prompt_id, is_gold, external_id, messages, responses, anns) = loads(data)
                 if prompt_id != current_prompt:
                     if items:
@@ -234,6 +230,23 @@ def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -
                 items.append(group)
     if items:
         yield prompt, items
+
+
+def _binary_copy_values(copy) -> Iterator[memoryview]:
+    """The value of each row of a one-column binary COPY: the bytes PostgreSQL sent (a json value: its text).
+
+    Binary rather than text format, so PostgreSQL does not escape every backslash of the JSON for COPY and
+    Python does not undo it. A row is a field count (2 bytes) and the field's length (4 bytes) before its
+    bytes; the first row also carries the file header (11-byte signature, flags, extension length and
+    extension), and a last message of 2 bytes (a count of -1) ends the data.
+    """
+    first = True
+    for row in copy:
+        if first:
+            first = False
+            row = row[19 + int.from_bytes(row[15:19], "big"):]
+        if len(row) > 2:
+            yield row[6:]
 
 
 def _batches(anns: Iterator[Ann], size: int) -> Iterator[list[Ann]]:

@@ -13,12 +13,15 @@ who saw the pair in opposite orders but preferred the same response agree.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import defaultdict
 
 import numpy as np
+import orjson
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.db.models.functions import Length
 
 from .models import Annotation, Item, ItemResponse, Membership, Project, Response
@@ -226,6 +229,28 @@ def _annotation_rows(project: Project):
         cursor.execute(sql, [project.pk])
         while rows := cursor.fetchmany(20_000):
             yield from rows
+
+
+QUALITY_CACHE_SECONDS = 3600
+
+
+def cached_project_quality(project: Project) -> dict:
+    """``project_quality``, computed again only when the project's annotations or settings have changed.
+
+    The report reads every annotation (about 10 s at 100k items); the key is a digest of what it depends on
+    (the annotations' count, newest id and newest edit, gold answers marked right, the project's config),
+    which one aggregate query reads, so a cached report is never stale.
+    """
+    state = Annotation.objects.filter(item__project=project).aggregate(
+        n=Count("id"), last=Max("id"), edited=Max("updated_at"), right=Count("id", filter=Q(gold_correct=True)),
+    )
+    digest = hashlib.sha256(orjson.dumps([state, project.mode, project.config], default=str)).hexdigest()[:32]
+    key = f"ps:quality:{project.pk}:{digest}"
+    report = cache.get(key)
+    if report is None:
+        report = project_quality(project)
+        cache.set(key, report, QUALITY_CACHE_SECONDS)
+    return report
 
 
 def project_quality(project: Project) -> dict:

@@ -4,11 +4,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.core.cache import cache
 from django.utils import timezone
 
 from annotation.gold import gold_accuracy
-from annotation.quality import project_quality
+from annotation.quality import cached_project_quality
 from annotation.models import Annotation, Assignment, Item, Membership, Project, Response
 from annotation.selectors import project_counts, projects_visible_to, rater_progress
 
@@ -21,17 +20,13 @@ logger = logging.getLogger(__name__)
 def _quality_for_rater(project: Project, user) -> dict | None:
     """This rater's own agreement with others and median time, from the project's quality report.
 
-    The report reads every annotation of the project, so it is kept for a minute per project.
+    The report is computed again only when the project's annotations have changed.
     """
-    key = f"ps:quality:{project.pk}"
-    report = cache.get(key)
-    if report is None:
-        try:
-            report = project_quality(project)
-        except Exception:  # noqa: BLE001 - a figure that cannot be computed is left out, never a 500
-            logger.exception("quality report failed for project %s", project.pk)
-            return None
-        cache.set(key, report, 60)
+    try:
+        report = cached_project_quality(project)
+    except Exception:  # noqa: BLE001 - a figure that cannot be computed is left out, never a 500
+        logger.exception("quality report failed for project %s", project.pk)
+        return None
     mine = next((r for r in report.get("raters", []) if r.get("username") == user.get_username()), None)
     if mine is None:
         return None

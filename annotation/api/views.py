@@ -16,7 +16,7 @@ from annotation.errors import Forbidden, NotFound
 from annotation.importer import import_items
 from annotation.judge import judge_agreement
 from annotation.models import Annotation, Membership
-from annotation.quality import project_quality
+from annotation.quality import cached_project_quality
 
 from . import serializers as s
 from .permissions import IsAdmin
@@ -203,5 +203,5 @@ class StatsView(APIView):
     def get(self, request, project_id):
         """Counts, agreement, bias, per-rater figures and AI judges' agreement with the humans."""
         project = access_project(request.user, project_id, admin=True)
-        return Response({**selectors.project_counts(project), **project_quality(project),
+        return Response({**selectors.project_counts(project), **cached_project_quality(project),
                          "judges": judge_agreement(project)})

@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from annotation.models import Annotation, Assignment, Item, ItemResponse, Project
-from annotation.quality import PAIR_LABELS, agreement, project_quality
+from annotation.quality import PAIR_LABELS, agreement, cached_project_quality
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def quality_view(project: Project) -> dict:
     if cached is not None:
         return cached
     try:
-        report = project_quality(project)
+        report = cached_project_quality(project)
     except Exception:  # noqa: BLE001 - a report that cannot be computed is shown as missing, never a 500
         logger.exception("quality report failed for project %s", project.pk)
         report = None

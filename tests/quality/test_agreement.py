@@ -151,3 +151,21 @@ def test_empty_project_has_no_figures_and_no_error(api, admin):
     api.force_authenticate(admin)
     data = api.get(f"/api/v1/projects/{project.pk}/stats/").json()
     assert data["agreement"]["percent_agreement"] is None and data["bias"]["position"]["left_wins"] is None
+
+
+def test_stats_report_is_reused_until_an_annotation_changes(api, admin, pairwise, raters):
+    """The quality report is kept while nothing it reads has changed, and computed afresh once it has."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api.force_authenticate(admin)
+    url = f"/api/v1/projects/{pairwise.pk}/stats/"
+    with CaptureQueriesContext(connection) as computed:
+        first = api.get(url).json()
+    with CaptureQueriesContext(connection) as reused:
+        assert api.get(url).json() == first
+    assert len(reused) <= len(computed) - 3  # the report's own reads are skipped
+    annotation = pairwise.items.first().annotations.get(rater=raters[2])
+    services.annotation_edit(rater=raters[2], annotation_id=annotation.pk, payload={"choice": "B"})
+    changed = api.get(url).json()
+    assert changed["agreement"]["percent_agreement"] != first["agreement"]["percent_agreement"]

@@ -68,8 +68,19 @@ class Membership(models.Model):
         return f"{self.user} in {self.project}"
 
 
+# Foreign keys between the rows that only the importer writes (responses, items and their members) have
+# no database constraint (``db_constraint=False``): an import writes a parent before its children, with
+# ids drawn from the sequences, inside one transaction, so every reference is right by construction, and
+# the constraints made PostgreSQL check each one again at commit (3.4 s of a 12.8 s import of 100k
+# prompts). Deletes still cascade: Django's ``on_delete`` runs in Python. Prompt.project keeps its
+# constraint: it stops a project from being deleted while an import into it commits. Foreign keys that
+# another index already leads with have no index of their own (``db_index=False``).
+IMPORTED_FK = {"db_constraint": False}
+
+
 class Prompt(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts",
+                                db_index=False)  # prompt_external_id_unique leads with project
     external_id = models.CharField(max_length=255, help_text="Unique per project: re-import is idempotent.")
     messages = models.JSONField(help_text="OpenAI-style [{role, content}].")
     metadata = models.JSONField(default=dict, blank=True)
@@ -84,14 +95,20 @@ class Prompt(models.Model):
 
 
 class Response(models.Model):
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses", **IMPORTED_FK)
     text = models.TextField()
     model_name = models.CharField(max_length=255, blank=True, help_text="The model that wrote it, or 'human'.")
     checkpoint = models.ForeignKey(
-        "training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="responses"
+        "training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="responses",
+        db_index=False,  # response_checkpoint_idx: only generated responses have one
     )
     params = models.JSONField(default=dict, blank=True, help_text="Generation parameters.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["checkpoint"], condition=Q(checkpoint__isnull=False), name="response_checkpoint_idx"),
+        ]
 
     def __str__(self):
         return f"response {self.pk} ({self.source})"
@@ -106,8 +123,8 @@ class Response(models.Model):
 class Item(models.Model):
     """What a rater sees: a prompt with 1 (rating), 2 (pairwise) or k (ranking) responses."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items", **IMPORTED_FK)
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items", **IMPORTED_FK)
     responses = models.ManyToManyField(Response, through="ItemResponse", related_name="items")
     is_gold = models.BooleanField(default=False)
     gold_answer = models.JSONField(null=True, blank=True, help_text="Resolved payload (response ids).")
@@ -136,8 +153,9 @@ class Item(models.Model):
 
 
 class ItemResponse(models.Model):
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="item_responses")
-    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="item_responses",
+                             db_index=False, **IMPORTED_FK)  # item_response_position_unique leads with item
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+", **IMPORTED_FK)
     position = models.PositiveSmallIntegerField(help_text="Canonical position; display order is per assignment.")
 
     class Meta:

@@ -7,23 +7,33 @@ Row shapes:
 The file is read as a stream and written in batches inside one transaction; the first bad row
 rolls everything back, and up to ``MAX_ERRORS`` problems are reported with their line and field.
 Prompts are keyed by ``id`` (or, without one, a hash of the row), so a re-import creates nothing.
+
+On PostgreSQL each batch is written with one COPY per table, and a worker thread sends batch n
+while this thread parses batch n + 1, so Python and PostgreSQL use a core each (``_Pipeline``).
 """
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import itertools
 import json
+import queue
+import threading
+from concurrent.futures import CancelledError, Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from .errors import ImportFailed, RowError
 from .models import Annotation, Item, ItemResponse, Project, Prompt, Response
-from .bulk import bulk_insert
+from .bulk import bulk_insert, copy_rows, copy_text, next_ids, sequences
 
 MAX_ERRORS = 50
 ROLES = ("system", "user", "assistant")
@@ -56,6 +66,13 @@ class ImportResult:
     items_created: int = 0
     annotations_created: int = 0
     skipped: int = 0
+
+    def merge(self, other: ImportResult):
+        self.prompts_created += other.prompts_created
+        self.responses_created += other.responses_created
+        self.items_created += other.items_created
+        self.annotations_created += other.annotations_created
+        self.skipped += other.skipped
 
     def as_dict(self) -> dict:
         return {
@@ -92,8 +109,25 @@ def _decode(raw: bytes, line: int) -> str:
         raise RowInvalid(None, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
 
 
+# orjson reads an integer beyond 64 bits as a float, where the json module keeps it exact: a line with
+# a run of 20 digits takes the json module's path (digits are mapped to "0" to look for the run).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 20
+
+
 def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
+    """Rows with their line numbers. orjson reads well-formed lines (several times faster); a line it
+    refuses goes through the json module, which names the problem or reads what only it accepts (NaN)."""
+    fast_loads = orjson.loads
     for line_no, raw in enumerate(stream, start=1):
+        if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_TO_ZERO):
+            try:
+                row = fast_loads(raw)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                yield line_no, row
+                continue
         if not raw.strip():
             continue
         try:
@@ -194,17 +228,19 @@ READERS: dict[str, Callable] = {"jsonl": read_jsonl, "csv": read_csv, "parquet":
 # --- checking a row ------------------------------------------------------------------------
 
 
-def _text(value, field_name: str, *, allow_empty: bool = False) -> str:
+def _text(value, field_name: str, max_chars: int, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise RowInvalid(field_name, f"must be a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
+    if not allow_empty and (not value or value.isspace()):
         raise RowInvalid(field_name, "is empty")
-    if len(value) > settings.PS_MAX_TEXT_CHARS:
-        raise RowInvalid(field_name, f"is {len(value)} characters; the limit is {settings.PS_MAX_TEXT_CHARS}")
+    if len(value) > max_chars:
+        raise RowInvalid(field_name, f"is {len(value)} characters; the limit is {max_chars}")
+    if "\x00" in value:
+        raise RowInvalid(field_name, "holds a NUL character, which the database cannot store")
     return value
 
 
-def _messages(value, field_name: str) -> list[dict]:
+def _messages(value, field_name: str, max_chars: int) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise RowInvalid(field_name, "must be a non-empty list of {role, content} messages")
     out = []
@@ -214,37 +250,52 @@ def _messages(value, field_name: str) -> list[dict]:
             raise RowInvalid(where, "must be an object with role and content")
         if msg.get("role") not in ROLES:
             raise RowInvalid(f"{where}.role", f"must be one of {', '.join(ROLES)}")
-        out.append({"role": msg["role"], "content": _text(msg.get("content"), f"{where}.content")})
+        out.append({"role": msg["role"], "content": _text(msg.get("content"), f"{where}.content", max_chars)})
     return out
 
 
-def _completion(value, field_name: str) -> str:
+def _completion(value, field_name: str, max_chars: int) -> str:
     """A chosen/rejected side: a string, or a list of assistant messages (TRL's conversational shape)."""
     if isinstance(value, list):
-        msgs = _messages(value, field_name)
+        msgs = _messages(value, field_name, max_chars)
         if msgs[-1]["role"] != "assistant":
             raise RowInvalid(field_name, "the last message must be the assistant's")
         return msgs[-1]["content"]
-    return _text(value, field_name)
+    return _text(value, field_name, max_chars)
 
 
-def _response(value, field_name: str) -> ParsedResponse:
+_RESPONSE_FIELDS = frozenset(("text", "model", "params"))
+
+
+def _response(value, field_name: str, max_chars: int) -> ParsedResponse:
     if isinstance(value, str):
-        return ParsedResponse(_text(value, field_name))
+        return ParsedResponse(_text(value, field_name, max_chars))
     if not isinstance(value, dict):
         raise RowInvalid(field_name, "must be a string or an object with text")
-    unknown = set(value) - {"text", "model", "params"}
-    if unknown:
-        raise RowInvalid(f"{field_name}.{sorted(unknown)[0]}", "unknown field (allowed: text, model, params)")
+    if not _RESPONSE_FIELDS.issuperset(value):
+        unknown = sorted(set(value) - _RESPONSE_FIELDS)[0]
+        raise RowInvalid(f"{field_name}.{unknown}", "unknown field (allowed: text, model, params)")
     if "text" not in value:
         raise RowInvalid(f"{field_name}.text", "is required")
     model = value.get("model") or ""
     if not isinstance(model, str) or len(model) > 255:
         raise RowInvalid(f"{field_name}.model", "must be a string of at most 255 characters")
-    params = value.get("params") or {}
-    if not isinstance(params, dict):
-        raise RowInvalid(f"{field_name}.params", "must be an object")
-    return ParsedResponse(_text(value["text"], f"{field_name}.text"), model, params)
+    params = _json_object(value.get("params") or {}, f"{field_name}.params")
+    return ParsedResponse(_text(value["text"], f"{field_name}.text", max_chars), model, params)
+
+
+def _json_object(value, field_name: str) -> dict:
+    """An object to store as JSON: PostgreSQL's JSON has no NaN or Infinity, and only JSON's own types."""
+    if not isinstance(value, dict):
+        raise RowInvalid(field_name, "must be an object")
+    if value:
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise RowInvalid(field_name, "holds NaN or Infinity, which JSON cannot store") from None
+        except TypeError as exc:
+            raise RowInvalid(field_name, f"is not JSON: {exc}") from None
+    return value
 
 
 def _row_hash(messages, responses) -> str:
@@ -252,21 +303,23 @@ def _row_hash(messages, responses) -> str:
     return "sha1:" + hashlib.sha1(blob.encode()).hexdigest()
 
 
-def parse_row(line: int, row, mode: str) -> ParsedRow:
+def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> ParsedRow:
+    """Check one row and return it parsed; raises RowInvalid naming the field.
+    ``max_chars`` defaults to ``settings.PS_MAX_TEXT_CHARS`` (an import reads it once, not per row)."""
+    if max_chars is None:
+        max_chars = settings.PS_MAX_TEXT_CHARS
     if not isinstance(row, dict):
         raise RowInvalid(None, "must be a JSON object")
     if "messages" in row and row["messages"] is not None:
-        messages = _messages(row["messages"], "messages")
+        messages = _messages(row["messages"], "messages", max_chars)
     elif "prompt" in row and row["prompt"] is not None:
         if isinstance(row["prompt"], list):  # TRL conversational prompt
-            messages = _messages(row["prompt"], "prompt")
+            messages = _messages(row["prompt"], "prompt", max_chars)
         else:
-            messages = [{"role": "user", "content": _text(row["prompt"], "prompt")}]
+            messages = [{"role": "user", "content": _text(row["prompt"], "prompt", max_chars)}]
     else:
         raise RowInvalid("prompt", "is required (or 'messages')")
-    metadata = row.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise RowInvalid("metadata", "must be an object")
+    metadata = _json_object(row.get("metadata") or {}, "metadata")
 
     preferred = None
     if "chosen" in row or "rejected" in row:
@@ -277,8 +330,8 @@ def parse_row(line: int, row, mode: str) -> ParsedRow:
         if row.get("rejected") is None:
             raise RowInvalid("rejected", "is required with 'chosen'")
         responses = [
-            ParsedResponse(_completion(row["chosen"], "chosen"), str(row.get("chosen_model") or "")),
-            ParsedResponse(_completion(row["rejected"], "rejected"), str(row.get("rejected_model") or "")),
+            ParsedResponse(_completion(row["chosen"], "chosen", max_chars), str(row.get("chosen_model") or "")),
+            ParsedResponse(_completion(row["rejected"], "rejected", max_chars), str(row.get("rejected_model") or "")),
         ]
         preferred = 0
     else:
@@ -286,7 +339,7 @@ def parse_row(line: int, row, mode: str) -> ParsedRow:
             raise RowInvalid("responses", "is required (or 'chosen' and 'rejected')")
         if not isinstance(row["responses"], list):
             raise RowInvalid("responses", f"must be a list, got {type(row['responses']).__name__}")
-        responses = [_response(r, f"responses[{i}]") for i, r in enumerate(row["responses"])]
+        responses = [_response(r, f"responses[{i}]", max_chars) for i, r in enumerate(row["responses"])]
         need = 1 if mode == "rating" else 2
         if len(responses) < need:
             raise RowInvalid("responses", f"a {mode} project needs at least {need} response(s) per prompt")
@@ -298,6 +351,8 @@ def parse_row(line: int, row, mode: str) -> ParsedRow:
         external_id = str(raw_id)
         if len(external_id) > 255:
             raise RowInvalid("id", "must be at most 255 characters")
+        if "\x00" in external_id:
+            raise RowInvalid("id", "holds a NUL character, which the database cannot store")
     else:
         raise RowInvalid("id", f"must be a string or an integer, got {type(raw_id).__name__}")
     return ParsedRow(line, external_id, messages, metadata, responses, preferred)
@@ -321,13 +376,83 @@ def item_groups(mode: str, n: int, config: dict) -> list[list[int]]:
     return groups
 
 
-class _Writer:
-    """Buffers parsed rows and writes them in batches with few statements."""
+def _imported_payload(mode: str, chosen: int, others: list[int]) -> dict:
+    """The resolved payload of a pre-paired row's judgement (response ids)."""
+    if mode == "pairwise":
+        return {"outcome": "win", "chosen": chosen, "rejected": others[0], "strength": None,
+                "criteria": {}, "comment": ""}
+    return {"order": [[chosen]] + [[o] for o in others], "not_rankable": False, "comment": ""}
 
-    def __init__(self, project: Project, round_name: str, result: ImportResult):
+
+def _json_text(value) -> str:
+    """A JSON value as a field of COPY's text format. Empty objects (most metadata and params) cost
+    nothing; others go through the json module, as the ORM would write them."""
+    if not value and isinstance(value, dict):
+        return "{}"
+    return json.dumps(value, ensure_ascii=False).replace("\\", "\\\\")
+
+
+def _messages_text(messages: list[dict]) -> str:
+    # orjson is safe here: messages hold only strings, checked by parse_row (or read back from a Prompt).
+    return orjson.dumps(messages).decode().replace("\\", "\\\\")
+
+
+NULL = "\\N"  # COPY's text format for NULL
+PROMPT_COLUMNS = ("id", "project_id", "external_id", "messages", "metadata", "round", "created_at")
+RESPONSE_COLUMNS = ("id", "prompt_id", "text", "model_name", "checkpoint_id", "params", "created_at")
+ITEM_COLUMNS = ("id", "project_id", "prompt_id", "is_gold", "gold_answer", "priority", "overlap",
+                "annotations_count", "is_complete", "round", "created_at")
+ITEM_RESPONSE_COLUMNS = ("item_id", "response_id", "position")
+ANNOTATION_COLUMNS = ("item_id", "rater_id", "assignment_id", "source", "payload", "raw_payload",
+                      "display_order", "time_spent_ms", "gold_correct", "idempotency_key", "created_at",
+                      "updated_at")
+
+
+def _use_copy() -> bool:
+    """PostgreSQL: batches go through COPY, built here. Elsewhere through the ORM."""
+    return connection.vendor == "postgresql"
+
+
+class _CopyBatch:
+    """One batch in COPY's text format: the lines for each table, and how many rows they make."""
+
+    __slots__ = ("prompts", "responses", "items", "members", "annotations")
+
+    def __init__(self):
+        self.prompts: list[str] = []
+        self.responses: list[str] = []
+        self.items: list[str] = []
+        self.members: list[str] = []
+        self.annotations: list[str] = []
+
+    def tables(self) -> tuple:
+        return ((Prompt, PROMPT_COLUMNS, self.prompts), (Response, RESPONSE_COLUMNS, self.responses),
+                (Item, ITEM_COLUMNS, self.items), (ItemResponse, ITEM_RESPONSE_COLUMNS, self.members),
+                (Annotation, ANNOTATION_COLUMNS, self.annotations))
+
+    def add_to(self, counts: ImportResult):
+        counts.prompts_created += len(self.prompts)
+        counts.responses_created += len(self.responses)
+        counts.items_created += len(self.items)
+        counts.annotations_created += len(self.annotations)
+
+
+class _Writer:
+    """Buffers parsed rows and writes them in batches with few statements.
+
+    On PostgreSQL a batch goes in three steps: ``prepare`` leaves out prompts the project has already
+    and draws ids for the rest from the tables' sequences (so children can name their parents),
+    ``format_copy`` builds COPY's text format, ``copy`` sends it, one COPY per table. Elsewhere a batch
+    goes through bulk_create (``write_orm``).
+    """
+
+    def __init__(self, project: Project, round_name: str, result: ImportResult, *, check_existing: bool = True):
         self.project, self.round, self.result = project, round_name, result
+        self.check_existing = check_existing  # False when the project had no prompts as the import began
         self.rows: list[ParsedRow] = []
         self.seen: set[str] = set()
+        self._groups: dict[int, list[list[int]]] = {}  # items per prompt depend only on its response count
+        self._sequences: list[str] = []
 
     def add(self, row: ParsedRow):
         if row.external_id in self.seen:
@@ -336,42 +461,135 @@ class _Writer:
         self.seen.add(row.external_id)
         self.rows.append(row)
 
-    def flush(self):
+    def take(self) -> list[ParsedRow]:
         rows, self.rows = self.rows, []
+        return rows
+
+    def flush(self):
+        rows = self.take()
         if not rows:
             return
-        project = self.project
-        existing = set(
-            Prompt.objects.filter(project=project, external_id__in=[r.external_id for r in rows]).values_list(
-                "external_id", flat=True
+        if not _use_copy():
+            self.write_orm(rows, self.result)
+            return
+        connection.ensure_connection()
+        with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+            keep, ids, skipped = self.prepare(cursor, self.needs(rows))
+            self.result.skipped += skipped
+            self.copy(cursor, self.format_copy(self.kept(rows, keep), ids), self.result)
+
+    def groups_of(self, row: ParsedRow) -> list[list[int]]:
+        if row.groups is not None:
+            return row.groups
+        n = len(row.responses)
+        groups = self._groups.get(n)
+        if groups is None:
+            groups = self._groups[n] = item_groups(self.project.mode, n, self.project.config)
+        return groups
+
+    def needs(self, rows: list[ParsedRow]) -> list[tuple[str, int, int]]:
+        """(external id, responses, items) of each row: what ``prepare`` looks up and draws ids for."""
+        return [(row.external_id, len(row.responses), len(self.groups_of(row))) for row in rows]
+
+    @staticmethod
+    def kept(rows: list[ParsedRow], keep: list[int] | None) -> list[ParsedRow]:
+        return rows if keep is None else [rows[i] for i in keep]
+
+    def prepare(self, cursor, needs: list[tuple[str, int, int]]) -> tuple[list[int] | None, list[list[int]], int]:
+        """Through the psycopg ``cursor``: which rows to write (their indexes; None: all), prompt, response
+        and item ids for them, and how many rows the project has already."""
+        keep, skipped = None, 0
+        if self.check_existing:
+            cursor.execute(
+                f'SELECT external_id FROM "{Prompt._meta.db_table}" WHERE project_id = %s AND external_id = ANY(%s)',
+                [self.project.pk, [external_id for external_id, _, _ in needs]],
             )
-        )
-        rows = [r for r in rows if r.external_id not in existing]
-        self.result.skipped += len(existing)
+            existing = {external_id for (external_id,) in cursor.fetchall()}
+            if existing:
+                keep = [i for i, (external_id, _, _) in enumerate(needs) if external_id not in existing]
+                needs = [needs[i] for i in keep]
+                skipped = len(existing)
+        if not needs:
+            return keep, [[], [], []], skipped
+        if not self._sequences:
+            self._sequences = sequences(cursor, [Prompt, Response, Item])
+        wanted = (len(needs), sum(n for _, n, _ in needs), sum(n for _, _, n in needs))
+        return keep, next_ids(cursor, list(zip(self._sequences, wanted))), skipped
+
+    def format_copy(self, rows: list[ParsedRow], ids: list[list[int]]) -> _CopyBatch:
+        """``rows`` as COPY lines, numbered with ``ids`` (prompt, response and item ids, in order)."""
+        project, mode = self.project, self.project.mode
+        batch = _CopyBatch()
         if not rows:
-            return
+            return batch
+        prompts, responses, items, members, annotations = (
+            batch.prompts, batch.responses, batch.items, batch.members, batch.annotations)
+        now = timezone.now().isoformat()
+        round_text = copy_text(self.round)
+        item_tail = f"\tf\t{NULL}\t0\t{project.config.get('overlap', 1)}\t0\tf\t{round_text}\t{now}\n"
+        next_response, next_item = iter(ids[1]).__next__, iter(ids[2]).__next__
+        for row, prompt_id in zip(rows, ids[0]):
+            prompts.append(
+                f"{prompt_id}\t{project.pk}\t{copy_text(row.external_id)}\t{_messages_text(row.messages)}\t"
+                f"{_json_text(row.metadata)}\t{round_text}\t{now}\n"
+            )
+            rids = []
+            for resp in row.responses:
+                rid = next_response()
+                rids.append(rid)
+                responses.append(
+                    f"{rid}\t{prompt_id}\t{copy_text(resp.text)}\t{copy_text(resp.model)}\t"
+                    f"{NULL if resp.checkpoint_id is None else resp.checkpoint_id}\t{_json_text(resp.params)}\t{now}\n"
+                )
+            for group in self.groups_of(row):
+                item_id = next_item()
+                items.append(f"{item_id}\t{project.pk}\t{prompt_id}{item_tail}")
+                item_members = [rids[i] for i in group]
+                for position, rid in enumerate(item_members):
+                    members.append(f"{item_id}\t{rid}\t{position}\n")
+                if row.preferred is not None and row.preferred in group:
+                    chosen = rids[row.preferred]
+                    payload = _imported_payload(mode, chosen, [r for r in item_members if r != chosen])
+                    annotations.append(
+                        f"{item_id}\t{NULL}\t{NULL}\t{Annotation.Source.IMPORTED.value}\t{_json_text(payload)}\t"
+                        f"{{}}\t{_json_text(item_members)}\t{NULL}\t{NULL}\t\t{now}\t{now}\n"
+                    )
+        return batch
+
+    @staticmethod
+    def copy(cursor, batch: _CopyBatch, counts: ImportResult):
+        """Send ``batch`` through the psycopg ``cursor``; add what it made to ``counts``."""
+        for model, columns, lines in batch.tables():
+            copy_rows(cursor, model, columns, lines)
+        batch.add_to(counts)
+
+    def write_orm(self, rows: list[ParsedRow], counts: ImportResult):
+        """Write one batch through the ORM (SQLite and other databases)."""
+        project = self.project
+        if self.check_existing:
+            existing = set(
+                Prompt.objects.filter(project=project, external_id__in=[r.external_id for r in rows])
+                .values_list("external_id", flat=True)
+            )
+            rows = [r for r in rows if r.external_id not in existing]
+            counts.skipped += len(existing)
+            if not rows:
+                return
         prompt_ids = bulk_insert(
             Prompt, ["project_id", "external_id", "messages", "metadata", "round", "created_at"],
             [(project.pk, r.external_id, r.messages, r.metadata, self.round, None) for r in rows],
         )
-        response_rows, owners = [], []
-        for row, prompt_id in zip(rows, prompt_ids):
-            for resp in row.responses:
-                response_rows.append((prompt_id, resp.text, resp.model, resp.checkpoint_id, resp.params, None))
-                owners.append(row)
-        response_ids = bulk_insert(
+        response_rows = [(prompt_id, resp.text, resp.model, resp.checkpoint_id, resp.params, None)
+                         for row, prompt_id in zip(rows, prompt_ids) for resp in row.responses]
+        response_ids = iter(bulk_insert(
             Response, ["prompt_id", "text", "model_name", "checkpoint_id", "params", "created_at"], response_rows
-        )
-        ids_by_row: dict[int, list[int]] = {}
-        for row, rid in zip(owners, response_ids):
-            ids_by_row.setdefault(id(row), []).append(rid)
+        ))
 
         overlap = project.config.get("overlap", 1)
         item_rows, item_members, imported = [], [], []
         for row, prompt_id in zip(rows, prompt_ids):
-            rids = ids_by_row[id(row)]
-            groups = row.groups if row.groups is not None else item_groups(project.mode, len(rids), project.config)
-            for group in groups:
+            rids = [next(response_ids) for _ in row.responses]
+            for group in self.groups_of(row):
                 item_rows.append((project.pk, prompt_id, False, None, 0, overlap, 0, False, self.round, None))
                 item_members.append([rids[i] for i in group])
                 imported.append(
@@ -388,29 +606,116 @@ class _Writer:
             [(item_id, rid, pos) for item_id, members in zip(item_ids, item_members) for pos, rid in enumerate(members)],
             returning=False,
         )
-        annotation_rows = []
-        for item_id, members, pref in zip(item_ids, item_members, imported):
-            if pref is None:
-                continue
-            chosen, others = pref
-            if project.mode == "pairwise":
-                payload = {"outcome": "win", "chosen": chosen, "rejected": others[0], "strength": None,
-                           "criteria": {}, "comment": ""}
-            else:
-                payload = {"order": [[chosen]] + [[o] for o in others], "not_rankable": False, "comment": ""}
-            annotation_rows.append((item_id, None, None, Annotation.Source.IMPORTED, payload, {}, members, None,
-                                    None, "", None, None))
-        if annotation_rows:
-            bulk_insert(
-                Annotation, ["item_id", "rater_id", "assignment_id", "source", "payload", "raw_payload",
-                             "display_order", "time_spent_ms", "gold_correct", "idempotency_key", "created_at",
-                             "updated_at"],
-                annotation_rows, returning=False,
-            )
-        self.result.prompts_created += len(rows)
-        self.result.responses_created += len(response_ids)
-        self.result.items_created += len(item_ids)
-        self.result.annotations_created += len(annotation_rows)
+        annotation_rows = [
+            (item_id, None, None, Annotation.Source.IMPORTED, _imported_payload(project.mode, *pref), {}, members,
+             None, None, "", None, None)
+            for item_id, members, pref in zip(item_ids, item_members, imported) if pref is not None
+        ]
+        bulk_insert(
+            Annotation, ["item_id", "rater_id", "assignment_id", "source", "payload", "raw_payload",
+                         "display_order", "time_spent_ms", "gold_correct", "idempotency_key", "created_at",
+                         "updated_at"],
+            annotation_rows, returning=False,
+        )
+        counts.prompts_created += len(rows)
+        counts.responses_created += len(response_rows)
+        counts.items_created += len(item_ids)
+        counts.annotations_created += len(annotation_rows)
+
+
+class _Pipeline:
+    """PostgreSQL: this thread parses and formats batches while a worker thread talks to the database,
+    so Python (on one core) and PostgreSQL (on another) work at the same time.
+
+    The worker is the only user of the caller's psycopg connection (inside the caller's transaction)
+    until ``close``, and runs jobs in order. A parsed batch is first sent to be prepared (existing
+    prompts looked up, ids drawn) and is formatted only once the next batch is parsed: by then its
+    preparation, queued before the previous batch's COPY, is done, so neither thread waits for the
+    other. At most two jobs wait in the queue, so memory stays bounded. After a failure the worker
+    skips the jobs left, and ``put`` / ``close`` raise the error.
+    """
+
+    def __init__(self, writer: _Writer, pg):
+        self.writer, self.pg = writer, pg
+        self.counts = ImportResult()  # what the worker made, merged by the caller after ``close``
+        self.error: BaseException | None = None  # the worker's failure: it skips every job after it
+        self.reported = False
+        self.jobs: queue.Queue = queue.Queue(maxsize=2)
+        self.pending: tuple[list[ParsedRow], Future] | None = None  # parsed, being prepared
+        self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        with self.pg.cursor() as cursor:
+            while (job := self.jobs.get()) is not None:
+                work, arg, future = job
+                if self.error is not None:
+                    future.cancel()
+                    continue
+                try:
+                    future.set_result(work(cursor, arg))
+                except BaseException as exc:  # handed to the caller's thread by ``_raise``
+                    self.error = exc
+                    future.cancel()
+
+    def _submit(self, work: Callable, arg) -> Future:
+        self._raise()
+        future: Future = Future()
+        self.jobs.put((work, arg, future))
+        return future
+
+    def put(self, rows: list[ParsedRow]):
+        """Queue a parsed batch; format and queue the one before it."""
+        prepared = self._submit(self.writer.prepare, self.writer.needs(rows)) if rows else None
+        self._write_pending()
+        if prepared:
+            self.pending = rows, prepared
+
+    def finish(self):
+        """Format and queue the last batch (at the end of the file)."""
+        self._write_pending()
+
+    def _write_pending(self):
+        if self.pending is None:
+            return
+        rows, prepared = self.pending
+        self.pending = None
+        try:
+            keep, ids, skipped = prepared.result()
+        except CancelledError:
+            self._raise()
+            raise
+        self.writer.result.skipped += skipped
+        rows = self.writer.kept(rows, keep)
+        if rows:
+            self._submit(lambda cursor, batch: self.writer.copy(cursor, batch, self.counts),
+                         self.writer.format_copy(rows, ids))
+
+    def close(self):
+        """Wait for the queued jobs; raise what the worker met."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        self._raise()
+
+    def _raise(self):
+        if self.error is not None and not self.reported:
+            self.reported = True
+            with connection.wrap_database_errors:  # psycopg's errors as Django's (IntegrityError, ...)
+                raise self.error
+
+
+@contextmanager
+def _gc_paused():
+    """Cyclic garbage collection off during an import (restored after). Parsed rows hold no reference
+    cycles, but the batches in flight made every collection walk them again: half of the parsing time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def import_items(*, project: Project, stream: IO[bytes], filename: str, round_name: str = "",
@@ -422,29 +727,53 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
     result = ImportResult()
     errors: list[RowError] = []
     batch_size = settings.PS_IMPORT_BATCH_SIZE
+    max_chars = settings.PS_MAX_TEXT_CHARS
+    mode = project.mode
     count = 0
-    with transaction.atomic():
-        writer = _Writer(project, round_name, result)
-        for line, row in READERS[fmt](stream):
-            count += 1
-            if progress and count % 1000 == 0:
-                progress(1000)
-            try:
-                if isinstance(row, RowInvalid):
-                    raise row
-                parsed = parse_row(line, row, project.mode)
-            except RowInvalid as exc:
-                errors.append(RowError(line, exc.field, exc.message))
-                if len(errors) >= MAX_ERRORS:
-                    break
-                continue
-            if errors:
-                continue  # keep checking the rest of the file, but write nothing more
-            writer.add(parsed)
-            if len(writer.rows) >= batch_size:
-                writer.flush()
-        if not errors:
-            writer.flush()
+    with _gc_paused(), transaction.atomic():
+        # An empty project needs no lookups of existing prompts (rows repeated in the file are caught by
+        # ``seen``; a concurrent import into the same project fails on the unique constraint either way).
+        writer = _Writer(project, round_name, result,
+                         check_existing=Prompt.objects.filter(project=project).exists())
+        pipeline = None
+        if _use_copy():
+            connection.ensure_connection()
+            pipeline = _Pipeline(writer, connection.connection)
+
+        def write(rows: list[ParsedRow]):
+            if pipeline:
+                pipeline.put(rows)
+            elif rows:
+                writer.write_orm(rows, result)
+
+        try:
+            for line, row in READERS[fmt](stream):
+                count += 1
+                if progress and count % 1000 == 0:
+                    progress(1000)
+                try:
+                    if isinstance(row, RowInvalid):
+                        raise row
+                    parsed = parse_row(line, row, mode, max_chars=max_chars)
+                except RowInvalid as exc:
+                    errors.append(RowError(line, exc.field, exc.message))
+                    if len(errors) >= MAX_ERRORS:
+                        break
+                    continue
+                if errors:
+                    continue  # keep checking the rest of the file, but write nothing more
+                writer.add(parsed)
+                if len(writer.rows) >= batch_size:
+                    write(writer.take())
+            if not errors:
+                write(writer.take())
+                if pipeline:
+                    pipeline.finish()
+        finally:
+            if pipeline:
+                pipeline.close()  # before the transaction ends, whatever happened
+        if pipeline:
+            result.merge(pipeline.counts)
         if not errors and count == 0:
             errors.append(RowError(None, "file", "the file holds no rows"))
         if errors:
@@ -454,15 +783,29 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
     if errors:
         raise ImportFailed(errors)
     if result.prompts_created >= 1000:
-        _analyze()
+        _analyze(annotations=result.annotations_created > 0)
     return result
 
 
-def _analyze():
+# The columns that queries filter or join on. Statistics for the others (prompt messages, response text,
+# annotation payloads) took most of an ANALYZE's time and steer no plan.
+ANALYZE_COLUMNS = {
+    Prompt: ("project_id", "external_id", "round"),
+    Response: ("prompt_id", "model_name", "checkpoint_id"),
+    Item: (),  # every column: all are small
+    ItemResponse: (),
+    Annotation: ("item_id", "rater_id", "assignment_id", "source", "created_at"),
+}
+
+
+def _analyze(annotations: bool):
     """Refresh planner statistics after a large import, so the queue query keeps a good plan at once
-    rather than after autovacuum's next pass."""
+    rather than after autovacuum's next pass. Annotations only when the import made some."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return
     with connection.cursor() as cursor:
-        for model in (Prompt, Response, Item, ItemResponse, Annotation):
-            cursor.execute(f'ANALYZE "{model._meta.db_table}"')
+        for model, columns in ANALYZE_COLUMNS.items():
+            if model is Annotation and not annotations:
+                continue
+            column_list = f' ({", ".join(columns)})' if columns else ""
+            cursor.execute(f'ANALYZE "{model._meta.db_table}"{column_list}')

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from annotation.errors import ImportFailed
 from annotation.importer import import_items
-from annotation.models import Annotation, Item, Prompt, Response
+from annotation.models import Annotation, Item, ItemResponse, Prompt, Response
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db
@@ -193,3 +193,101 @@ def test_the_import_command(tmp_path):
     path.write_text('{"prompt": 1}\n')
     with pytest.raises(CommandError, match="line 1"):
         call_command("import_items", "--project", project.slug, str(path), stdout=out)
+
+
+@pytest.fixture(params=["copy", "orm"])
+def write_path(request, monkeypatch):
+    """Run a test through both writers: COPY (PostgreSQL) and the ORM (what SQLite, the default, takes)."""
+    if request.param == "orm":
+        from annotation import importer
+
+        monkeypatch.setattr(importer, "_use_copy", lambda: False)
+    return request.param
+
+
+def test_text_with_tabs_newlines_backslashes_and_unicode_comes_back_unchanged(write_path):
+    project = make_project("pairwise")
+    awkward = "tab\there\nnew line\r\nback\\slash \\N \\. é 😀 \u2028 \x01"
+    data = [{"id": f"id\t{awkward}", "messages": [{"role": "system", "content": awkward},
+                                                  {"role": "user", "content": "q\\n"}],
+             "responses": [{"text": awkward, "model": "m\\1\t", "params": {"stop": ["\n", "\\"], "t": 0.5}},
+                           {"text": "plain", "model": ""}],
+             "metadata": {"path": "C:\\dir\tx", "nested": {"list": [1, None, True, "é"]}}}]
+    import_items(project=project, stream=jsonl(data), filename="a.jsonl", round_name="r\t1\\")
+    prompt = Prompt.objects.get()
+    assert prompt.external_id == f"id\t{awkward}" and prompt.round == "r\t1\\"
+    assert prompt.messages == data[0]["messages"] and prompt.metadata == data[0]["metadata"]
+    first = Response.objects.get(text=awkward)
+    assert first.model_name == "m\\1\t" and first.params == {"stop": ["\n", "\\"], "t": 0.5}
+    assert Item.objects.get().round == "r\t1\\"
+
+
+def test_reimport_with_some_new_rows_creates_only_those_across_batches(settings, write_path):
+    settings.PS_IMPORT_BATCH_SIZE = 3
+    project = make_project("pairwise")
+    import_items(project=project, stream=jsonl(rows(8)), filename="a.jsonl")
+    again = import_items(project=project, stream=jsonl(rows(12)[4:] + rows(2)), filename="a.jsonl")
+    assert again.as_dict() == {"prompts_created": 4, "responses_created": 12, "items_created": 12,
+                               "annotations_created": 0, "skipped": 6}
+    assert counts() == (12, 36, 36, 0)
+    for item in Item.objects.all():  # every item's responses belong to its own prompt
+        assert {r.prompt_id for r in item.responses.all()} == {item.prompt_id}
+
+
+def test_pre_paired_rows_in_a_ranking_project_become_an_order(write_path):
+    project = make_project("ranking", k=2)
+    result = import_items(project=project, stream=jsonl([{"id": "a", "prompt": "p", "chosen": "good", "rejected": "bad"}]),
+                          filename="x.jsonl")
+    assert result.annotations_created == 1
+    ann = Annotation.objects.get()
+    good, bad = Response.objects.get(text="good"), Response.objects.get(text="bad")
+    assert ann.payload["order"] == [[good.pk], [bad.pk]] and ann.display_order == [good.pk, bad.pk]
+
+
+def test_a_database_error_while_writing_rolls_everything_back(settings, monkeypatch):
+    """A failure inside a write (here: a unique violation, as a concurrent import would meet) reaches the
+    caller as Django's error, and no batch stays stored."""
+    import psycopg
+    from django.db import IntegrityError, connection
+
+    from annotation import importer
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the COPY path is PostgreSQL's")
+    settings.PS_IMPORT_BATCH_SIZE = 4
+    project = make_project("pairwise")
+    real, calls = importer.copy_rows, []
+
+    def failing(cursor, model, columns, lines):
+        calls.append(model)
+        if len(calls) == 11:  # the third batch's prompts (a batch: five tables)
+            raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+        real(cursor, model, columns, lines)
+
+    monkeypatch.setattr(importer, "copy_rows", failing)
+    with pytest.raises(IntegrityError):
+        import_items(project=project, stream=jsonl(rows(20)), filename="a.jsonl")
+    assert counts() == (0, 0, 0, 0)
+
+
+def test_deleting_a_project_still_deletes_its_prompts_responses_and_items():
+    project = make_project("pairwise")
+    import_items(project=project, stream=jsonl(rows(3)), filename="a.jsonl")
+    project.delete()
+    assert counts() == (0, 0, 0, 0) and not ItemResponse.objects.exists()
+
+
+def test_json_the_database_cannot_store_is_refused_with_its_field():
+    project = make_project("pairwise")
+    lines = good_lines(1) + ['{"prompt": "p", "responses": ["a", "b"], "metadata": {"score": NaN}}',
+                             '{"prompt": "p", "responses": ["a", {"text": "b", "params": {"t": Infinity}}]}',
+                             json.dumps({"prompt": "nul\u0000", "responses": ["a", "b"]})]
+    errors = bad(project, ("\n".join(lines) + "\n").encode())
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "metadata"), (3, "responses[1].params"), (4, "prompt")]
+
+
+def test_integer_ids_beyond_64_bits_are_kept_exactly():
+    project = make_project("pairwise")
+    line = '{"id": 123456789012345678901234567890, "prompt": "p", "responses": ["a", "b"]}\n'
+    import_items(project=project, stream=io.BytesIO(line.encode()), filename="a.jsonl")
+    assert Prompt.objects.get().external_id == "123456789012345678901234567890"

@@ -40,7 +40,7 @@ ROLES = ("system", "user", "assistant")
 FORMATS = ("jsonl", "csv", "parquet")
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedResponse:
     text: str
     model: str = ""
@@ -48,7 +48,7 @@ class ParsedResponse:
     checkpoint_id: int | None = None  # a generated response: the checkpoint that wrote it
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedRow:
     line: int
     external_id: str
@@ -88,6 +88,10 @@ class RowInvalid(Exception):
     def __init__(self, field_name: str | None, message: str):
         super().__init__(message)
         self.field, self.message = field_name, message
+
+    def under(self, parent: str) -> RowInvalid:
+        """The same problem, its field named from ``parent`` (checks name fields relative to their value)."""
+        return RowInvalid(parent if self.field is None else f"{parent}.{self.field}", self.message)
 
 
 # --- reading the file ----------------------------------------------------------------------
@@ -267,21 +271,24 @@ def _completion(value, field_name: str, max_chars: int) -> str:
 _RESPONSE_FIELDS = frozenset(("text", "model", "params"))
 
 
-def _response(value, field_name: str, max_chars: int) -> ParsedResponse:
+def _response(value, max_chars: int) -> ParsedResponse:
+    """One of ``responses``; fields are named relative to it (the caller adds ``responses[i]``)."""
     if isinstance(value, str):
-        return ParsedResponse(_text(value, field_name, max_chars))
+        return ParsedResponse(_text(value, None, max_chars))
     if not isinstance(value, dict):
-        raise RowInvalid(field_name, "must be a string or an object with text")
+        raise RowInvalid(None, "must be a string or an object with text")
     if not _RESPONSE_FIELDS.issuperset(value):
         unknown = sorted(set(value) - _RESPONSE_FIELDS)[0]
-        raise RowInvalid(f"{field_name}.{unknown}", "unknown field (allowed: text, model, params)")
+        raise RowInvalid(unknown, "unknown field (allowed: text, model, params)")
     if "text" not in value:
-        raise RowInvalid(f"{field_name}.text", "is required")
+        raise RowInvalid("text", "is required")
     model = value.get("model") or ""
     if not isinstance(model, str) or len(model) > 255:
-        raise RowInvalid(f"{field_name}.model", "must be a string of at most 255 characters")
-    params = _json_object(value.get("params") or {}, f"{field_name}.params")
-    return ParsedResponse(_text(value["text"], f"{field_name}.text", max_chars), model, params)
+        raise RowInvalid("model", "must be a string of at most 255 characters")
+    params = value.get("params") or {}
+    if params or not isinstance(params, dict):
+        _json_object(params, "params")
+    return ParsedResponse(_text(value["text"], "text", max_chars), model, params)
 
 
 def _json_object(value, field_name: str) -> dict:
@@ -319,7 +326,9 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
             messages = [{"role": "user", "content": _text(row["prompt"], "prompt", max_chars)}]
     else:
         raise RowInvalid("prompt", "is required (or 'messages')")
-    metadata = _json_object(row.get("metadata") or {}, "metadata")
+    metadata = row.get("metadata") or {}
+    if metadata or not isinstance(metadata, dict):
+        _json_object(metadata, "metadata")
 
     preferred = None
     if "chosen" in row or "rejected" in row:
@@ -339,7 +348,12 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
             raise RowInvalid("responses", "is required (or 'chosen' and 'rejected')")
         if not isinstance(row["responses"], list):
             raise RowInvalid("responses", f"must be a list, got {type(row['responses']).__name__}")
-        responses = [_response(r, f"responses[{i}]", max_chars) for i, r in enumerate(row["responses"])]
+        responses = []
+        for i, value in enumerate(row["responses"]):
+            try:
+                responses.append(_response(value, max_chars))
+            except RowInvalid as exc:
+                raise exc.under(f"responses[{i}]") from None
         need = 1 if mode == "rating" else 2
         if len(responses) < need:
             raise RowInvalid("responses", f"a {mode} project needs at least {need} response(s) per prompt")
@@ -430,6 +444,16 @@ class _CopyBatch:
                 (Item, ITEM_COLUMNS, self.items), (ItemResponse, ITEM_RESPONSE_COLUMNS, self.members),
                 (Annotation, ANNOTATION_COLUMNS, self.annotations))
 
+    @classmethod
+    def joined(cls, batches: list[_CopyBatch]) -> _CopyBatch:
+        if len(batches) == 1:
+            return batches[0]
+        out = cls()
+        for batch in batches:
+            for name in cls.__slots__:
+                getattr(out, name).extend(getattr(batch, name))
+        return out
+
     def add_to(self, counts: ImportResult):
         counts.prompts_created += len(self.prompts)
         counts.responses_created += len(self.responses)
@@ -481,9 +505,9 @@ class _Writer:
     def groups_of(self, row: ParsedRow) -> list[list[int]]:
         if row.groups is not None:
             return row.groups
-        n = len(row.responses)
-        groups = self._groups.get(n)
+        groups = self._groups.get(len(row.responses))
         if groups is None:
+            n = len(row.responses)
             groups = self._groups[n] = item_groups(self.project.mode, n, self.project.config)
         return groups
 
@@ -518,41 +542,47 @@ class _Writer:
 
     def format_copy(self, rows: list[ParsedRow], ids: list[list[int]]) -> _CopyBatch:
         """``rows`` as COPY lines, numbered with ``ids`` (prompt, response and item ids, in order)."""
-        project, mode = self.project, self.project.mode
         batch = _CopyBatch()
         if not rows:
             return batch
-        prompts, responses, items, members, annotations = (
-            batch.prompts, batch.responses, batch.items, batch.members, batch.annotations)
+        project_id, mode = self.project.pk, self.project.mode
+        add_prompt, add_response, add_item, add_member, add_annotation = (
+            batch.prompts.append, batch.responses.append, batch.items.append, batch.members.append,
+            batch.annotations.append)
+        esc, json_text, groups_of = copy_text, _json_text, self.groups_of
         now = timezone.now().isoformat()
-        round_text = copy_text(self.round)
-        item_tail = f"\tf\t{NULL}\t0\t{project.config.get('overlap', 1)}\t0\tf\t{round_text}\t{now}\n"
+        round_text = esc(self.round)
+        # The fields after the ones that vary, the same on every line of a table.
+        prompt_tail = f"\t{round_text}\t{now}\n"
+        response_tail = f"\t{NULL}\t{{}}\t{now}\n"  # no checkpoint, no params: the common case
+        item_tail = f"\tf\t{NULL}\t0\t{self.project.config.get('overlap', 1)}\t0\tf\t{round_text}\t{now}\n"
         next_response, next_item = iter(ids[1]).__next__, iter(ids[2]).__next__
         for row, prompt_id in zip(rows, ids[0]):
-            prompts.append(
-                f"{prompt_id}\t{project.pk}\t{copy_text(row.external_id)}\t{_messages_text(row.messages)}\t"
-                f"{_json_text(row.metadata)}\t{round_text}\t{now}\n"
-            )
+            add_prompt(f"{prompt_id}\t{project_id}\t{esc(row.external_id)}\t{_messages_text(row.messages)}\t"
+                       f"{json_text(row.metadata)}{prompt_tail}")
             rids = []
             for resp in row.responses:
                 rid = next_response()
                 rids.append(rid)
-                responses.append(
-                    f"{rid}\t{prompt_id}\t{copy_text(resp.text)}\t{copy_text(resp.model)}\t"
-                    f"{NULL if resp.checkpoint_id is None else resp.checkpoint_id}\t{_json_text(resp.params)}\t{now}\n"
-                )
-            for group in self.groups_of(row):
+                if resp.checkpoint_id is None and not resp.params:
+                    add_response(f"{rid}\t{prompt_id}\t{esc(resp.text)}\t{esc(resp.model)}{response_tail}")
+                else:
+                    add_response(f"{rid}\t{prompt_id}\t{esc(resp.text)}\t{esc(resp.model)}\t"
+                                 f"{NULL if resp.checkpoint_id is None else resp.checkpoint_id}\t"
+                                 f"{json_text(resp.params)}\t{now}\n")
+            preferred = row.preferred
+            for group in groups_of(row):
                 item_id = next_item()
-                items.append(f"{item_id}\t{project.pk}\t{prompt_id}{item_tail}")
+                add_item(f"{item_id}\t{project_id}\t{prompt_id}{item_tail}")
                 item_members = [rids[i] for i in group]
                 for position, rid in enumerate(item_members):
-                    members.append(f"{item_id}\t{rid}\t{position}\n")
-                if row.preferred is not None and row.preferred in group:
-                    chosen = rids[row.preferred]
+                    add_member(f"{item_id}\t{rid}\t{position}\n")
+                if preferred is not None and preferred in group:
+                    chosen = rids[preferred]
                     payload = _imported_payload(mode, chosen, [r for r in item_members if r != chosen])
-                    annotations.append(
-                        f"{item_id}\t{NULL}\t{NULL}\t{Annotation.Source.IMPORTED.value}\t{_json_text(payload)}\t"
-                        f"{{}}\t{_json_text(item_members)}\t{NULL}\t{NULL}\t\t{now}\t{now}\n"
+                    add_annotation(
+                        f"{item_id}\t{NULL}\t{NULL}\t{Annotation.Source.IMPORTED.value}\t{json_text(payload)}\t"
+                        f"{{}}\t{json_text(item_members)}\t{NULL}\t{NULL}\t\t{now}\t{now}\n"
                     )
         return batch
 
@@ -628,45 +658,64 @@ class _Pipeline:
     so Python (on one core) and PostgreSQL (on another) work at the same time.
 
     The worker is the only user of the caller's psycopg connection (inside the caller's transaction)
-    until ``close``, and runs jobs in order. A parsed batch is first sent to be prepared (existing
-    prompts looked up, ids drawn) and is formatted only once the next batch is parsed: by then its
-    preparation, queued before the previous batch's COPY, is done, so neither thread waits for the
-    other. At most two jobs wait in the queue, so memory stays bounded. After a failure the worker
-    skips the jobs left, and ``put`` / ``close`` raise the error.
+    until ``close``. A parsed batch is first sent to be prepared (existing prompts looked up, ids
+    drawn) and is formatted only once the next batch is parsed, so this thread seldom waits. The worker
+    takes every job waiting in the queue at once: preparations first, then the formatted batches as
+    one COPY per table, so while PostgreSQL is the slower side its COPYs grow (fewer statements) and
+    while Python is, each batch goes at once. The queue holds ``QUEUED_JOBS`` jobs at most, so memory
+    stays bounded. After a failure the worker skips the jobs left, and ``put`` / ``close`` raise it.
     """
+
+    QUEUED_JOBS = 8  # a preparation and a formatted batch per batch: four batches
 
     def __init__(self, writer: _Writer, pg):
         self.writer, self.pg = writer, pg
         self.counts = ImportResult()  # what the worker made, merged by the caller after ``close``
         self.error: BaseException | None = None  # the worker's failure: it skips every job after it
         self.reported = False
-        self.jobs: queue.Queue = queue.Queue(maxsize=2)
+        self.jobs: queue.Queue = queue.Queue(maxsize=self.QUEUED_JOBS)
         self.pending: tuple[list[ParsedRow], Future] | None = None  # parsed, being prepared
         self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
         self.thread.start()
 
     def _run(self):
         with self.pg.cursor() as cursor:
-            while (job := self.jobs.get()) is not None:
-                work, arg, future = job
-                if self.error is not None:
-                    future.cancel()
-                    continue
-                try:
-                    future.set_result(work(cursor, arg))
-                except BaseException as exc:  # handed to the caller's thread by ``_raise``
-                    self.error = exc
-                    future.cancel()
+            running = True
+            while running:
+                jobs = [self.jobs.get()]
+                while True:
+                    try:
+                        jobs.append(self.jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                running = None not in jobs
+                preparations = [job for job in jobs if job is not None and job[0] == "prepare"]
+                batches = [batch for kind, batch, _ in filter(None, jobs) if kind == "copy"]
+                for _, needs, future in preparations:
+                    self._do(future, self.writer.prepare, cursor, needs)
+                if batches:
+                    self._do(None, self.writer.copy, cursor, _CopyBatch.joined(batches), self.counts)
 
-    def _submit(self, work: Callable, arg) -> Future:
-        self._raise()
-        future: Future = Future()
-        self.jobs.put((work, arg, future))
-        return future
+    def _do(self, future: Future | None, work: Callable, *args):
+        if self.error is None:
+            try:
+                result = work(*args)
+            except BaseException as exc:  # handed to the caller's thread by ``_raise``
+                self.error = exc
+            else:
+                if future is not None:
+                    future.set_result(result)
+                return
+        if future is not None:
+            future.cancel()
 
     def put(self, rows: list[ParsedRow]):
-        """Queue a parsed batch; format and queue the one before it."""
-        prepared = self._submit(self.writer.prepare, self.writer.needs(rows)) if rows else None
+        """Queue a parsed batch to be prepared; format and queue the one before it."""
+        self._raise()
+        prepared = None
+        if rows:
+            prepared = Future()
+            self.jobs.put(("prepare", self.writer.needs(rows), prepared))
         self._write_pending()
         if prepared:
             self.pending = rows, prepared
@@ -688,8 +737,8 @@ class _Pipeline:
         self.writer.result.skipped += skipped
         rows = self.writer.kept(rows, keep)
         if rows:
-            self._submit(lambda cursor, batch: self.writer.copy(cursor, batch, self.counts),
-                         self.writer.format_copy(rows, ids))
+            self._raise()
+            self.jobs.put(("copy", self.writer.format_copy(rows, ids), None))
 
     def close(self):
         """Wait for the queued jobs; raise what the worker met."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -36,6 +37,7 @@ def main():
                               {"text": f"Think of Russian dolls: each holds a smaller one ({i}).", "model": "model-b"}],
             }) + "\n")
         path = f.name
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     with open(path, "rb") as stream:
         first = import_items(project=project, stream=stream, filename=path)
@@ -44,6 +46,7 @@ def main():
     with open(path, "rb") as stream:
         again = import_items(project=project, stream=stream, filename=path)
     again_s = time.perf_counter() - t0
+    os.unlink(path)
     assert Item.objects.filter(project=project).count() == args.prompts
     write_result("import", {
         "prompts": args.prompts, "responses_per_prompt": 2,
@@ -51,6 +54,7 @@ def main():
         "reimport_s": round(again_s, 2), "reimport_prompts_per_s": round(args.prompts / again_s),
         "created": first.as_dict(), "reimport": again.as_dict(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "load_avg_1m_before": round(load_before, 2),
         "label_studio_1_23_same_machine_tasks_per_s": 5600,
     })
 

@@ -14,7 +14,6 @@ while this thread parses batch n + 1, so Python and PostgreSQL use a core each (
 from __future__ import annotations
 
 import csv
-import gc
 import hashlib
 import io
 import itertools
@@ -22,7 +21,6 @@ import json
 import queue
 import threading
 from concurrent.futures import CancelledError, Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 
@@ -32,6 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .errors import ImportFailed, RowError
+from .memory import gc_paused
 from .models import Annotation, Item, ItemResponse, Project, Prompt, Response
 from .bulk import bulk_insert, copy_rows, copy_text, next_ids, sequences
 
@@ -754,19 +753,6 @@ class _Pipeline:
                 raise self.error
 
 
-@contextmanager
-def _gc_paused():
-    """Cyclic garbage collection off during an import (restored after). Parsed rows hold no reference
-    cycles, but the batches in flight made every collection walk them again: half of the parsing time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def import_items(*, project: Project, stream: IO[bytes], filename: str, round_name: str = "",
                  progress: Callable[[int], None] | None = None) -> ImportResult:
     """Import a file into ``project``. Raises ImportFailed (nothing stored) on any bad row."""
@@ -779,7 +765,7 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
     max_chars = settings.PS_MAX_TEXT_CHARS
     mode = project.mode
     count = 0
-    with _gc_paused(), transaction.atomic():
+    with gc_paused(), transaction.atomic():
         # An empty project needs no lookups of existing prompts (rows repeated in the file are caught by
         # ``seen``; a concurrent import into the same project fails on the unique constraint either way).
         writer = _Writer(project, round_name, result,

@@ -5,11 +5,13 @@ Members who may see a thing but not change it get Forbidden.
 """
 from __future__ import annotations
 
+from functools import cache
+
 from django.db import connection
 
 from .errors import Forbidden, NotFound
 from .models import Annotation, Item, Membership, Project
-from .rawsql import columns, split
+from .rawsql import columns, fetch_one, split
 
 
 def is_admin(user) -> bool:
@@ -39,6 +41,7 @@ def _access_project(user, lookup: dict, *, admin: bool) -> Project:
     return project
 
 
+@cache
 def _membership_sql(column: str) -> str:
     return (f'SELECT {columns(Membership, "m")}, {columns(Project, "p")} FROM "{Membership._meta.db_table}" m '
             f'JOIN "{Project._meta.db_table}" p ON p.id = m.project_id WHERE m.user_id = %s AND p."{column}" = %s')
@@ -51,9 +54,7 @@ def _membership_with_project(user, lookup: dict) -> Membership | None:
     if connection.vendor != "postgresql":
         member_lookup = {f"project__{field}": value}
         return Membership.objects.select_related("project").filter(user=user, **member_lookup).first()
-    with connection.cursor() as cursor:
-        cursor.execute(_membership_sql("id" if field == "pk" else field), [user.pk, value])
-        row = cursor.fetchone()
+    row = fetch_one(_membership_sql("id" if field == "pk" else field), [user.pk, value])
     if row is None:
         return None
     membership, project = split(row, Membership, Project)

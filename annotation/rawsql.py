@@ -59,3 +59,10 @@ def split(row, *models) -> list:
         out.append(build(model, row[start:start + n]))
         start += n
     return out
+
+
+def fetch_one(sql: str, params):
+    """The first row of ``sql`` (None when there is none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()

@@ -18,7 +18,7 @@ from .errors import Conflict, Forbidden, NotFound
 from .models import Annotation, Assignment, Item, ItemResponse, Membership, Project, Prompt, Response
 from .payloads import gold_correct, resolve_payload
 from .project_config import validate_project_config
-from .rawsql import columns, split
+from .rawsql import columns, fetch_one, split
 
 User = get_user_model()
 
@@ -214,12 +214,6 @@ def _on_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _fetch(sql: str, params: dict):
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
 def _with_item(assignment: Assignment, item: Item, prompt: Prompt, responses) -> Assignment:
     """The assignment with its item, prompt and response texts (``response_texts``: id -> text) attached."""
     item.prompt, assignment.item = prompt, item
@@ -230,7 +224,7 @@ def _with_item(assignment: Assignment, item: Item, prompt: Prompt, responses) ->
 def _queue_next_pg(rater, project: Project, now) -> Assignment | None:
     """One statement, in its own transaction: no BEGIN / COMMIT round trips."""
     gold_rate = project.config.get("gold_rate", 0)
-    row = _fetch(_NEXT_SQL, {
+    row = fetch_one(_NEXT_SQL, {
         "project": project.pk, "rater": rater.pk, "gold": bool(gold_rate) and _gold_due(project, rater),
         "other_kind": bool(gold_rate), "now": now, "expires": now + timedelta(seconds=project.lease_seconds),
     })
@@ -329,7 +323,7 @@ def _item_state_pg(sql: str, rater, item_id, now) -> tuple[Item, Assignment | No
     """``access_item(rater, item_id)`` (locked with _LOCK_ITEM_SQL), the rater's assignment and the others'
     live leases."""
     try:
-        row = _fetch(sql, {"item": int(item_id), "rater": rater.pk, "now": now})
+        row = fetch_one(sql, {"item": int(item_id), "rater": rater.pk, "now": now})
     except (TypeError, ValueError, OverflowError):
         row = None
     if row is None:
@@ -355,7 +349,7 @@ def _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now
             or not _is_live(assignment, now):
         return None
     resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
-    row = _fetch(_STORE_SQL, {
+    row = fetch_one(_STORE_SQL, {
         "item": item.pk, "rater": rater.pk, "assignment": assignment.pk, "payload": json.dumps(resolved),
         "raw_payload": json.dumps(payload), "order": json.dumps(assignment.display_order),
         "time_spent_ms": time_spent_ms, "key": key, "now": now,
@@ -415,7 +409,7 @@ def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, 
         raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
     live = _is_live(assignment, now)
     if _on_postgresql() and not live:  # read again now that the lock is held
-        row = _fetch(_ASSIGNMENT_SQL, {"item": item.pk, "rater": rater.pk, "now": now})
+        row = fetch_one(_ASSIGNMENT_SQL, {"item": item.pk, "rater": rater.pk, "now": now})
         (assignment,), others = split(row[:-1], Assignment), row[-1]
         live = _is_live(assignment, now)
     if previous := _earlier_annotation(item, rater, key):

@@ -3,6 +3,7 @@ remembered for a few seconds (``PS_TOKEN_CACHE_SECONDS``)."""
 from __future__ import annotations
 
 import time
+from functools import cache
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -13,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
-from annotation.rawsql import columns, split
+from annotation.rawsql import columns, fetch_one, split
 
 User = get_user_model()
 
@@ -23,6 +24,7 @@ MAX_CACHED = 10_000
 _recent: dict[str, tuple[float, tuple]] = {}
 
 
+@cache
 def _token_sql() -> str:
     return (f'SELECT {columns(User, "u")}, {columns(Token, "t")} FROM "{Token._meta.db_table}" t '
             f'JOIN "{User._meta.db_table}" u ON u."{User._meta.pk.column}" = t."user_id" WHERE t."key" = %s')
@@ -34,9 +36,7 @@ def _token_row(key: str) -> tuple | None:
     hit = _recent.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
-    with connection.cursor() as cursor:
-        cursor.execute(_token_sql(), [key])
-        row = cursor.fetchone()
+    row = fetch_one(_token_sql(), [key])
     if row is not None and ttl > 0:
         if len(_recent) >= MAX_CACHED:
             _recent.clear()

@@ -12,11 +12,18 @@ def validation_errors(exc: DjangoValidationError) -> dict:
     return {"non_field_errors": exc.messages}
 
 
-def exception_handler(exc, context):
+def error_body(exc) -> tuple[dict, int] | None:
+    """The answer for an error the services raise: (body, status); None for anything else."""
     if isinstance(exc, ImportFailed):
-        return Response({"detail": exc.message, "errors": [e.as_dict() for e in exc.errors]}, status=400)
+        return {"detail": exc.message, "errors": [e.as_dict() for e in exc.errors]}, 400
     if isinstance(exc, ServiceError):
-        return Response(exc.as_dict(), status=exc.status_code)
+        return exc.as_dict(), exc.status_code
     if isinstance(exc, DjangoValidationError):
-        return Response({"detail": "Invalid input.", "errors": validation_errors(exc)}, status=400)
+        return {"detail": "Invalid input.", "errors": validation_errors(exc)}, 400
+    return None
+
+
+def exception_handler(exc, context):
+    if (known := error_body(exc)) is not None:
+        return Response(known[0], status=known[1])
     return drf_exception_handler(exc, context)

@@ -1,7 +1,7 @@
 """Content negotiation that answers the common case (no Accept header, */* or JSON) without parsing."""
 from rest_framework.negotiation import DefaultContentNegotiation
 
-_JSON_ACCEPTS = {"", "*/*", "application/json"}
+JSON_ACCEPTS = {"", "*/*", "application/json"}
 
 
 class JSONFirstNegotiation(DefaultContentNegotiation):
@@ -11,7 +11,7 @@ class JSONFirstNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request, renderers, format_suffix=None):
         first = renderers[0]
         if (first.media_type == "application/json" and not format_suffix
-                and request.META.get("HTTP_ACCEPT", "").strip() in _JSON_ACCEPTS
+                and request.META.get("HTTP_ACCEPT", "").strip() in JSON_ACCEPTS
                 and self.settings.URL_FORMAT_OVERRIDE not in request.query_params):
             return first, first.media_type
         return super().select_renderer(request, renderers, format_suffix)

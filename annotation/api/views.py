@@ -28,6 +28,26 @@ def _valid(serializer_class, data):
     return serializer.validated_data
 
 
+# The two calls a rater makes all day. annotation.api.hotpath answers them too (for token clients, ahead of
+# DRF), so what they do is written once, here.
+
+
+def next_item(user, project_id) -> tuple[dict | None, int]:
+    """The rater's current or next item as served (200), or nothing left (204)."""
+    project = access_project(user, project_id)
+    assignment = services.queue_next(rater=user, project=project)
+    if assignment is None:
+        return None, status.HTTP_204_NO_CONTENT
+    return {"item": selectors.assignment_view(assignment)}, status.HTTP_200_OK
+
+
+def submit_annotation(user, item_id, data: dict) -> tuple[dict, int]:
+    """Store a submission (201), or return the stored one for a replay (200); ``data`` as SubmitSerializer
+    validates it."""
+    annotation, created = services.annotation_submit(rater=user, item_id=item_id, **data)
+    return s.AnnotationSerializer(annotation).data, status.HTTP_201_CREATED if created else status.HTTP_200_OK
+
+
 class ProjectListView(APIView):
     def get_permissions(self):
         return [IsAuthenticated(), IsAdmin()] if self.request.method == "POST" else [IsAuthenticated()]
@@ -110,21 +130,15 @@ class NextItemView(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="{item: {id, prompt, responses, lease_expires_at}}"),
                               204: OpenApiResponse(description="Nothing left for this rater.")})
     def get(self, request, project_id):
-        project = access_project(request.user, project_id)
-        assignment = services.queue_next(rater=request.user, project=project)
-        if assignment is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response({"item": selectors.assignment_view(assignment)})
+        data, code = next_item(request.user, project_id)
+        return Response(data, status=code)
 
 
 class SubmitView(APIView):
     @extend_schema(request=s.SubmitSerializer, responses={201: s.AnnotationSerializer, 200: s.AnnotationSerializer})
     def post(self, request, item_id):
-        data = _valid(s.SubmitSerializer, request.data)
-        annotation, created = services.annotation_submit(rater=request.user, item_id=item_id, **data)
-        return Response(
-            s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        )
+        data, code = submit_annotation(request.user, item_id, _valid(s.SubmitSerializer, request.data))
+        return Response(data, status=code)
 
 
 class SkipView(APIView):

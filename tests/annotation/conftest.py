@@ -1,4 +1,6 @@
 import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, add_member, make_item, make_project
 
@@ -30,3 +32,23 @@ def both_paths(request, monkeypatch):
 
         monkeypatch.setattr(services, "_on_postgresql", lambda: False)
     return request.param
+
+
+
+class TokenClient(APIClient):
+    """An APIClient whose ``force_authenticate(user)`` signs in with the user's API token instead, as
+    scripts and real raters' tools do: next item and submit are then answered by ``annotation.api.hotpath``
+    rather than by the DRF views."""
+
+    def force_authenticate(self, user=None, token=None):
+        if user is None:
+            self.credentials()
+        else:
+            self.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+
+
+@pytest.fixture(params=["drf", "token"])
+def api(request):
+    """Every API test here runs twice: signed in the way DRF's test client does it (the DRF views answer),
+    and with an API token (the hot path answers next item and submit)."""
+    return APIClient() if request.param == "drf" else TokenClient()

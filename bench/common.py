@@ -33,6 +33,23 @@ def recreate_database(env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0", "--noinput"], cwd=ROOT, env=env, check=True)
 
 
+def settle() -> None:
+    """Write out what seeding left dirty (PostgreSQL's buffers, then the kernel's page cache), so a
+    measurement that follows does not pay for the seed's writes."""
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CHECKPOINT"], check=True)
+    os.sync()
+
+
+def cpu_probe() -> float:
+    """Seconds for a fixed pure-Python loop: how fast this machine runs Python right now. On a shared
+    virtual machine it moves by 10% or more within an hour; runs are comparable when it is close."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return round(time.perf_counter() - started, 3)
+
+
 def setup_django(env: dict) -> None:
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))

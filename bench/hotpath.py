@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import itertools
 import json
@@ -21,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, bench_env, percentile, recreate_database, setup_django, write_result
+from common import ROOT, bench_env, cpu_probe, percentile, recreate_database, settle, setup_django, write_result
 
 HOST, PORT = "127.0.0.1", 8765
 KEYS = itertools.count()  # idempotency keys, unique across every loop of one run
@@ -145,9 +146,12 @@ async def _loop(project_id: int, tokens: list[str], n: int, duration: float, thi
                 await asyncio.sleep(min(random.expovariate(1 / think), max(stop - time.monotonic(), 0)))
 
     clients = [Client(tokens[i % len(tokens)]) for i in range(n)]
+    gc.collect()
+    gc.disable()  # a collection in the load generator would be counted as the server's latency
     try:
         await asyncio.wait_for(asyncio.gather(*(rater(c) for c in clients)), warmup + duration + 60)
     finally:
+        gc.enable()
         for c in clients:
             c.close()
     return summary(latencies, time.monotonic() - started, errors) | {"warmup_s": warmup}
@@ -214,6 +218,8 @@ def main():
     env = bench_env()
     recreate_database(env)
     project_id, tokens = seed(env, args.items, max(args.clients, args.raters))
+    settle()
+    probe = cpu_probe()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py", "-b", f"{HOST}:{PORT}",
          "-w", str(args.workers),
@@ -240,7 +246,7 @@ def main():
         server.wait(30)
     write_result("hotpath", {
         "closed_loop": closed, "open_loop": opened, "gunicorn": f"{args.workers} {args.worker_class} workers x {args.threads} threads",
-        "load_average_before": load,
+        "load_average_before": load, "cpu_probe_s": probe,
         "label_studio_1_23_same_machine": {"submits_per_s_8_clients": 19, "p95_ms": 680, "next_p50_ms": 72},
         "ratio_vs_label_studio": round(closed["round_trips_per_s"] / 19, 1),
     })

@@ -178,11 +178,13 @@ JOIN "{_T['item']}" i ON i.id = a.item_id JOIN "{_T['prompt']}" p ON p.id = i.pr
 """
 
 # The rater's assignment of an item (if any) and the other raters' live leases on it.
-_ASSIGNMENT = f"""
+_OTHERS_LIVE = f"""
     (SELECT count(*) FROM "{_T['assignment']}" o
-     WHERE o.item_id = %(item)s AND o.status = 'leased' AND o.expires_at > %(now)s AND o.rater_id <> %(rater)s)
+     WHERE o.item_id = %(item)s AND o.status = 'leased' AND o.expires_at > %(now)s AND o.rater_id <> %(rater)s)"""
+_ASSIGNMENT_FROM = f"""
 FROM (SELECT 1) one LEFT JOIN "{_T['assignment']}" a ON a.item_id = %(item)s AND a.rater_id = %(rater)s
 """
+_ASSIGNMENT = _OTHERS_LIVE + _ASSIGNMENT_FROM
 
 # An item locked for a submission, with its project, the rater's membership (if any) and the above. They
 # are read on the statement's snapshot, taken before the lock was granted: a live lease seen there is
@@ -198,8 +200,9 @@ FOR UPDATE OF i
 _ASSIGNMENT_SQL = f"SELECT {columns(Assignment, 'a')}, {_ASSIGNMENT}"
 
 # The item with its project, the rater's membership and assignment, unlocked: what a submission under a live
-# lease needs to check and resolve the payload before ps_store_annotation (migration 0005) writes it.
-_READ_ITEM_SQL = _LOCK_ITEM_SQL.replace("FOR UPDATE OF i", "")
+# lease needs to check and resolve the payload before ps_store_annotation (migration 0004) writes it. It
+# does not need the other raters' leases, so it does not count them.
+_READ_ITEM_SQL = _LOCK_ITEM_SQL.replace(_OTHERS_LIVE, " NULL").replace("FOR UPDATE OF i", "")
 
 _STORE_SQL = f"""
 SELECT {columns(Annotation, "n")} FROM ps_store_annotation(
@@ -304,24 +307,28 @@ def assignment_skip(*, rater, item_id, now=None) -> Assignment:
 # --- submissions ---------------------------------------------------------------------------
 
 
+MAX_TIME_SPENT_MS = 86_400_000  # one day
+MAX_IDEMPOTENCY_KEY_CHARS = 100
+
+
 def _check_time_spent(time_spent_ms) -> int | None:
     if time_spent_ms is None:
         return None
-    if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, int) or not 0 <= time_spent_ms <= 86_400_000:
+    if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, int) or not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise ValidationError({"time_spent_ms": ["must be an integer number of milliseconds (0 to 1 day)"]})
     return time_spent_ms
 
 
 def _check_idempotency_key(key) -> str:
     key = key or ""
-    if not isinstance(key, str) or len(key) > 100:
+    if not isinstance(key, str) or len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
         raise ValidationError({"idempotency_key": ["must be a string of at most 100 characters"]})
     return key
 
 
-def _item_state_pg(sql: str, rater, item_id, now) -> tuple[Item, Assignment | None, int]:
+def _item_state_pg(sql: str, rater, item_id, now) -> tuple[Item, Assignment | None, int | None]:
     """``access_item(rater, item_id)`` (locked with _LOCK_ITEM_SQL), the rater's assignment and the others'
-    live leases."""
+    live leases (None with _READ_ITEM_SQL)."""
     try:
         row = fetch_one(sql, {"item": int(item_id), "rater": rater.pk, "now": now})
     except (TypeError, ValueError, OverflowError):

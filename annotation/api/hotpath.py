@@ -27,6 +27,7 @@ from annotation.api.authentication import TokenAuthentication
 from annotation.api.errors import error_body
 from annotation.api.negotiation import JSON_ACCEPTS
 from annotation.api.views import next_item, submit_annotation
+from annotation.services import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS
 
 _NEXT = re.compile(r"/api/v1/projects/([0-9]+)/next/")
 _SUBMIT = re.compile(r"/api/v1/items/([0-9]+)/annotations/")
@@ -96,9 +97,9 @@ def _submission(request) -> dict | None:
     if not isinstance(body, dict) or body.get("payload") is None:
         return None
     key, spent = body.get("idempotency_key", ""), body.get("time_spent_ms")
-    if not (isinstance(key, str) and len(key) <= 100 and key.isascii() and key.isprintable() and key == key.strip()):
+    if not (isinstance(key, str) and len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and key.isascii() and key.isprintable() and key == key.strip()):
         return None
-    if spent is not None and (type(spent) is not int or not 0 <= spent <= 86_400_000):
+    if spent is not None and (type(spent) is not int or not 0 <= spent <= MAX_TIME_SPENT_MS):
         return None
     return {"payload": body["payload"], "idempotency_key": key, "time_spent_ms": spent}
 

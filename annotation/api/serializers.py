@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from annotation.models import Annotation, Membership, Project
 from annotation.project_config import MODES
+from annotation.services import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -59,13 +60,14 @@ class ImportResultSerializer(serializers.Serializer):
 
 class SubmitSerializer(serializers.Serializer):
     payload = serializers.JSONField()
-    idempotency_key = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=86_400_000)
+    idempotency_key = serializers.CharField(required=False, allow_blank=True, default="",
+                                            max_length=MAX_IDEMPOTENCY_KEY_CHARS)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TIME_SPENT_MS)
 
 
 class EditSerializer(serializers.Serializer):
     payload = serializers.JSONField()
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=86_400_000)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TIME_SPENT_MS)
 
 
 class AnnotationSerializer(serializers.ModelSerializer):

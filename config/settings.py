@@ -85,11 +85,12 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Server-side parameters let psycopg prepare the statements a connection repeats (the rater
-    # hot path), so PostgreSQL plans them once instead of on every request.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True)
-    )
+    # Server-side parameters, and psycopg preparing a statement once a connection has run it
+    # ``DB_PREPARE_THRESHOLD`` times (Django turns preparing off unless asked): the rater hot path's
+    # statements are then parsed and planned once per connection instead of on every request.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options.setdefault("server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True))
+    options.setdefault("prepare_threshold", env.int("DB_PREPARE_THRESHOLD", default=5))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker) share the file: wait for locks instead of failing.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

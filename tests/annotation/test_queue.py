@@ -177,3 +177,25 @@ def test_raters_of_one_project_never_get_items_of_another(api):
     assert api.get(f"/api/v1/projects/{mine.pk}/next/").status_code == 204
     assert api.get(f"/api/v1/projects/{other.pk}/next/").status_code == 404
     assert Assignment.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_is_committed_at_once_and_annotations_still_wait_for_a_durable_commit():
+    """The lease's own commit may skip the WAL flush wait; it is still committed (another connection
+    sees it), and the setting ends with it: the submit's commit waits as usual."""
+    import psycopg
+
+    project = make_project("pairwise", overlap=1)
+    make_item(project)
+    rater = add_member(project, UserFactory())
+    assignment = queue_next(rater=rater, project=project)
+    settings = connection.settings_dict
+    with psycopg.connect(host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"],
+                         dbname=settings["NAME"], autocommit=True) as other:
+        seen = other.execute("SELECT status FROM annotation_assignment WHERE id = %s", [assignment.pk]).fetchone()
+    assert seen == ("leased",)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    annotation_submit(rater=rater, item_id=assignment.item_id, payload=PAIR, idempotency_key="k")
+    assert Annotation.objects.filter(item_id=assignment.item_id, rater=rater).exists()

@@ -78,17 +78,17 @@ def chat_settings(settings):
 
 
 def test_chat_judge_annotates_pairs_through_the_endpoint(chat_settings, admin):
-    project, human = annotated_project(6)
+    project, human = annotated_project(16)  # the odds that all 16 show the polite answer on one side: 2**-15
     project.guidelines = "Prefer polite answers."
     project.save()
     with ChatServer(garbage_every=6) as server:
         chat_settings.PS_JUDGE_API_BASE = server.base
-        job = judge_run(project=project, judge="api", limit=10, created_by=admin)
+        job = judge_run(project=project, judge="api", limit=16, created_by=admin)
         assert project_job_execute(job_id=job.pk) == "succeeded"
         assert project_job_execute(job_id=job.pk) is None  # a duplicate delivery does nothing
 
     job.refresh_from_db()
-    assert job.result["annotations"] == 5 and job.result["unreadable"] == 1
+    assert job.result["annotations"] == 14 and job.result["unreadable"] == 2  # every 6th reply is garbage
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-local-test"
     assert request["body"]["model"] == "local-judge"
@@ -103,7 +103,7 @@ def test_chat_judge_annotates_pairs_through_the_endpoint(chat_settings, admin):
     assert {a.rater.username for a in judged} == {"judge:local-judge"}
     assert all(Response.objects.get(pk=a.payload["chosen"]).text.startswith("Thank") for a in judged)
     assert all(a.payload["strength"] == "better" and a.payload["comment"] == "It is polite." for a in judged)
-    assert Item.objects.filter(project=project, annotations_count=1).count() == 6  # humans' counts only
+    assert Item.objects.filter(project=project, annotations_count=1).count() == 16  # humans' counts only
     (figures,) = judge_agreement(project)
     assert figures["agreement_with_humans"] == 1.0 and figures["vs_majority"]["percent_agreement"] == 1.0
 

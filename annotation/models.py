@@ -174,8 +174,11 @@ class Assignment(models.Model):
         SUBMITTED = "submitted"
         SKIPPED = "skipped"
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
-    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    # No index of their own: (item, rater) and (rater, project, status) lead with them. Each lease and
+    # submit writes every index of this table twice (insert, then the status change).
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments",
+                              db_index=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.LEASED)
     display_order = models.JSONField(help_text="Response ids in the order shown (A, B, ...).")
@@ -201,7 +204,8 @@ class Annotation(models.Model):
         IMPORTED = "imported"  # a judgement that came with the data (pre-paired rows, peer exports)
         JUDGE = "judge"  # an AI judge acting as a labelled bot rater
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations",
+                             db_index=False)  # annotation_item_source_idx leads with it
     rater = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
     )

@@ -170,18 +170,24 @@ def _responses_of(item: str) -> str:
              WHERE ir.item_id = {item} ORDER BY ir.position)"""
 
 # The rater's live lease, or a new one on the best open item (the function ps_next_lease, created by
-# migration 0003), with its item, prompt and responses.
-_NEXT_SQL = f"""
-SELECT {columns(Assignment, "a")}, {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("a.item_id")}
+# migration 0003), with its item, prompt and responses; then one column that sets how the statement's
+# transaction commits.
+def _next_sql(commit: str) -> str:
+    return f"""
+SELECT {columns(Assignment, "a")}, {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("a.item_id")},
+       {commit}
 FROM ps_next_lease(%(project)s, %(rater)s, %(gold)s, %(other_kind)s, %(now)s, %(expires)s) a
 JOIN "{_T['item']}" i ON i.id = a.item_id JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
 """
-# The same as a transaction of its own whose commit does not wait for the WAL flush. A lease is a
-# reservation, not data: if the server crashed within the flush delay (wal_writer_delay, 200 ms), the
-# lease is gone and its item is open again, and the rater's submit takes the full path, which accepts it
-# while the item still needs annotations (exact overlap holds either way). Annotations always wait.
-_NEXT_SQL_OWN_TRANSACTION = _NEXT_SQL.replace(
-    "FROM ps_next_lease", ", set_config('synchronous_commit', 'off', true)\nFROM ps_next_lease", 1)
+
+
+# Inside a caller's transaction: its commit is the caller's.
+_NEXT_SQL = _next_sql("NULL")
+# As a transaction of its own, whose commit does not wait for the WAL flush. A lease is a reservation, not
+# data: if the server crashed within the flush delay (wal_writer_delay, 200 ms), the lease is gone and its
+# item is open again, and the rater's submit takes the full path, which accepts it while the item still
+# needs annotations (exact overlap holds either way). Annotations always wait.
+_NEXT_SQL_OWN_TRANSACTION = _next_sql("set_config('synchronous_commit', 'off', true)")
 
 # The rater's assignment of an item (if any) and the other raters' live leases on it.
 _OTHERS_LIVE = f"""
@@ -240,8 +246,7 @@ def _queue_next_pg(rater, project: Project, now) -> Assignment | None:
     })
     if row is None:
         return None
-    width = len(row) - (sql is _NEXT_SQL_OWN_TRANSACTION)  # set_config's answer comes last
-    return _with_item(*split(row[:width - 2], Assignment, Item, Prompt), row[width - 2:width])
+    return _with_item(*split(row[:-3], Assignment, Item, Prompt), row[-3:-1])
 
 
 def queue_next(*, rater, project: Project, now=None) -> Assignment | None:

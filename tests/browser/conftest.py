@@ -52,7 +52,7 @@ def shot():
 def login(page, live_server, username, password="pw-12345678"):
     """Log in through the form with the keyboard alone."""
     page.goto(f"{live_server.url}/accounts/login/")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_username'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'id_username'")
     page.keyboard.type(username)  # the username field has autofocus
     page.keyboard.press("Tab")
     page.keyboard.type(password)

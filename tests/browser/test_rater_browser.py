@@ -157,7 +157,7 @@ def test_ranking_by_drag(page, live_server, rater, shot):
     for step in range(1, 11):
         page.mouse.move(h["x"] + h["width"] / 2, h["y"] + (t["y"] - 10 - h["y"]) * step / 10, steps=2)
     page.mouse.up()
-    page.wait_for_function("document.querySelector('.rank-card').dataset.number === '3'")
+    page.wait_for_function("() => document.querySelector('.rank-card').dataset.number === '3'")
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)  # let the drop animation finish before the screenshot
     shot(page, "ranking-phone")

@@ -50,6 +50,19 @@ def cpu_probe() -> float:
     return round(time.perf_counter() - started, 3)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(stolen, all) clock ticks of every core so far, from /proc/stat. On a virtual machine, "steal" is
+    time the hypervisor gave to other guests while this one had work: a slow run with high steal was a
+    busy host, not slower code."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of the cores' time stolen by the hypervisor between two ``cpu_ticks()`` readings."""
+    return round(100 * (after[0] - before[0]) / max(after[1] - before[1], 1), 1)
+
+
 def setup_django(env: dict) -> None:
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))

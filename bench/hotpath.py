@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, bench_env, cpu_probe, percentile, recreate_database, settle, setup_django, write_result
+from common import (ROOT, bench_env, cpu_probe, cpu_ticks, percentile, recreate_database, settle, setup_django,
+                    steal_pct, write_result)
 
 HOST, PORT = "127.0.0.1", 8765
 KEYS = itertools.count()  # idempotency keys, unique across every loop of one run
@@ -257,12 +258,14 @@ def main():
                 time.sleep(0.2)
         closed_loop(project_id, tokens[:4], 4, 3)  # warm up every worker
         load = os.getloadavg()
-        before = cpu_seconds(server.pid)
+        before, ticks = cpu_seconds(server.pid), cpu_ticks()
         closed = closed_loop(project_id, tokens, args.clients, args.duration)
         closed["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), closed["round_trips"])
-        before = cpu_seconds(server.pid)
+        closed["cpu_steal_pct"] = steal_pct(ticks, cpu_ticks())
+        before, ticks = cpu_seconds(server.pid), cpu_ticks()
         opened = open_loop(project_id, tokens, args.raters, args.think, args.duration)
         opened["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), opened["round_trips"])
+        opened["cpu_steal_pct"] = steal_pct(ticks, cpu_ticks())
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

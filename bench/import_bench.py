@@ -13,7 +13,7 @@ import resource
 import tempfile
 import time
 
-from common import bench_env, recreate_database, setup_django, write_result
+from common import bench_env, cpu_probe, cpu_ticks, recreate_database, setup_django, steal_pct, write_result
 
 
 def main():
@@ -37,11 +37,11 @@ def main():
                               {"text": f"Think of Russian dolls: each holds a smaller one ({i}).", "model": "model-b"}],
             }) + "\n")
         path = f.name
-    load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
+    load_before, probe = os.getloadavg()[0], cpu_probe()
+    ticks, t0 = cpu_ticks(), time.perf_counter()
     with open(path, "rb") as stream:
         first = import_items(project=project, stream=stream, filename=path)
-    first_s = time.perf_counter() - t0
+    first_s, first_steal = time.perf_counter() - t0, steal_pct(ticks, cpu_ticks())
     t0 = time.perf_counter()
     with open(path, "rb") as stream:
         again = import_items(project=project, stream=stream, filename=path)
@@ -54,7 +54,7 @@ def main():
         "reimport_s": round(again_s, 2), "reimport_prompts_per_s": round(args.prompts / again_s),
         "created": first.as_dict(), "reimport": again.as_dict(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "load_avg_1m_before": round(load_before, 2),
+        "load_avg_1m_before": round(load_before, 2), "cpu_probe_s": probe, "first_import_cpu_steal_pct": first_steal,
         "label_studio_1_23_same_machine_tasks_per_s": 5600,
     })
 

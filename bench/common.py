@@ -54,13 +54,14 @@ def cpu_ticks() -> tuple[int, int]:
     """(stolen, all) clock ticks of every core so far, from /proc/stat. On a virtual machine, "steal" is
     time the hypervisor gave to other guests while this one had work: a slow run with high steal was a
     busy host, not slower code."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return fields[7], sum(fields)
 
 
-def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """Share of the cores' time stolen by the hypervisor between two ``cpu_ticks()`` readings."""
-    return round(100 * (after[0] - before[0]) / max(after[1] - before[1], 1), 1)
+def steal_pct(since: tuple[int, int]) -> float:
+    """Share of the cores' time stolen by the hypervisor since the ``cpu_ticks()`` reading ``since``."""
+    stolen, total = cpu_ticks()
+    return round(100 * (stolen - since[0]) / max(total - since[1], 1), 1)
 
 
 def setup_django(env: dict) -> None:

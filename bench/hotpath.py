@@ -261,11 +261,11 @@ def main():
         before, ticks = cpu_seconds(server.pid), cpu_ticks()
         closed = closed_loop(project_id, tokens, args.clients, args.duration)
         closed["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), closed["round_trips"])
-        closed["cpu_steal_pct"] = steal_pct(ticks, cpu_ticks())
+        closed["cpu_steal_pct"] = steal_pct(ticks)
         before, ticks = cpu_seconds(server.pid), cpu_ticks()
         opened = open_loop(project_id, tokens, args.raters, args.think, args.duration)
         opened["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), opened["round_trips"])
-        opened["cpu_steal_pct"] = steal_pct(ticks, cpu_ticks())
+        opened["cpu_steal_pct"] = steal_pct(ticks)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

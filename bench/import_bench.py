@@ -41,7 +41,7 @@ def main():
     ticks, t0 = cpu_ticks(), time.perf_counter()
     with open(path, "rb") as stream:
         first = import_items(project=project, stream=stream, filename=path)
-    first_s, first_steal = time.perf_counter() - t0, steal_pct(ticks, cpu_ticks())
+    first_s, first_steal = time.perf_counter() - t0, steal_pct(ticks)
     t0 = time.perf_counter()
     with open(path, "rb") as stream:
         again = import_items(project=project, stream=stream, filename=path)

@@ -1,3 +1,4 @@
+"""Fixtures shared by every test package. Helpers (functions, not fixtures) are in tests/helpers.py."""
 import os
 
 import pytest
@@ -21,6 +22,42 @@ def admin(db):
 
 
 @pytest.fixture
+def admin_client(client, admin):
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def rater(db):
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def raters(db):
+    from tests.factories import UserFactory
+
+    return [UserFactory(username=f"rater{i}") for i in range(3)]
+
+
+@pytest.fixture
+def pairwise(db):
+    from tests.factories import make_project
+
+    return make_project("pairwise")
+
+
+@pytest.fixture
+def rater_client(client, rater, pairwise):
+    from tests.factories import add_member
+
+    add_member(pairwise, rater)
+    client.force_login(rater)
+    return client
+
+
+@pytest.fixture
 def join():
     """Make users members of a project: ``join(project, users)``."""
     from tests.factories import add_member
@@ -35,7 +72,8 @@ def join():
 
 @pytest.fixture(scope="session")
 def worker(django_db_setup, tmp_path_factory):
-    """The one real Celery worker of the session (Redis + the test PostgreSQL database)."""
-    from tests.training.conftest import session_worker
+    """The one real Celery worker of the session (Redis + the test database), shared by every package:
+    two workers on one queue would split a test's deliveries between them."""
+    from tests.helpers import session_worker
 
     yield from session_worker(tmp_path_factory)

@@ -1,13 +1,8 @@
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory, add_member, make_item, make_project
-
-
-@pytest.fixture
-def rater(db):
-    return UserFactory()
+from tests.factories import add_member, make_item, make_project
+from tests.helpers import TokenClient
 
 
 @pytest.fixture
@@ -32,19 +27,6 @@ def both_paths(request, monkeypatch):
 
         monkeypatch.setattr(services, "_on_postgresql", lambda: False)
     return request.param
-
-
-
-class TokenClient(APIClient):
-    """An APIClient whose ``force_authenticate(user)`` signs in with the user's API token instead, as
-    scripts and real raters' tools do: next item and submit are then answered by ``annotation.api.hotpath``
-    rather than by the DRF views."""
-
-    def force_authenticate(self, user=None, token=None):
-        if user is None:
-            self.credentials()
-        else:
-            self.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
 
 
 @pytest.fixture(params=["drf", "token"])

@@ -3,7 +3,7 @@ on every request (Django leaves psycopg's preparing off unless OPTIONS asks for 
 import pytest
 from django.db import connection
 
-from tests.annotation.conftest import TokenClient
+from tests.helpers import TokenClient
 from tests.factories import UserFactory, add_member, make_item, make_project
 
 pytestmark = pytest.mark.django_db

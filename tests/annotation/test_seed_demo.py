@@ -19,7 +19,7 @@ MODELS = (User, Token, Project, Membership, Prompt, Response, Item, ItemResponse
 
 
 def seed(*args) -> str:
-    """Seed without the training loop (tests/loop covers rounds; the loop takes a minute)."""
+    """Seed without the training loop (tests/training/loop covers rounds; the loop takes a minute)."""
     out = io.StringIO()
     call_command("seed_demo", "--no-loop", *args, stdout=out)
     return out.getvalue()

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from annotation.models import Annotation, Item, Project, Prompt
 from annotation.services import annotation_submit, queue_next
 from tests.factories import AdminFactory, UserFactory, add_member, make_item, make_project
-from tests.training.conftest import annotated_project
+from tests.helpers import annotated_project
 from training.models import Checkpoint, Round, TrainingRun
 
 from .conftest import login

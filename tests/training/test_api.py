@@ -14,7 +14,7 @@ from tests.factories import AdminFactory
 from training import services
 from training.models import BaseModel, Checkpoint, TrainingRun
 
-from .conftest import make_snapshot
+from tests.helpers import make_snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import time
 
 from training.runner import EngineProcess, engine_command
 
-from .conftest import group_alive
+from tests.helpers import group_alive
 
 EMITTER = """
 import json, sys, time

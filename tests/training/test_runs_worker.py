@@ -14,7 +14,7 @@ from training import services
 from training.models import Checkpoint, TrainingRun
 from training.tasks import run_train
 
-from .conftest import annotated_project, group_alive, make_snapshot, start_worker, stop_worker, wait_finished, wait_for
+from tests.helpers import annotated_project, group_alive, make_snapshot, start_worker, stop_worker, wait_finished, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ from annotation.services import annotation_edit
 from training import jobs, services
 from training.models import TrainingRun
 
-from .conftest import annotated_project
+from tests.helpers import annotated_project
 
 pytestmark = pytest.mark.django_db
 

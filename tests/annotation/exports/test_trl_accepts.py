@@ -5,7 +5,7 @@ import os
 import pytest
 
 from annotation.exports import export_to_file, parse_options
-from tests.exports.helpers import pick, rank
+from tests.helpers import pick, rank
 from tests.factories import make_item, make_project
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

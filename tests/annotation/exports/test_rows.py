@@ -9,7 +9,7 @@ from django.utils import timezone
 from annotation import services
 from annotation.exports import export_rows, parse_options
 from annotation.models import Annotation
-from tests.exports.helpers import pick, rank, rate
+from tests.helpers import pick, rank, rate
 from tests.factories import make_item, make_project
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.exports.helpers import pick
+from tests.helpers import pick
 from tests.factories import make_item, make_project
 from training.snapshots import snapshot_create, snapshot_path, snapshot_verify
 

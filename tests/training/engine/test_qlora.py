@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import make_config, run_method
+from tests.helpers import make_config, run_method
 
 PROMPT = [{"role": "user", "content": "people time year"}]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import make_config, run_method
+from tests.helpers import make_config, run_method
 
 pytestmark = []
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def assert_trained(result, events, steps, kind="lora"):

@@ -5,7 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from tests.exports.helpers import pick
+from tests.helpers import pick
 from tests.factories import UserFactory, make_item, make_project
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from training import rounds, services
 from training.models import Round
 from training.tasks import run_train
 
-from .conftest import prompts_project, wait_finished, wait_round
+from tests.helpers import prompts_project, wait_finished, wait_round
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +22,7 @@ TINY_SAMPLING = {"n": 2, "temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}
 
 def dpo_checkpoint(project, worker):
     """A DPO checkpoint of the tiny model trained on a few preference pairs."""
-    from tests.training.conftest import make_snapshot
+    from tests.helpers import make_snapshot
 
     run = services.run_create(method="dpo", base_model=services.base_model_get(name="tiny"),
                               snapshot=make_snapshot(project),

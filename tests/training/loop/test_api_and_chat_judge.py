@@ -13,12 +13,12 @@ from django.urls import reverse
 from annotation.judge import judge_agreement, judge_run
 from annotation.models import Annotation, Item, Response
 from tests.factories import UserFactory, add_member, make_project
-from tests.training.conftest import annotated_project
+from tests.helpers import annotated_project
 from training import services
 from training.models import Checkpoint, ProjectJob, Round, TrainingRun
 from training.project_jobs import project_job_execute
 
-from .conftest import prompts_project
+from tests.helpers import prompts_project
 
 pytestmark = pytest.mark.django_db
 

@@ -326,7 +326,7 @@ def test_evaluate_and_merge_buttons_queue_the_jobs_once(admin_client, settings, 
     project = make_project("pairwise")
     reward_run = make_run(project, method="reward", status="succeeded")
     snapshot_run = reward_run
-    from tests.training.conftest import make_snapshot
+    from tests.helpers import make_snapshot
 
     snapshot_run.snapshot = make_snapshot(project)
     snapshot_run.save()

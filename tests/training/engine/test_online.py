@@ -6,7 +6,7 @@ from statistics import mean
 
 import pytest
 
-from .conftest import first_token_targets, make_config, preference_rows, run_method
+from tests.helpers import first_token_targets, make_config, run_method, synthetic_pairs
 
 pytestmark = []
 
@@ -14,7 +14,7 @@ pytestmark = []
 @pytest.fixture(scope="module")
 def targets(tiny_path):
     """The tokens the base model gives ~30% of its first-token probability to, over the dataset's prompts."""
-    return first_token_targets(tiny_path, [r["prompt"] for r in preference_rows()])
+    return first_token_targets(tiny_path, [r["prompt"] for r in synthetic_pairs()])
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,11 @@ def first_token_mass(tiny_path, checkpoint, targets):
     def mass():
         total = 0.0
         with torch.no_grad():
-            for row in preference_rows():
+            for row in synthetic_pairs():
                 ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, return_tensors="pt",
                                                     return_dict=True)["input_ids"]
                 total += model(ids).logits[0, -1].softmax(-1)[index].sum().item()
-        return total / len(preference_rows())
+        return total / len(synthetic_pairs())
 
     with model.disable_adapter():
         base = mass()

@@ -13,10 +13,10 @@ from annotation.judge import judge_agreement, judge_run
 from annotation.models import Annotation, Item, Response
 from annotation.services import queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
-from tests.training.conftest import annotated_project, make_snapshot
+from tests.helpers import annotated_project, make_snapshot
 from training import services
 
-from .conftest import wait_finished, wait_job
+from tests.helpers import wait_finished, wait_job
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -1,0 +1,369 @@
+"""Helpers shared by the tests: annotating through the real services, snapshots, a real Celery worker,
+waiting for runs, rounds and jobs, and the engine's synthetic data. Fixtures live in tests/conftest.py."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotation import services
+from annotation.importer import import_items
+from annotation.models import Item, Response
+from tests.factories import UserFactory, add_member, make_item, make_project
+from training.models import DatasetSnapshot, TrainingRun
+
+
+# --- annotating as a rater would ----------------------------------------------------------------------
+
+POSITIONS = "ABCDEFGHIJ"
+
+
+def next_assignment(rater, project):
+    assignment = services.queue_next(rater=rater, project=project)
+    assert assignment is not None, "the queue had nothing for this rater"
+    return assignment
+
+
+def pick(rater, project, winner_text=None, *, choice=None, strength="better", criteria=None, time_spent_ms=1000):
+    """Take the next item and prefer the response whose text is ``winner_text`` (or send ``choice``).
+
+    The rater sees the responses in a random order; the letter sent is wherever the winner was shown.
+    Returns (assignment, letter sent).
+    """
+    assignment = next_assignment(rater, project)
+    texts = dict(Item.objects.get(pk=assignment.item_id).responses.values_list("id", "text"))
+    shown = [texts[rid] for rid in assignment.display_order]
+    if choice is None:
+        choice = POSITIONS[shown.index(winner_text)]
+    payload = {"choice": choice}
+    if choice in ("A", "B") and project.config["strength"]:
+        payload["strength"] = strength
+    if criteria:
+        payload["criteria"] = {name: POSITIONS[shown.index(t)] if t in shown else t for name, t in criteria.items()}
+    services.annotation_submit(rater=rater, item_id=assignment.item_id, payload=payload, time_spent_ms=time_spent_ms)
+    return assignment, choice
+
+
+def rank(rater, project, groups_of_texts, *, time_spent_ms=1000):
+    """Take the next item and rank it: ``groups_of_texts`` best first, an inner list is a tie."""
+    assignment = next_assignment(rater, project)
+    ids = {t: rid for rid, t in Item.objects.get(pk=assignment.item_id).responses.values_list("id", "text")}
+    order = [[ids[t] for t in group] for group in groups_of_texts]
+    services.annotation_submit(rater=rater, item_id=assignment.item_id, payload={"order": order},
+                               time_spent_ms=time_spent_ms)
+    return assignment
+
+
+def rate(rater, project, overall, *, criteria=None, time_spent_ms=1000):
+    assignment = next_assignment(rater, project)
+    payload = {"overall": overall}
+    if criteria:
+        payload["criteria"] = criteria
+    services.annotation_submit(rater=rater, item_id=assignment.item_id, payload=payload, time_spent_ms=time_spent_ms)
+    return assignment
+
+
+class TokenClient(APIClient):
+    """An APIClient whose ``force_authenticate(user)`` signs in with the user's API token instead, as
+    scripts and real raters' tools do: next item and submit are then answered by ``annotation.api.hotpath``
+    rather than by the DRF views."""
+
+    def force_authenticate(self, user=None, token=None):
+        if user is None:
+            self.credentials()
+        else:
+            self.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+
+
+# --- training: snapshots, runs and a real worker -----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+FINISHED = ("succeeded", "failed", "cancelled")
+
+# Prompts with a clear preference the tiny model can pick up within a few steps.
+TOPICS = ["rain", "cats", "tea", "maps", "bread", "stars", "rivers", "clocks", "paper", "glass", "music", "snow",
+          "boats", "trees", "salt", "wind"]
+
+
+def preference_rows(n: int = 32) -> list[dict]:
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append({
+            "prompt": [{"role": "user", "content": f"Tell me about {topic}."}],
+            "chosen": [{"role": "assistant", "content": f"Thank you for asking. Here is a kind note about {topic}."}],
+            "rejected": [{"role": "assistant", "content": f"No. {topic} {topic} {topic}."}],
+            "margin": 1.0 if i % 2 else 2.0,
+        })
+    return rows
+
+
+def make_snapshot(project=None, rows=None, kind="trl", name="pairs") -> DatasetSnapshot:
+    """A snapshot row and its JSONL file under PS_DATA_DIR, as the exporter writes them."""
+    project = project or make_project("pairwise")
+    rows = rows if rows is not None else preference_rows()
+    rel = Path("snapshots") / f"test-{project.pk}-{name}-{time.time_ns()}.jsonl"
+    path = Path(settings.PS_DATA_DIR) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    path.write_bytes(data)
+    return DatasetSnapshot.objects.create(
+        project=project, name=name, path=str(rel), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+        kind=kind, style="conversational", format="jsonl", row_count=len(rows),
+    )
+
+
+def wait_for(run: TrainingRun, until, timeout: float = 180.0, worker=None) -> TrainingRun:
+    """Poll the run row until ``until(run)`` holds; fail with the run's log and the worker's on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if until(run):
+            return run
+        time.sleep(0.2)
+    worker_log = worker.log_tail() if worker else ""
+    pytest.fail(
+        f"run {run.pk} still {run.status} at step {run.step} after {timeout}s\n"
+        f"error: {run.error}\nlog tail:\n{run.log_tail[-3000:]}\nworker log:\n{worker_log}"
+    )
+
+
+def wait_finished(run, timeout=180.0, worker=None) -> TrainingRun:
+    return wait_for(run, lambda r: r.status in FINISHED, timeout, worker)
+
+
+class Worker:
+    def __init__(self, proc: subprocess.Popen, log_path: Path):
+        self.proc, self.log_path = proc, log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-n:])
+
+
+def _celery(*args):
+    return [sys.executable, "-m", "celery", "-A", "config", *args]
+
+
+def worker_env() -> dict:
+    """The worker's environment: the test database (pytest-django's test_<name>) and this session's Redis db."""
+    db = settings.DATABASES["default"]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PS_VAR_DIR": str(settings.VAR_DIR),
+        "PS_DATA_DIR": str(settings.PS_DATA_DIR),
+        "PS_RUN_HEARTBEAT_SECONDS": "0.5",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def start_worker(log_path: Path, queues: str = "training,default", concurrency: int = 2, pool: str = "prefork",
+                 name: str = "test") -> Worker:
+    env = worker_env()
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        _celery("worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h"),
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    handle = Worker(proc, log_path)
+    deadline = time.monotonic() + 90
+    while "ready." not in handle.log():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the Celery worker did not start:\n{handle.log_tail()}")
+        time.sleep(0.2)
+    return handle
+
+
+def stop_worker(handle: Worker) -> None:
+    try:
+        os.killpg(handle.proc.pid, signal.SIGTERM)
+        handle.proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(handle.proc.pid, signal.SIGKILL)
+        handle.proc.wait()
+
+
+def session_worker(tmp_path_factory):
+    """`celery -A config worker -Q training,default -c 2` on the test database and this session's Redis db.
+
+    Used by the one session-wide ``worker`` fixture in tests/conftest.py, so every package shares a
+    single worker (two workers on one queue would split a test's deliveries between them)."""
+    # Run ids restart with a fresh test database: old run directories and queued messages are not ours.
+    for sub in ("runs", "evaluations"):
+        shutil.rmtree(Path(settings.PS_DATA_DIR) / sub, ignore_errors=True)
+    env = worker_env()
+    subprocess.run(_celery("purge", "-f", "-Q", "training,default,doomed"), env=env, cwd=ROOT,
+                   check=True, capture_output=True, timeout=60)
+    handle = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield handle
+    stop_worker(handle)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader still counts for killpg; look for a live member.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def annotated_project(n_items: int = 16):
+    """A pairwise project whose rater always prefers the polite response, annotated through the real services."""
+    project = make_project("pairwise", overlap=1)
+    rater = add_member(project, UserFactory())
+    for i in range(n_items):
+        topic = TOPICS[i % len(TOPICS)]
+        make_item(project, [f"Thank you for asking. A kind note about {topic}.", f"No. {topic} {topic}."])
+    while (assignment := services.queue_next(rater=rater, project=project)) is not None:
+        polite = Response.objects.filter(pk__in=assignment.display_order, text__startswith="Thank").get().pk
+        choice = "AB"[assignment.display_order.index(polite)]
+        services.annotation_submit(rater=rater, item_id=assignment.item_id,
+                                   payload={"choice": choice, "strength": "better", "criteria": {}})
+    return project, rater
+
+
+# --- the loop: rounds and jobs -----------------------------------------------------------------------
+
+
+def prompts_project(n: int = 4, mode: str = "pairwise", **config):
+    """A project with ``n`` distinct prompts (two imported responses each)."""
+    project = make_project(mode, **config)
+    rows = [{"id": f"q{i}", "prompt": f"Tell me about {TOPICS[i % len(TOPICS)]}.",
+             "responses": [f"Thank you for asking. A kind note about {TOPICS[i % len(TOPICS)]}.",
+                           f"No. {TOPICS[i % len(TOPICS)]}."]}
+            for i in range(n)]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    import_items(project=project, stream=io.BytesIO(data), filename="prompts.jsonl", round_name="seed")
+    return project
+
+
+def wait_round(rnd, timeout: float = 180.0, worker=None):
+    """Poll a Round until it is no longer generating."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rnd.refresh_from_db()
+        if rnd.status != "generating":
+            return rnd
+        time.sleep(0.3)
+    runs = "\n".join(f"run {r.pk}: {r.status} {r.error[-2000:]}" for r in rnd.runs.all())
+    pytest.fail(f"round {rnd.pk} still generating after {timeout}s\n{runs}\n{worker.log_tail() if worker else ''}")
+
+
+def wait_job(job, timeout: float = 180.0, worker=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status in ("succeeded", "failed"):
+            return job
+        time.sleep(0.3)
+    pytest.fail(f"job {job.pk} still {job.status} after {timeout}s\n{worker.log_tail() if worker else ''}")
+
+
+# --- the engine: synthetic data and in-process runs (no database) ------------------------------------
+
+WORDS = "people time year day way thing man woman child world life hand part place case week work number".split()
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def synthetic_pairs(n=48, seed=0, conversational=True):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        question = " ".join(rng.choice(WORDS) for _ in range(5))
+        good = "good " + " ".join(rng.choice(WORDS) for _ in range(3)) + " thanks"
+        bad = "bad " + " ".join(rng.choice(WORDS) for _ in range(3)) + " sorry"
+        if conversational:
+            rows.append({
+                "prompt": [{"role": "user", "content": question}],
+                "chosen": [{"role": "assistant", "content": good}],
+                "rejected": [{"role": "assistant", "content": bad}],
+                "margin": rng.choice([0.0, 0.5, 1.0]),
+                "prompt_id": f"p{i}",
+                "source": "synthetic",  # provenance columns are carried in files and ignored by the engine
+            })
+        else:
+            rows.append({"prompt": question, "chosen": " " + good, "rejected": " " + bad})
+    return rows
+
+
+def make_config(tmp_path, data_dir, **fields):
+    from training.engine.config import RunConfig
+
+    base = {"output_dir": str(tmp_path / "out"), "data_dir": data_dir, "lora_r": 8, "lora_alpha": 16,
+            "batch_size": 8, "max_length": 128, "eval_fraction": 0.25}
+    return RunConfig.from_dict({**base, **fields})
+
+
+def run_method(cfg, **kwargs):
+    """Run one method in-process; return (result, events)."""
+    import importlib
+
+    from training.engine.cli import METHOD_FUNCTIONS
+    from training.engine.common import setup_runtime
+    from training.engine.events import Reporter
+
+    reporter = Reporter(echo=False)
+    setup_runtime(cfg)
+    module_name, function_name = METHOD_FUNCTIONS[cfg.method]
+    result = getattr(importlib.import_module(module_name), function_name)(cfg, reporter, **kwargs)
+    return result, reporter
+
+
+def first_token_targets(tiny_path, prompts, mass=0.3):
+    """Tokens the base model most expects to start a response with, covering about `mass` of the probability.
+
+    A reward for starting with one of them is reachable for a small adapter and starts around `mass`.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_path).eval()
+    probs = 0
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                                return_dict=True)["input_ids"]
+            probs = probs + model(ids).logits[0, -1].softmax(-1)
+    probs = probs / len(prompts)
+    order = probs.argsort(descending=True)
+    k = int((probs[order].cumsum(0) < mass).sum()) + 1
+    return set(order[:k].tolist())

@@ -1,9 +1,0 @@
-import pytest
-
-from tests.factories import UserFactory
-
-
-@pytest.fixture
-def raters(db):
-    return [UserFactory(username=f"q-rater{i}") for i in range(3)]
-

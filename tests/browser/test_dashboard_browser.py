@@ -34,6 +34,7 @@ def launch_dpo(page, live_server, project):
     return TrainingRun.objects.get(method="dpo")
 
 
+@pytest.mark.slow
 def test_dpo_from_the_form_live_progress_download_rounds_and_human_win_rate(page, browser, live_server, worker, shot):
     project, rater = annotated_project(16)
     for prompt in Prompt.objects.filter(project=project):  # distinct questions to sample answers for

@@ -52,6 +52,7 @@ def test_dpo_run_goes_from_queued_to_succeeded_with_metrics_and_an_adapter(worke
     assert run.pid is None
 
 
+@pytest.mark.slow
 def test_reward_run_then_ppo_with_its_checkpoint(worker):
     snapshot = make_snapshot()
     reward_run = wait_finished(create_run("reward", snapshot, {**SMALL, "max_steps": 10}), worker=worker)
@@ -120,6 +121,7 @@ def test_the_same_task_delivered_twice_starts_one_engine(worker):
     assert run.checkpoints.count() == 1
 
 
+@pytest.mark.slow
 def test_a_cancelled_run_resumes_from_its_last_checkpoint(worker, admin, api):
     config = {**LONG, "max_steps": 400, "save_steps": 5}
     run = wait_for(create_run("dpo", config=config), lambda r: r.checkpoints.exists() or r.status in ("failed", "succeeded"),
@@ -159,6 +161,7 @@ def _wait_checkpoint(checkpoint, until, timeout=180.0, worker=None):
     pytest.fail(f"checkpoint {checkpoint.pk}: {checkpoint.evaluation} {checkpoint.export}\n{worker.log_tail() if worker else ''}")
 
 
+@pytest.mark.slow
 def test_checkpoints_are_evaluated_merged_and_downloaded(worker, admin, api):
     snapshot = make_snapshot()
     reward_run = wait_finished(create_run("reward", snapshot, {**SMALL, "max_steps": 10}), worker=worker)

@@ -30,6 +30,7 @@ def reward_checkpoint(project, worker):
     return run.checkpoints.get()
 
 
+@pytest.mark.slow
 def test_reward_model_judge_annotates_as_a_bot_and_uncertain_pairs_come_first(worker, admin, api):
     project, human = annotated_project(8)
     checkpoint = reward_checkpoint(project, worker)

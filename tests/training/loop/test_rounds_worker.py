@@ -75,6 +75,7 @@ def test_generation_round_reaches_the_rater_queue_with_provenance(worker, admin,
     assert Item.objects.filter(project=target).count() == 4 and Response.objects.filter(prompt__project=target).count() == 8
 
 
+@pytest.mark.slow
 def test_two_sources_pair_up_and_a_human_evaluation_gives_a_win_rate(worker, admin):
     source = prompts_project(6, overlap=2)
     alice, bob = UserFactory(), UserFactory()

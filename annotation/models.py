@@ -71,8 +71,8 @@ class Membership(models.Model):
 # Foreign keys between the rows that only the importer writes (responses, items and their members) have
 # no database constraint (``db_constraint=False``): an import writes a parent before its children, with
 # ids drawn from the sequences, inside one transaction, so every reference is right by construction, and
-# the constraints made PostgreSQL check each one again at commit (3.4 s of a 12.8 s import of 100k
-# prompts). Deletes still cascade: Django's ``on_delete`` runs in Python. Prompt.project keeps its
+# the constraints made PostgreSQL check each one again at commit (a quarter of an import's time:
+# bench/README.md, Import). Deletes still cascade: Django's ``on_delete`` runs in Python. Prompt.project keeps its
 # constraint: it stops a project from being deleted while an import into it commits. Foreign keys that
 # another index already leads with have no index of their own (``db_index=False``).
 IMPORTED_FK = {"db_constraint": False}

@@ -237,7 +237,7 @@ QUALITY_CACHE_SECONDS = 3600
 def cached_project_quality(project: Project) -> dict:
     """``project_quality``, computed again only when the project's annotations or settings have changed.
 
-    The report reads every annotation (about 10 s at 100k items); the key is a digest of what it depends on
+    The report reads every annotation (seconds on a large project: bench/exports/README.md); the key is a digest of what it depends on
     (the annotations' count, newest id and newest edit, gold answers marked right, the project's config),
     which one aggregate query reads, so a cached report is never stale.
     """

@@ -146,9 +146,9 @@ def _iso(value) -> str | None:
 def _jit_off(cursor):
     """PostgreSQL's JIT compiler off for the session while the export's COPY runs (restored after).
 
-    The COPY's estimated cost is far above the JIT thresholds, so PostgreSQL compiles it first: about 0.4 s
-    before the first row, while Python waits, and no faster afterwards (the time goes to index lookups and
-    JSON building, not to expressions).
+    The COPY's estimated cost is far above the JIT thresholds, so PostgreSQL compiles it first, before the
+    first row, while Python waits, and it runs no faster afterwards (the time goes to index lookups and JSON
+    building, not to expressions; figures in bench/exports/README.md).
     """
     cursor.execute("SHOW jit")
     (previous,) = cursor.fetchone()

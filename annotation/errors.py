@@ -17,6 +17,19 @@ class ServiceError(Exception):
         return data
 
 
+class Invalid(ServiceError):
+    """Bad input, named by its field (``payload.choice``, ``time_spent_ms``): a 400.
+
+    Its body also carries ``errors`` ({field: [message]}), the shape of a form's field errors."""
+
+    def as_dict(self) -> dict:
+        data = super().as_dict()
+        if self.field:
+            data["detail"] = f"{self.field}: {self.message}"
+            data["errors"] = {self.field: [self.message]}
+        return data
+
+
 class NotFound(ServiceError):
     status_code = 404
     code = "not_found"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import orjson
@@ -206,7 +206,7 @@ def _ranking_agreement(per_item: dict[int, list[tuple[int, np.ndarray]]]) -> dic
 
 def _annotation_rows(project: Project):
     """(item, rater, payload, first response shown, time) of rated annotations by people (the AI judge's are
-    compared with these separately, in ``annotation.judge.judge_agreement``).
+    compared with these separately, in ``judge_agreement``).
 
     On PostgreSQL: plain SQL, comments left out, JSON decoded with orjson (the ORM's converters cost more
     than everything else here at 100k items)."""
@@ -426,5 +426,81 @@ def _rater_figures(project: Project, main: dict, times: dict[int, list[int]]) ->
             "gold_accuracy": _none(g["ok"] / g["n"]) if g else None,
             "is_paused": bool(membership and membership.is_paused),
             "paused_reason": membership.paused_reason if membership else "",
+        })
+    return out
+
+
+# --- AI judges against the humans --------------------------------------------------------------
+
+
+def _judge_label(mode: str, payload: dict, canonical: list[int]) -> int | None:
+    """The quality module's coding: pairwise first/second/tie/both_bad; ranking the top response's position."""
+    if mode == "pairwise":
+        if len(canonical) != 2:
+            return None
+        return {"tie": 2, "both_bad": 3}.get(payload.get("outcome"), 0 if payload.get("chosen") == canonical[0] else 1)
+    if mode == "ranking":
+        if payload.get("not_rankable") or not payload.get("order"):
+            return None
+        try:
+            return min(canonical.index(rid) for rid in payload["order"][0])
+        except ValueError:
+            return None
+    return None
+
+
+def judge_agreement(project: Project) -> list[dict]:
+    """Per judge: how often it agrees with the human raters on the items both judged.
+
+    ``agreement_with_humans``: the mean share of human answers on an item that match the judge's (as the
+    per-rater figure of the quality report); ``vs_majority``: percent agreement and Cohen's kappa between the
+    judge and each item's human majority (``agreement``).
+    """
+    if project.mode == "rating":
+        return []
+    annotations = Annotation.objects.filter(item__project=project, rater__isnull=False).exclude(
+        source=Annotation.Source.IMPORTED)
+    judges = dict(annotations.filter(source=Annotation.Source.JUDGE).values_list("rater_id", "rater__username")
+                  .distinct())
+    if not judges:
+        return []
+    canonical: dict[int, list[int]] = defaultdict(list)
+    for item_id, rid in (ItemResponse.objects.filter(item__project=project).order_by("item_id", "position")
+                         .values_list("item_id", "response_id")):
+        canonical[item_id].append(rid)
+    human: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    bot: dict[int, dict[int, int]] = defaultdict(dict)
+    for item_id, rater_id, source, payload in annotations.values_list("item_id", "rater_id", "source", "payload"):
+        label = _judge_label(project.mode, payload, canonical[item_id])
+        if label is None:
+            continue
+        if source == Annotation.Source.JUDGE:
+            bot[rater_id][item_id] = label
+        else:
+            human[item_id].append((rater_id, label))
+    domain = PAIR_LABELS if project.mode == "pairwise" else list(range(project.config.get("k", 4)))
+    out = []
+    for judge_id, username in sorted(judges.items(), key=lambda kv: kv[1]):
+        units, raters, values = [], [], []
+        maj_units, maj_raters, maj_values = [], [], []
+        for item_id, label in bot[judge_id].items():
+            if not human.get(item_id):
+                continue
+            for rater_id, human_label in human[item_id]:
+                units.append(item_id), raters.append(rater_id), values.append(human_label)
+            units.append(item_id), raters.append(judge_id), values.append(label)
+            majority = Counter(h for _, h in human[item_id]).most_common(1)[0][0]
+            maj_units += [item_id, item_id]
+            maj_raters += [0, 1]
+            maj_values += [majority, label]
+        share, shared = agreement_with_others(units, raters, values).get(judge_id, (None, 0))
+        vs_majority = agreement(maj_units, maj_raters, maj_values, domain=domain)
+        out.append({
+            "judge": username,
+            "annotations": len(bot[judge_id]),
+            "items_with_humans": shared,
+            "agreement_with_humans": None if share is None else round(share, 4),
+            "vs_majority": {"percent_agreement": vs_majority["percent_agreement"],
+                            "cohen_kappa": vs_majority["cohen_kappa"], "items": vs_majority["items"]},
         })
     return out

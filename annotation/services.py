@@ -517,3 +517,56 @@ def item_set_priority(*, item: Item, priority: int) -> Item:
     item.priority = priority
     item.save(update_fields=["priority"])
     return item
+
+
+# --- AI judges and queue priorities (written by training's loop) -------------------------------
+
+JUDGE_PREFIX = "judge:"
+
+
+def judge_rater(*, name: str):
+    """The bot rater of an AI judge, the user ``judge:<name>`` (created inactive, with no usable password: it
+    cannot log in)."""
+    user, created = User.objects.get_or_create(
+        username=f"{JUDGE_PREFIX}{name}"[:150], defaults={"is_active": False, "first_name": "AI judge"}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def judge_annotations_store(*, project: Project, rater, answers: list[tuple[Item, list[int], dict]]) -> tuple[int, int]:
+    """Store an AI judge's answers (item, order shown, payload in display positions) as ``judge`` annotations;
+    returns (stored, refused). They never count towards an item's overlap; a replay adds nothing."""
+    rows, refused = [], 0
+    for item, order, raw in answers:
+        try:
+            resolved = resolve_payload(project.mode, raw, project.config, order)
+        except ValidationError:
+            refused += 1  # e.g. a tie in a project without ties
+            continue
+        rows.append(Annotation(
+            item=item, rater=rater, source=Annotation.Source.JUDGE, payload=resolved, raw_payload=raw,
+            display_order=order,
+            gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
+        ))
+    with transaction.atomic():
+        Annotation.objects.bulk_create(rows, ignore_conflicts=True)  # unique (item, rater)
+    return len(rows), refused
+
+
+@transaction.atomic
+def items_priority_set(*, priorities: dict[int, int]) -> int:
+    """Set the queue priority of open items ({item id: priority}); an item finished meanwhile keeps its own.
+    Returns how many changed."""
+    items = list(Item.objects.filter(pk__in=list(priorities), is_complete=False).only("pk", "priority"))
+    for item in items:
+        item.priority = priorities[item.pk]
+    Item.objects.bulk_update(items, ["priority"], batch_size=2000)
+    return len(items)
+
+
+def items_priority_reset(*, project: Project) -> int:
+    """Put the project's open items back to priority 0; returns how many changed."""
+    return Item.objects.filter(project=project, is_complete=False).exclude(priority=0).update(priority=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from annotation.access import is_admin
 from annotation.errors import Forbidden, NotFound
 
-from .models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+from .models import BaseModel, Checkpoint, DatasetSnapshot, ProjectJob, Round, TrainingRun
 
 
 def _check_admin(user) -> None:
@@ -35,7 +35,7 @@ def access_checkpoint(user, checkpoint_id, *, lock: bool = False) -> Checkpoint:
 
 def access_snapshot(user, snapshot_id) -> DatasetSnapshot:
     _check_admin(user)
-    return _get(DatasetSnapshot, snapshot_id, "Snapshot")
+    return _get(DatasetSnapshot, snapshot_id, "Snapshot", DatasetSnapshot.objects.select_related("project", "created_by"))
 
 
 def access_base_model(user, name: str) -> BaseModel:
@@ -48,15 +48,11 @@ def access_base_model(user, name: str) -> BaseModel:
 
 def access_round(user, round_id):
     """A generation or human evaluation round, for an admin."""
-    from .models import Round
-
     _check_admin(user)
     return _get(Round, round_id, "Round", Round.objects.select_related("baseline_model").prefetch_related("runs"))
 
 
 def access_job(user, job_id):
     """A project job (AI judge, active-learning scoring), for an admin."""
-    from .models import ProjectJob
-
     _check_admin(user)
     return _get(ProjectJob, job_id, "Job")

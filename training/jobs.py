@@ -13,16 +13,19 @@ import socket
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.exports import parse_options
 from annotation.models import Annotation
 
 from . import services
 from .models import Checkpoint, DatasetSnapshot, TrainingRun
 from .runner import EngineProcess, Outcome, engine_command
+from .snapshots import snapshot_create
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +78,6 @@ def snapshot_for_run(run: TrainingRun) -> DatasetSnapshot:
     """
     if run.snapshot_id is not None:
         return run.snapshot
-    from annotation.exports import parse_options
-
-    from .snapshots import snapshot_create
-
     project = run.project
     kind, style, fmt = snapshot_kind(run.method), "conversational", "jsonl"
     options = parse_options({"kind": kind, "style": style}, project=project).as_dict()
@@ -259,8 +258,6 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
     TrainingRun.objects.filter(pk=run.pk).update(pid=pid)
     logger.info("run %s: engine started, pid %s", run.pk, pid)
     recorder = RunRecorder(run, engine)
-    from django.conf import settings
-
     try:
         outcome = engine.follow(recorder.on_event, recorder.flush, tick_s=settings.PS_RUN_HEARTBEAT_SECONDS)
     except BaseException as exc:  # the database went away, the worker is shutting down, ...: no engine unwatched

@@ -1,6 +1,7 @@
-"""Running a project job (AI judge, active-learning scoring) in a Celery worker: claim the row, do the work, record
-the outcome. Scoring with a reward checkpoint happens in a child process (``python -m training.score``), so the
-worker never imports torch.
+"""Project jobs (AI judge, active-learning scoring): queue one, claim it in a Celery worker, do the work, record
+the outcome. The work itself is the feature's own (``training.judge``, ``training.active_learning``); this module
+is what they share. Scoring with a reward checkpoint happens in a child process (``python -m training.score``),
+so the worker never imports torch.
 """
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typing import Callable, Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from . import services
-from .models import Checkpoint, ProjectJob
+from annotation.errors import Conflict, ServiceError
+
+from . import outbox, services
+from .models import Checkpoint, ProjectJob, TrainingRun
 from .runner import EngineProcess, engine_command
 
 logger = logging.getLogger(__name__)
@@ -24,10 +27,7 @@ Status = ProjectJob.Status
 def job_queue(job: ProjectJob) -> None:
     """Queue the job's task once the transaction commits: on `training` when a reward model scores (it needs the
     model's hardware), else on `default`."""
-    from .tasks import project_job_task
-
-    queue = "training" if job.reward_checkpoint_id else "default"
-    transaction.on_commit(lambda: project_job_task.apply_async(args=[job.pk], queue=queue))
+    outbox.send(outbox.PROJECT_JOB, [job.pk], queue="training" if job.reward_checkpoint_id else "default")
 
 
 def job_open(project, kind: str, **match) -> ProjectJob | None:
@@ -53,20 +53,14 @@ def job_progress(job: ProjectJob, step: int, total: int) -> None:
     ProjectJob.objects.filter(pk=job.pk).update(step=step, total_steps=total)
 
 
-def project_job_execute(*, job_id: int) -> str | None:
-    """Run one project job to its end; return its final status (None when it was not claimed)."""
+def job_execute(*, job_id: int, work: dict[str, Callable[..., dict]]) -> str | None:
+    """Run one project job to its end with ``work[job.kind](job=job)``, which returns the job's result; return the
+    job's final status (None when it was not claimed)."""
     job = job_claim(job_id=job_id)
     if job is None:
         return None
     try:
-        if job.kind == ProjectJob.Kind.JUDGE:
-            from annotation.judge import judge_execute
-
-            result = judge_execute(job=job)
-        else:
-            from annotation.active_learning import active_learning_execute
-
-            result = active_learning_execute(job=job)
+        result = work[job.kind](job=job)
     except Exception as exc:  # any failure ends the job with a message, never a stuck row
         logger.exception("job %s failed", job.pk)
         ProjectJob.objects.filter(pk=job.pk).update(status=Status.FAILED, error=str(exc)[:5000],
@@ -122,8 +116,6 @@ def reward_scores(*, checkpoint: Checkpoint, rows: Iterable[dict], workdir: Path
 
 def latest_reward_checkpoint(project) -> Checkpoint | None:
     """The newest checkpoint of a succeeded reward run trained on ``project`` (an adapter or a full model)."""
-    from .models import TrainingRun
-
     return (
         Checkpoint.objects.filter(run__project=project, run__method=TrainingRun.Method.REWARD,
                                   run__status=TrainingRun.Status.SUCCEEDED)
@@ -134,10 +126,6 @@ def latest_reward_checkpoint(project) -> Checkpoint | None:
 
 
 def check_reward_checkpoint(checkpoint, field: str = "reward_checkpoint") -> Checkpoint:
-    from annotation.errors import Conflict, ServiceError
-
-    from .models import TrainingRun
-
     if not isinstance(checkpoint, Checkpoint):
         raise ServiceError("must be a reward checkpoint", field=field)
     if checkpoint.run.method != TrainingRun.Method.REWARD:

@@ -18,7 +18,6 @@ twice creates nothing (its prompts are keyed ``round-<id>/p<prompt id>``, and th
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import random
@@ -137,12 +136,6 @@ def _write_prompts(rnd: Round, prompts: list[tuple[int, list]], created_by) -> D
     )
 
 
-def _queue(run: TrainingRun) -> None:
-    from .tasks import run_train
-
-    transaction.on_commit(functools.partial(run_train.apply_async, args=[run.pk], queue=run.queue))
-
-
 def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, queue: str, created_by) -> TrainingRun:
     section = {k: params[k] for k in ("n", "temperature", "top_p", "max_new_tokens")}
     if isinstance(source, Checkpoint):
@@ -158,7 +151,7 @@ def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, q
         method=TrainingRun.Method.GENERATE, base_model=base_model, project=rnd.project, snapshot=snapshot,
         source_checkpoint=checkpoint, config=config, queue=queue, created_by=created_by,
     )
-    _queue(run)
+    services.run_queue(run)
     return run
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from annotation.errors import ServiceError
 
 from .models import BaseModel, Checkpoint, TrainingRun
+from .services import data_path
 
 
 def runs_list(*, status: str | None = None, method: str | None = None, project_id=None):
@@ -63,6 +64,4 @@ def checkpoint_archive(directory: Path, arcname: str, chunk_size: int = 1 << 20)
 
 
 def checkpoint_files_dir(checkpoint: Checkpoint) -> Path:
-    from .services import data_path
-
     return data_path(checkpoint.path)

@@ -1,7 +1,7 @@
 """Writes for training: base models, runs (create, cancel, resume, reap), checkpoint merge and evaluation.
 
 The web process never imports torch: configs are validated with the engine's plain dataclasses
-(``training.engine.config``) and the work itself is queued as Celery tasks on commit (``training.tasks``).
+(``training.engine.config``) and the work itself is sent to the workers on commit (``training.outbox``).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from django.utils import timezone
 from annotation.errors import Conflict, ServiceError
 from annotation.models import Project
 
+from . import outbox
 from .engine.config import EvaluateSection, RunConfig
 from .models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
 
@@ -140,12 +141,7 @@ def _check_reward_checkpoint(checkpoint: Checkpoint | None, method: str) -> None
 
 
 @transaction.atomic
-def run_create(**kwargs) -> TrainingRun:
-    """Queue a training run; see ``run_create_or_replay`` for the arguments."""
-    return run_create_or_replay(**kwargs)[0]
-
-
-def run_create_or_replay(
+def run_create(
     *,
     method: str,
     base_model: BaseModel,
@@ -207,7 +203,7 @@ def run_create_or_replay(
         if not key or previous is None:
             raise
         return previous, False
-    _queue_run(run)
+    run_queue(run)
     return run, True
 
 
@@ -228,10 +224,9 @@ def _run_replay(key: str, created_by, *, method: str, base_model: BaseModel, pro
     return previous
 
 
-def _queue_run(run: TrainingRun) -> None:
-    from .tasks import run_train
-
-    transaction.on_commit(lambda: run_train.apply_async(args=[run.pk], queue=run.queue))
+def run_queue(run: TrainingRun) -> None:
+    """Send a new run to its queue's workers once the transaction that created it commits."""
+    outbox.send(outbox.RUN_TRAIN, [run.pk], queue=run.queue)
 
 
 @transaction.atomic
@@ -303,7 +298,7 @@ def run_resume(*, run: TrainingRun, created_by=None) -> tuple[TrainingRun, bool]
         metrics=[m for m in run.metrics if m.get("step", 0) <= checkpoint.step],
         created_by=created_by,
     )
-    _queue_run(new)
+    run_queue(new)
     return new, True
 
 
@@ -354,9 +349,7 @@ def checkpoint_merge(*, checkpoint: Checkpoint) -> Checkpoint:
         return checkpoint  # a double submit, or already merged
     checkpoint.export = {"status": "queued", "requested_at": timezone.now().isoformat()}
     checkpoint.save(update_fields=["export"])
-    from .tasks import checkpoint_merge_task
-
-    transaction.on_commit(lambda: checkpoint_merge_task.apply_async(args=[checkpoint.pk]))
+    outbox.send(outbox.CHECKPOINT_MERGE, [checkpoint.pk])
     return checkpoint
 
 
@@ -418,7 +411,5 @@ def checkpoint_evaluate(
         },
     }
     checkpoint.save(update_fields=["evaluation"])
-    from .tasks import checkpoint_evaluate_task
-
-    transaction.on_commit(lambda: checkpoint_evaluate_task.apply_async(args=[checkpoint.pk, kind]))
+    outbox.send(outbox.CHECKPOINT_EVALUATE, [checkpoint.pk, kind])
     return checkpoint

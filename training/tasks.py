@@ -1,40 +1,43 @@
 """Celery tasks for training. Each takes ids, calls one job, and exits at once on a duplicate delivery.
 
-`training.tasks.*` is routed to the `training` queue (config/settings.py): run one worker per GPU node with
-`celery -A config worker -Q training -c 1`. The stale-run reaper is named outside that pattern so it runs on
-the `default` queue and never waits behind a long run.
+Services never import this module: they name the task in ``training.outbox``, which sends it once their
+transaction commits. `training.tasks.*` is routed to the `training` queue (config/settings.py): run one worker
+per GPU node with `celery -A config worker -Q training -c 1`. The stale-run reaper is named outside that pattern
+so it runs on the `default` queue and never waits behind a long run.
 """
 from celery import shared_task
 
-from . import jobs, services
+from . import active_learning, jobs, judge, outbox, project_jobs, rounds, services
+from .models import ProjectJob
+
+PROJECT_JOB_WORK = {
+    ProjectJob.Kind.JUDGE: judge.judge_execute,
+    ProjectJob.Kind.ACTIVE_LEARNING: active_learning.active_learning_execute,
+}
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True)
+@shared_task(name=outbox.RUN_TRAIN, bind=True, acks_late=True, ignore_result=True)
 def run_train(self, run_id: int):
     status = jobs.run_execute(run_id=run_id, worker=self.request.hostname)
-    from .rounds import round_after_run
-
-    round_after_run(run_id=run_id)  # a generation round imports its items once its runs succeeded (idempotent)
+    rounds.round_after_run(run_id=run_id)  # a generation round imports its items once its runs succeeded (idempotent)
     return status
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=outbox.CHECKPOINT_MERGE, acks_late=True, ignore_result=True)
 def checkpoint_merge_task(checkpoint_id: int):
     return jobs.checkpoint_merge_execute(checkpoint_id=checkpoint_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=outbox.CHECKPOINT_EVALUATE, acks_late=True, ignore_result=True)
 def checkpoint_evaluate_task(checkpoint_id: int, kind: str):
     return jobs.checkpoint_evaluate_execute(checkpoint_id=checkpoint_id, kind=kind)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=outbox.PROJECT_JOB, acks_late=True, ignore_result=True)
 def project_job_task(job_id: int):
-    """The AI judge or active-learning scoring (training.project_jobs); queued on `training` when a reward model
-    scores, on `default` for a chat endpoint judge."""
-    from .project_jobs import project_job_execute
-
-    return project_job_execute(job_id=job_id)
+    """The AI judge or active-learning scoring; queued on `training` when a reward model scores, on `default` for
+    a chat endpoint judge."""
+    return project_jobs.job_execute(job_id=job_id, work=PROJECT_JOB_WORK)
 
 
 @shared_task(name="training.reap_stale_runs", ignore_result=True)

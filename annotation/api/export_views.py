@@ -1,8 +1,8 @@
-"""API v1: streamed export downloads and dataset snapshots (admins only)."""
+"""API v1: streamed export downloads and peer imports (admins only)."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -12,12 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import access_project
-from annotation.errors import Conflict, NotFound
 from annotation.peer_import import PEER_FORMATS, import_peer
-from annotation.exports import (CONTENT_TYPES, EXTENSIONS, FORMATS, KINDS, STREAM_FORMATS, STYLES, export_stream,
-                                high_water_mark, parse_format, parse_options)
-from training.models import DatasetSnapshot
-from training.snapshots import snapshot_create, snapshot_path
+from annotation.exports import (CONTENT_TYPES, EXTENSIONS, KINDS, STREAM_FORMATS, STYLES, export_stream, high_water_mark,
+                                parse_format, parse_options)
 
 from .permissions import IsAdmin
 
@@ -65,79 +62,6 @@ class ExportView(APIView):
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response["X-Annotation-High-Water"] = str(high_water)
         response["Cache-Control"] = "no-store"
-        return response
-
-
-class SnapshotSerializer(serializers.ModelSerializer):
-    project_slug = serializers.CharField(source="project.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
-
-    class Meta:
-        model = DatasetSnapshot
-        fields = ["id", "project", "project_slug", "name", "kind", "style", "format", "options", "row_count", "counts",
-                  "annotation_high_water", "sha256", "size_bytes", "path", "created_by", "created_at"]
-        read_only_fields = fields
-
-
-class SnapshotCreateSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=KINDS)
-    style = serializers.ChoiceField(choices=STYLES, default="standard")
-    format = serializers.ChoiceField(choices=FORMATS, default="jsonl")
-    options = serializers.DictField(required=False, default=dict)
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-
-
-class SnapshotListView(APIView):
-    permission_classes = [IsAuthenticated, IsAdmin]
-
-    @extend_schema(parameters=[OpenApiParameter("project", int)], responses=SnapshotSerializer(many=True))
-    def get(self, request):
-        qs = DatasetSnapshot.objects.select_related("project", "created_by").order_by("-created_at", "-id")
-        project_id = request.query_params.get("project")
-        if project_id:
-            qs = qs.filter(project=access_project(request.user, project_id, admin=True))
-        return Response(SnapshotSerializer(qs[:500], many=True).data)
-
-    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer})
-    def post(self, request):
-        serializer = SnapshotCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        project = access_project(request.user, data.pop("project"), admin=True)
-        snapshot = snapshot_create(project=project, created_by=request.user, **data)
-        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
-
-
-def _snapshot(snapshot_id) -> DatasetSnapshot:
-    snapshot = DatasetSnapshot.objects.select_related("project", "created_by").filter(pk=snapshot_id).first()
-    if snapshot is None:
-        raise NotFound("Snapshot not found.")
-    return snapshot
-
-
-class SnapshotDetailView(APIView):
-    permission_classes = [IsAuthenticated, IsAdmin]
-
-    @extend_schema(responses=SnapshotSerializer)
-    def get(self, request, snapshot_id):
-        return Response(SnapshotSerializer(_snapshot(snapshot_id)).data)
-
-
-class SnapshotDownloadView(APIView):
-    permission_classes = [IsAuthenticated, IsAdmin]
-
-    @extend_schema(responses={200: OpenApiResponse(description="The frozen file.")})
-    def get(self, request, snapshot_id):
-        snapshot = _snapshot(snapshot_id)
-        path = snapshot_path(snapshot)
-        if snapshot.format == "hf":
-            raise Conflict("This snapshot is a datasets directory; read it on the server with datasets.load_from_disk.")
-        if not path.is_file():
-            raise Conflict("The snapshot's file is missing from the data directory.")
-        response = FileResponse(open(path, "rb"), as_attachment=True, filename=path.name,
-                                content_type=CONTENT_TYPES.get(snapshot.format, "application/octet-stream"))
-        response["X-Sha256"] = snapshot.sha256
         return response
 
 

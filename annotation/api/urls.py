@@ -19,7 +19,4 @@ urlpatterns = [
     path("annotations/<int:annotation_id>/", views.AnnotationDetailView.as_view(), name="api-annotation"),
     path("projects/<int:project_id>/export/", export_views.ExportView.as_view(), name="api-export"),
     path("projects/<int:project_id>/import/peer/", export_views.PeerImportView.as_view(), name="api-import-peer"),
-    path("snapshots/", export_views.SnapshotListView.as_view(), name="api-snapshots"),
-    path("snapshots/<int:snapshot_id>/", export_views.SnapshotDetailView.as_view(), name="api-snapshot"),
-    path("snapshots/<int:snapshot_id>/download/", export_views.SnapshotDownloadView.as_view(), name="api-snapshot-download"),
 ]

@@ -14,9 +14,8 @@ from annotation import selectors, services
 from annotation.access import access_item, access_own_annotation, access_project
 from annotation.errors import Forbidden, NotFound
 from annotation.importer import import_items
-from annotation.judge import judge_agreement
 from annotation.models import Annotation, Membership
-from annotation.quality import cached_project_quality
+from annotation.quality import cached_project_quality, judge_agreement
 
 from . import serializers as s
 from .permissions import IsAdmin

@@ -92,7 +92,7 @@ def ours(method: str, snapshot, steps: int, batch: int, lr: float, base_model=No
     config = {"max_steps": steps, "batch_size": batch, "learning_rate": lr, "max_length": 128, "eval_fraction": 0.0,
               "logging_steps": 1, "adapter": adapter}
     start = time.perf_counter()
-    run = services.run_create(method=method, base_model=base_model or services.base_model_get(name="tiny"),
+    run, _ = services.run_create(method=method, base_model=base_model or services.base_model_get(name="tiny"),
                               snapshot=snapshot, config=config)
     while True:
         status = TrainingRun.objects.values_list("status", flat=True).get(pk=run.pk)

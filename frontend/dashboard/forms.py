@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotation.errors import ServiceError
-from annotation.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
 from annotation.models import Project
+from training.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
 from training.engine.config import ADAPTERS, DPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
 from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
 

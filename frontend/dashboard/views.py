@@ -10,16 +10,21 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import access_project
 from annotation.errors import ServiceError
+from annotation.quality import judge_agreement
+from annotation.services import project_update
 from training import selectors as training_selectors
 from training import services as training
 from training.access import access_base_model, access_checkpoint, access_run, access_snapshot
-from training.models import Checkpoint, TrainingRun
+from training.active_learning import active_learning_clear, active_learning_score
+from training.judge import API, judge_run
+from training.models import Checkpoint, ProjectJob, TrainingRun
 
 from ..views import staff_page
 from . import forms as f
@@ -49,9 +54,6 @@ def quality(request, project_id):
 
 
 def _ai_ctx(project) -> dict:
-    from annotation.judge import judge_agreement
-    from training.models import ProjectJob
-
     return {
         "judges": judge_agreement(project),
         "judge_form": f.JudgeRunForm(auto_id="judge_%s"),
@@ -68,8 +70,6 @@ def _back_to_quality(project):
 @require_POST
 def quality_judge(request, project_id):
     """Queue an AI judge over the project's items (a double submit gets the queued job back)."""
-    from annotation.judge import API, judge_run
-
     project = access_project(request.user, project_id, admin=True)
     form = f.JudgeRunForm(request.POST)
     if not form.is_valid():
@@ -90,11 +90,6 @@ def quality_judge(request, project_id):
 @require_POST
 def quality_active_learning(request, project_id):
     """Active learning: switch it on or off, score the open items, or put their priorities back to 0."""
-    from django.core.exceptions import ValidationError
-
-    from annotation.active_learning import active_learning_clear, active_learning_score
-    from annotation.services import project_update
-
     project = access_project(request.user, project_id, admin=True)
     action = request.POST.get("action", "")
     try:
@@ -158,7 +153,7 @@ def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
     user = request.user
     kind, pk = form.source()
     reward = data.get("reward_checkpoint") if data["method"] in training.ONLINE_METHODS else None
-    return training.run_create(
+    run, _ = training.run_create(
         method=data["method"],
         base_model=training.base_model_get(name=data["base_model"]),
         project=access_project(user, pk, admin=True) if kind == "project" else None,
@@ -170,6 +165,7 @@ def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
         created_by=user,
         idempotency_key=data.get("idempotency_key") or "",
     )
+    return run
 
 
 def _live_ctx(run: TrainingRun, **extra) -> dict:

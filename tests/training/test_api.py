@@ -77,7 +77,7 @@ def test_bad_run_input_names_the_field_and_stores_nothing(api, admin, snapshot, 
 
 def test_a_replayed_create_with_an_idempotency_key_returns_the_first_run(api, admin, snapshot, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_queue_run", queued.append)
+    monkeypatch.setattr(services, "run_queue", queued.append)
     api.force_authenticate(admin)
     body = {"method": "dpo", "base_model": "tiny", "snapshot": snapshot.pk, "config": {"max_steps": 5},
             "idempotency_key": "launch-1"}
@@ -125,9 +125,9 @@ def test_the_idempotency_key_is_unique_per_creator_in_the_database(admin, snapsh
         return None if len(seen) == 1 else real_replay(*args, **kwargs)
 
     monkeypatch.setattr(services, "_run_replay", not_yet_seen)
-    monkeypatch.setattr(services, "_queue_run", lambda run: pytest.fail("a replay queued a run"))
-    run, created = services.run_create_or_replay(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin,
-                                                 idempotency_key="k")
+    monkeypatch.setattr(services, "run_queue", lambda run: pytest.fail("a replay queued a run"))
+    run, created = services.run_create(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin,
+                                       idempotency_key="k")
     assert not created and run.idempotency_key == "k"
     assert TrainingRun.objects.filter(idempotency_key="k").count() == 1
 

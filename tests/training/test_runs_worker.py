@@ -23,13 +23,14 @@ LONG = {"max_steps": 100000, "batch_size": 2, "max_length": 64, "logging_steps":
 
 
 def create_run(method="dpo", snapshot=None, config=None, **kwargs) -> TrainingRun:
-    return services.run_create(
+    run, _ = services.run_create(
         method=method,
         base_model=services.base_model_get(name="tiny"),
         snapshot=snapshot or make_snapshot(),
         config=config if config is not None else dict(SMALL),
         **kwargs,
     )
+    return run
 
 
 def test_dpo_run_goes_from_queued_to_succeeded_with_metrics_and_an_adapter(worker):

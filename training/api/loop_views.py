@@ -9,11 +9,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from annotation.access import access_project
-from annotation.active_learning import active_learning_clear, active_learning_score
 from annotation.errors import ServiceError
-from annotation.judge import API, judge_agreement, judge_run
+from annotation.quality import judge_agreement
 from training import rounds
-from training.access import access_checkpoint, access_job, access_round
+from training.access import access_base_model, access_checkpoint, access_job, access_round
+from training.active_learning import active_learning_clear, active_learning_score
+from training.judge import API, judge_run
 
 from .views import AdminView, _valid
 
@@ -31,8 +32,6 @@ class SourceField(serializers.Field):
 
 
 def _source(user, data: dict, field: str):
-    from training.access import access_base_model
-
     if "checkpoint" in data:
         return access_checkpoint(user, data["checkpoint"])
     try:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import loop_views, views
+from . import loop_views, snapshot_views, views
 
 urlpatterns = [
     path("base-models/", views.BaseModelListView.as_view(), name="api-base-models"),
@@ -18,4 +18,8 @@ urlpatterns = [
     path("projects/<int:project_id>/judge/", loop_views.JudgeView.as_view(), name="api-judge"),
     path("projects/<int:project_id>/active-learning/", loop_views.ActiveLearningView.as_view(), name="api-active-learning"),
     path("jobs/<int:job_id>/", loop_views.JobDetailView.as_view(), name="api-job"),
+    path("snapshots/", snapshot_views.SnapshotListView.as_view(), name="api-snapshots"),
+    path("snapshots/<int:snapshot_id>/", snapshot_views.SnapshotDetailView.as_view(), name="api-snapshot"),
+    path("snapshots/<int:snapshot_id>/download/", snapshot_views.SnapshotDownloadView.as_view(),
+         name="api-snapshot-download"),
 ]

@@ -56,7 +56,7 @@ class RunListView(AdminView):
     def post(self, request):
         data = _valid(s.RunCreateSerializer, request.data)
         user = request.user
-        run, created = services.run_create_or_replay(
+        run, created = services.run_create(
             method=data["method"],
             base_model=services.base_model_get(name=data["base_model"]),
             project=access_project(user, data["project"], admin=True) if data.get("project") else None,

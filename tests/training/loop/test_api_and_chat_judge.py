@@ -10,13 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.urls import reverse
 
-from annotation.judge import judge_agreement, judge_run
 from annotation.models import Annotation, Item, Response
+from annotation.quality import judge_agreement
 from tests.factories import UserFactory, add_member, make_project
 from tests.helpers import annotated_project
 from training import services
+from training.judge import judge_run
 from training.models import Checkpoint, ProjectJob, Round, TrainingRun
-from training.project_jobs import project_job_execute
+from training.tasks import project_job_task
 
 from tests.helpers import prompts_project
 
@@ -84,8 +85,8 @@ def test_chat_judge_annotates_pairs_through_the_endpoint(chat_settings, admin):
     with ChatServer(garbage_every=6) as server:
         chat_settings.PS_JUDGE_API_BASE = server.base
         job = judge_run(project=project, judge="api", limit=16, created_by=admin)
-        assert project_job_execute(job_id=job.pk) == "succeeded"
-        assert project_job_execute(job_id=job.pk) is None  # a duplicate delivery does nothing
+        assert project_job_task(job.pk) == "succeeded"
+        assert project_job_task(job.pk) is None  # a duplicate delivery does nothing
 
     job.refresh_from_db()
     assert job.result["annotations"] == 14 and job.result["unreadable"] == 2  # every 6th reply is garbage
@@ -113,7 +114,7 @@ def test_chat_judge_failures_are_reported(chat_settings, admin):
     with ChatServer(status=500) as server:
         chat_settings.PS_JUDGE_API_BASE = server.base
         job = judge_run(project=project, judge="api", limit=10)
-        assert project_job_execute(job_id=job.pk) == "failed"
+        assert project_job_task(job.pk) == "failed"
     job.refresh_from_db()
     assert "failed 3 times" in job.error and "500" in job.error
     assert not Annotation.objects.filter(source="judge").exists()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.active_learning import active_learning_score
 from annotation.errors import Conflict, ServiceError
 from annotation.exports import parse_options
 from annotation.exports.rows import export_rows
-from annotation.judge import judge_agreement, judge_run
 from annotation.models import Annotation, Item, Response
+from annotation.quality import judge_agreement
 from annotation.services import queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
 from tests.helpers import annotated_project, make_snapshot
 from training import services
+from training.active_learning import active_learning_score
+from training.judge import judge_run
 
 from tests.helpers import wait_finished, wait_job
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def reward_checkpoint(project, worker):
-    run = services.run_create(method="reward", base_model=services.base_model_get(name="tiny"),
+    run, _ = services.run_create(method="reward", base_model=services.base_model_get(name="tiny"),
                               snapshot=make_snapshot(project),
                               config={"max_steps": 10, "batch_size": 4, "max_length": 64})
     run = wait_finished(run, worker=worker)

@@ -24,7 +24,7 @@ def dpo_checkpoint(project, worker):
     """A DPO checkpoint of the tiny model trained on a few preference pairs."""
     from tests.helpers import make_snapshot
 
-    run = services.run_create(method="dpo", base_model=services.base_model_get(name="tiny"),
+    run, _ = services.run_create(method="dpo", base_model=services.base_model_get(name="tiny"),
                               snapshot=make_snapshot(project),
                               config={"max_steps": 4, "batch_size": 4, "max_length": 64})
     run = wait_finished(run, worker=worker)

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         if not opts["method"]:
             raise CommandError("--method is required")
         try:
-            run = services.run_create(
+            run, _ = services.run_create(
                 method=opts["method"],
                 base_model=services.base_model_get(name=opts["base_model"]),
                 project=self._project(opts["project"]),

@@ -13,7 +13,7 @@ from annotation.models import Annotation, Assignment, Item, ItemResponse, Member
 from tests.factories import make_project
 
 User = get_user_model()
-DEMO = Path(__file__).resolve().parents[2] / "annotation" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "training" / "demo"
 SLUGS = ("demo-pairwise", "demo-ranking", "demo-rating")
 MODELS = (User, Token, Project, Membership, Prompt, Response, Item, ItemResponse, Assignment, Annotation)
 

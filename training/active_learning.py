@@ -9,14 +9,20 @@ checkpoint of a succeeded reward run on the project) and writes each item's prio
 where ``gap`` is |score A - score B| for a pair (for a ranking item: the smallest gap between two of its
 responses). The queue already serves higher priorities first, so the closest pairs come first. Items added
 after the scoring keep priority 0 and so come before every scored item until the next scoring.
-``active_learning_clear`` puts open items back to priority 0 (e.g. after switching the option off).
+``active_learning_clear`` puts open items back to priority 0 (e.g. after switching the option off). The
+priorities are written by annotation's services (``items_priority_set``, ``items_priority_reset``).
 """
 from __future__ import annotations
 
 from django.db import transaction
 
-from .errors import Conflict, ServiceError
-from .models import Item, Project
+from annotation.errors import Conflict, ServiceError
+from annotation.models import Item, Project
+from annotation.services import items_priority_reset, items_priority_set
+
+from .models import ProjectJob
+from .project_jobs import (check_reward_checkpoint, job_open, job_progress, job_queue, job_workdir,
+                           latest_reward_checkpoint, reward_scores)
 
 PRIORITY_SCALE = 1000
 PRIORITY_FLOOR = -(2**31) + 1  # Item.priority is a 32-bit integer
@@ -33,9 +39,6 @@ def uncertainty_priority(scores: list[float]) -> int:
 def active_learning_score(*, project: Project, reward_checkpoint=None, created_by=None):
     """Queue uncertainty scoring of ``project``'s open items; returns the ProjectJob (a queued or running one is
     returned again on a double submit). Needs ``config.active_learning`` on and a pairwise or ranking project."""
-    from training.models import ProjectJob
-    from training.project_jobs import check_reward_checkpoint, job_open, job_queue, latest_reward_checkpoint
-
     if not project.config.get("active_learning"):
         raise Conflict("Active learning is off for this project; turn config.active_learning on first.",
                        field="config.active_learning")
@@ -59,13 +62,11 @@ def active_learning_score(*, project: Project, reward_checkpoint=None, created_b
 
 def active_learning_clear(*, project: Project) -> int:
     """Put the project's open items back to priority 0; returns how many changed."""
-    return Item.objects.filter(project=project, is_complete=False).exclude(priority=0).update(priority=0)
+    return items_priority_reset(project=project)
 
 
 def active_learning_execute(*, job) -> dict:
     """The worker side: score the open items' responses and write their priorities; returns the job result."""
-    from training.project_jobs import job_progress, job_workdir, reward_scores
-
     project = job.project
     items = list(
         Item.objects.filter(project=project, is_complete=False, is_gold=False)
@@ -77,16 +78,10 @@ def active_learning_execute(*, job) -> dict:
             for item in items for ir in item.item_responses.all())
     scores = reward_scores(checkpoint=job.reward_checkpoint, rows=rows, workdir=job_workdir(job),
                            on_progress=lambda step, total: job_progress(job, step, total))
-    gaps = []
-    for item in items:
-        item_scores = [scores[str(ir.response_id)] for ir in item.item_responses.all()]
-        item.priority = uncertainty_priority(item_scores)
-        gaps.append(-item.priority / PRIORITY_SCALE)
-    with transaction.atomic():
-        # only items still open: one finished meanwhile keeps the priority it had
-        still_open = set(Item.objects.filter(pk__in=[i.pk for i in items], is_complete=False).values_list("pk", flat=True))
-        Item.objects.bulk_update([i for i in items if i.pk in still_open], ["priority"], batch_size=2000)
-    gaps.sort()
+    priorities = {item.pk: uncertainty_priority([scores[str(ir.response_id)] for ir in item.item_responses.all()])
+                  for item in items}
+    items_priority_set(priorities=priorities)  # an item finished meanwhile keeps the priority it had
+    gaps = sorted(-priority / PRIORITY_SCALE for priority in priorities.values())
     return {
         "items_scored": len(items),
         "reward_checkpoint": job.reward_checkpoint_id,

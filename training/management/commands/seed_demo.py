@@ -1,7 +1,7 @@
 """python manage.py seed_demo [--no-annotations]
 
 Demo data for a fresh install: an admin and two raters, three projects (pairwise, ranking and
-rating) filled from ``annotation/demo/prompts.jsonl``, a few gold items, and simulated annotations
+rating) filled from ``training/demo/prompts.jsonl``, a few gold items, and simulated annotations
 by the two raters so the quality pages and exports have something to show.
 
 Safe to run again: every step looks before it writes, so a second run changes nothing.
@@ -10,7 +10,7 @@ The work is a list of steps (``STEPS``), each a function of one ``SeedContext``.
 demo, write another ``step_*`` function and append it to ``STEPS``; it can use the users and
 projects the earlier steps put on the context and add lines to the summary.
 
-``annotation/demo/reference.json`` holds a reference judgement of every demo response (a 1-7
+``training/demo/reference.json`` holds a reference judgement of every demo response (a 1-7
 score and the flags it deserves). It sets the gold answers and drives the simulated raters; it is
 never shown to raters.
 """
@@ -41,10 +41,11 @@ from annotation.services import (
     project_create,
     queue_next,
 )
+from training.demo.loop import LOOP_STEPS
 
 User = get_user_model()
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"  # training/demo
 PROMPTS_FILE = DEMO_DIR / "prompts.jsonl"
 REFERENCE_FILE = DEMO_DIR / "reference.json"
 DEMO_ROUND = "demo"
@@ -293,12 +294,6 @@ def step_annotations(ctx: SeedContext):
         ctx.say(f"annotations in {spec.slug}: {_done([f'{n} by {u}' for u, n in made.items() if n])}")
 
 
-def _loop_steps() -> list[Callable[[SeedContext], None]]:
-    from training.demo import LOOP_STEPS  # a DPO run, a generated round and a human evaluation (tiny model)
-
-    return LOOP_STEPS
-
-
 STEPS: list[Callable[[SeedContext], None]] = [
     step_users,
     step_projects,
@@ -306,7 +301,7 @@ STEPS: list[Callable[[SeedContext], None]] = [
     step_members,
     step_gold,
     step_annotations,
-    *_loop_steps(),
+    *LOOP_STEPS,  # a DPO run, a generated round and a human evaluation (tiny model)
 ]
 
 

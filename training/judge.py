@@ -9,8 +9,9 @@ annotates a project's items as a labelled bot rater.
 - A chat endpoint (``PS_JUDGE_API_BASE``, ``PS_JUDGE_API_KEY``, ``PS_JUDGE_MODEL``) gets the constitution (plus
   the project's guidelines) as its system prompt and the two responses in a random order; it answers in JSON.
   Pairwise projects. Runs on the default queue.
-- ``judge_agreement(project)`` compares each judge with the humans on the items both judged (the quality module's
-  functions); exports choose with ``sources`` (e.g. ``sources=human,imported`` leaves the judge out).
+- The bot's answers are stored by ``annotation.services.judge_annotations_store``, and its agreement with the
+  humans is ``annotation.quality.judge_agreement``; exports choose with ``sources`` (e.g. ``sources=human,imported``
+  leaves the judge out).
 """
 from __future__ import annotations
 
@@ -19,18 +20,16 @@ import random
 import re
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from .errors import ServiceError
-from .models import Annotation, Item, Project, Response
-from .payloads import gold_correct, resolve_payload
-from .project_config import STRENGTHS
+from annotation.errors import ServiceError
+from annotation.models import Item, Project
+from annotation.project_config import STRENGTHS
+from annotation.services import judge_annotations_store, judge_rater
 
-User = get_user_model()
+from .models import Checkpoint, ProjectJob
+from .project_jobs import check_reward_checkpoint, job_open, job_progress, job_queue, job_workdir, reward_scores
 
-JUDGE_PREFIX = "judge:"
 MAX_LIMIT = 10_000
 API = "api"
 
@@ -62,21 +61,6 @@ def judge_name(judge) -> str:
     return f"reward-{judge.pk}"
 
 
-def judge_user(name: str):
-    """The bot user ``judge:<name>`` (created inactive, with no usable password: it cannot log in)."""
-    user, created = User.objects.get_or_create(
-        username=f"{JUDGE_PREFIX}{name}"[:150], defaults={"is_active": False, "first_name": "AI judge"}
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
-
-
-def is_judge(user) -> bool:
-    return bool(user and user.username.startswith(JUDGE_PREFIX))
-
-
 # --- starting a judge run ------------------------------------------------------------------------
 
 
@@ -87,9 +71,6 @@ def judge_run(*, project: Project, judge, limit: int = 100, rubric: str = "", cr
     ``judge`` is a reward ``Checkpoint`` or ``"api"`` (the configured chat endpoint). ``rubric`` replaces the
     default constitution for a chat judge. A second call while one is queued or running returns that one.
     """
-    from training.models import Checkpoint, ProjectJob
-    from training.project_jobs import check_reward_checkpoint, job_open, job_queue
-
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ServiceError(f"must be an integer from 1 to {MAX_LIMIT}", field="limit")
     if not isinstance(rubric, str) or len(rubric) > 20_000:
@@ -159,30 +140,10 @@ def _reward_payload(project: Project, order: list[int], scores: dict[int, float]
     return payload
 
 
-def _store(project: Project, bot, decisions: list[tuple[Item, list[int], dict]]) -> tuple[int, int]:
-    """Resolve and store the judge's answers; returns (stored, refused). Overlap counters are left alone."""
-    rows, refused = [], 0
-    for item, order, raw in decisions:
-        try:
-            resolved = resolve_payload(project.mode, raw, project.config, order)
-        except ValidationError:
-            refused += 1  # e.g. a tie in a project without ties
-            continue
-        rows.append(Annotation(
-            item=item, rater=bot, source=Annotation.Source.JUDGE, payload=resolved, raw_payload=raw,
-            display_order=order, gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
-        ))
-    with transaction.atomic():
-        Annotation.objects.bulk_create(rows, ignore_conflicts=True)  # unique (item, rater): a replay adds nothing
-    return len(rows), refused
-
-
 def judge_execute(*, job) -> dict:
     """The worker side of ``judge_run``: judge the items and store the bot's annotations; returns the job result."""
-    from training.project_jobs import job_progress, job_workdir, reward_scores
-
     project = job.project
-    bot = judge_user(job.params["judge"])
+    bot = judge_rater(name=job.params["judge"])
     items = _items_to_judge(project, bot, int(job.params.get("limit") or 100))
     if job.reward_checkpoint_id:
         responses = {ir.response_id: (item, ir.response) for item in items for ir in item.item_responses.all()}
@@ -196,7 +157,7 @@ def judge_execute(*, job) -> dict:
             payload = _reward_payload(project, order, {rid: scores[str(rid)] for rid in order})
             if payload is not None:
                 decisions.append((item, order, payload))
-        stored, refused = _store(project, bot, decisions)
+        stored, refused = judge_annotations_store(project=project, rater=bot, answers=decisions)
         return {"judge": bot.username, "items": len(items), "annotations": stored, "refused": refused + len(items) - len(decisions)}
     return _chat_judge(job, project, bot, items)
 
@@ -248,9 +209,7 @@ def parse_chat_answer(text: str, config: dict) -> dict | None:
 
 
 def _chat_judge(job, project: Project, bot, items: list[Item]) -> dict:
-    import httpx2
-
-    from training.project_jobs import job_progress
+    import httpx2  # only the worker of a chat judge needs an HTTP client
 
     url = settings.PS_JUDGE_API_BASE.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {settings.PS_JUDGE_API_KEY}"} if settings.PS_JUDGE_API_KEY else {}
@@ -280,87 +239,6 @@ def _chat_judge(job, project: Project, bot, items: list[Item]) -> dict:
                 decisions.append((item, order, payload))
             if n % 10 == 0 or n == len(items):
                 job_progress(job, n, len(items))
-    stored, refused = _store(project, bot, decisions)
+    stored, refused = judge_annotations_store(project=project, rater=bot, answers=decisions)
     return {"judge": bot.username, "items": len(items), "annotations": stored, "refused": refused,
             "unreadable": unreadable, "failed_requests": failures, "last_error": last_error}
-
-
-# --- agreement with the humans -------------------------------------------------------------------
-
-
-def _label(mode: str, payload: dict, canonical: list[int]) -> int | None:
-    """The quality module's coding: pairwise first/second/tie/both_bad; ranking the top response's position."""
-    if mode == "pairwise":
-        if len(canonical) != 2:
-            return None
-        return {"tie": 2, "both_bad": 3}.get(payload.get("outcome"), 0 if payload.get("chosen") == canonical[0] else 1)
-    if mode == "ranking":
-        if payload.get("not_rankable") or not payload.get("order"):
-            return None
-        try:
-            return min(canonical.index(rid) for rid in payload["order"][0])
-        except ValueError:
-            return None
-    return None
-
-
-def judge_agreement(project: Project) -> list[dict]:
-    """Per judge: how often it agrees with the human raters on the items both judged.
-
-    ``agreement_with_humans``: the mean share of human answers on an item that match the judge's (as the
-    per-rater figure of the quality report); ``vs_majority``: percent agreement and Cohen's kappa between the
-    judge and each item's human majority (``annotation.quality.agreement``).
-    """
-    from collections import Counter, defaultdict
-
-    from .models import ItemResponse
-    from .quality import PAIR_LABELS, agreement, agreement_with_others
-
-    if project.mode == "rating":
-        return []
-    annotations = Annotation.objects.filter(item__project=project, rater__isnull=False).exclude(
-        source=Annotation.Source.IMPORTED)
-    judges = dict(annotations.filter(source=Annotation.Source.JUDGE).values_list("rater_id", "rater__username")
-                  .distinct())
-    if not judges:
-        return []
-    canonical: dict[int, list[int]] = defaultdict(list)
-    for item_id, rid in (ItemResponse.objects.filter(item__project=project).order_by("item_id", "position")
-                         .values_list("item_id", "response_id")):
-        canonical[item_id].append(rid)
-    human: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    bot: dict[int, dict[int, int]] = defaultdict(dict)
-    for item_id, rater_id, source, payload in annotations.values_list("item_id", "rater_id", "source", "payload"):
-        label = _label(project.mode, payload, canonical[item_id])
-        if label is None:
-            continue
-        if source == Annotation.Source.JUDGE:
-            bot[rater_id][item_id] = label
-        else:
-            human[item_id].append((rater_id, label))
-    domain = PAIR_LABELS if project.mode == "pairwise" else list(range(project.config.get("k", 4)))
-    out = []
-    for judge_id, username in sorted(judges.items(), key=lambda kv: kv[1]):
-        units, raters, values = [], [], []
-        maj_units, maj_raters, maj_values = [], [], []
-        for item_id, label in bot[judge_id].items():
-            if not human.get(item_id):
-                continue
-            for rater_id, human_label in human[item_id]:
-                units.append(item_id), raters.append(rater_id), values.append(human_label)
-            units.append(item_id), raters.append(judge_id), values.append(label)
-            majority = Counter(h for _, h in human[item_id]).most_common(1)[0][0]
-            maj_units += [item_id, item_id]
-            maj_raters += [0, 1]
-            maj_values += [majority, label]
-        share, shared = agreement_with_others(units, raters, values).get(judge_id, (None, 0))
-        vs_majority = agreement(maj_units, maj_raters, maj_values, domain=domain)
-        out.append({
-            "judge": username,
-            "annotations": len(bot[judge_id]),
-            "items_with_humans": shared,
-            "agreement_with_humans": None if share is None else round(share, 4),
-            "vs_majority": {"percent_agreement": vs_majority["percent_agreement"],
-                            "cohen_kappa": vs_majority["cohen_kappa"], "items": vs_majority["items"]},
-        })
-    return out

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from annotation.errors import Forbidden
 from annotation.models import Response
 from annotation.services import annotation_submit, queue_next
 
-from . import jobs, rounds, services
-from .models import Checkpoint, Round, TrainingRun
+from .. import jobs, rounds, services
+from ..models import Checkpoint, Round, TrainingRun
 
 DEMO_PROJECT = "demo-pairwise"
 DPO_CONFIG = {"max_steps": 20, "batch_size": 4, "max_length": 192, "logging_steps": 1, "eval_fraction": 0.1}
@@ -44,7 +46,7 @@ def demo_checkpoint(ctx) -> Checkpoint | None:
     run = (TrainingRun.objects.filter(project=project, method=TrainingRun.Method.DPO, status=TrainingRun.Status.SUCCEEDED)
            .order_by("-finished_at").first())
     if run is None:
-        run = services.run_create(method="dpo", base_model=services.base_model_get(name=services.TINY),
+        run, _ = services.run_create(method="dpo", base_model=services.base_model_get(name=services.TINY),
                                   project=project, config=dict(DPO_CONFIG), created_by=ctx.users.get("admin"))
         ctx.say(f"loop: training DPO run {run.pk} on the tiny model ...")
         run = _execute(run)
@@ -59,10 +61,6 @@ def demo_checkpoint(ctx) -> Checkpoint | None:
 
 def _finish_rounds(ctx, pending: list[Round]) -> list[Round]:
     """Run the rounds' generate runs, two at a time (one engine per core), then import them."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from django.db import connection
-
     def execute(run):
         try:
             return _execute(run)

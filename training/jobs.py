@@ -271,10 +271,10 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
     return status
 
 
-def _engine_job(config: dict, config_path: Path, module: str = "training.engine") -> Outcome:
+def _engine_job(config: dict, config_path: Path) -> Outcome:
     """Run a short engine job (evaluate, merge) to its end; it has no cancel."""
     write_config(config, config_path)
-    engine = EngineProcess(engine_command(config_path, module=module))
+    engine = EngineProcess(engine_command(config_path))
     engine.start()
     return engine.follow(lambda event: None, lambda: False)
 
@@ -293,13 +293,13 @@ def checkpoint_merge_execute(*, checkpoint_id: int) -> str | None:
     if target.exists():
         shutil.rmtree(target)  # a half-written export of an earlier, interrupted attempt
     config = {
-        "adapter": str(source),
+        "method": "merge",
         "output_dir": str(target),
         "base_model": run.base_model.source,
         "data_dir": str(services.data_dir()),
-        "task": "seq_cls" if run.method == TrainingRun.Method.REWARD else "causal",
+        "merge": {"adapter": str(source), "task": "seq_cls" if run.method == TrainingRun.Method.REWARD else "causal"},
     }
-    outcome = _engine_job(config, source.parent / f"merge-{checkpoint.pk}.json", module="training.merge")
+    outcome = _engine_job(config, source.parent / f"merge-{checkpoint.pk}.json")
     with transaction.atomic():
         checkpoint = Checkpoint.objects.select_for_update().get(pk=checkpoint_id)
         if outcome.succeeded:

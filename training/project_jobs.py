@@ -1,6 +1,6 @@
 """Project jobs (AI judge, active-learning scoring): queue one, claim it in a Celery worker, do the work, record
 the outcome. The work itself is the feature's own (``training.judge``, ``training.active_learning``); this module
-is what they share. Scoring with a reward checkpoint happens in a child process (``python -m training.score``),
+is what they share. Scoring with a reward checkpoint happens in a child process (the engine's ``score`` method),
 so the worker never imports torch.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def reward_scores(*, checkpoint: Checkpoint, rows: Iterable[dict], workdir: Path
                   on_progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
     """Scores of ``rows`` ({key, prompt, completion}) by a reward checkpoint, keyed by ``key``.
 
-    Runs ``python -m training.score`` in its own process group and raises RuntimeError with its error on failure.
+    Runs the engine's ``score`` method in its own process group and raises RuntimeError with its error on failure.
     """
     if workdir.exists():
         shutil.rmtree(workdir)  # a half-done earlier attempt
@@ -88,14 +88,16 @@ def reward_scores(*, checkpoint: Checkpoint, rows: Iterable[dict], workdir: Path
     if not count:
         return {}
     config = {
+        "method": "score",
+        "output_dir": str(workdir),
         "reward_checkpoint": str(services.data_path(checkpoint.path)),
         "base_model": checkpoint.run.base_model.source,
         "data_dir": str(services.data_dir()),
-        "input": str(workdir / "input.jsonl"),
-        "output": str(workdir / "scores.jsonl"),
+        "dataset": str(workdir / "input.jsonl"),  # {key, prompt, completion} rows; scores go to scores.jsonl
+        "batch_size": 32,
     }
     (workdir / "score-config.json").write_text(json.dumps(config, indent=2))
-    engine = EngineProcess(engine_command(workdir / "score-config.json", module="training.score"))
+    engine = EngineProcess(engine_command(workdir / "score-config.json"))
     engine.start()
 
     def on_event(event: dict) -> None:

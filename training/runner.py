@@ -30,15 +30,15 @@ STOP_GRACE_S = 10.0
 PR_SET_PDEATHSIG = 1
 
 
-def engine_command(config_path: str | os.PathLike, *, gpus: int = 1, module: str = "training.engine") -> list[str]:
+def engine_command(config_path: str | os.PathLike, *, gpus: int = 1) -> list[str]:
     """The command line for one engine run: plain Python, or ``accelerate launch`` across ``gpus`` GPUs."""
     if gpus > 1:
         return [
             sys.executable, "-m", "accelerate.commands.launch",
             "--num_processes", str(gpus), "--num_machines", "1",
-            "-m", module, str(config_path),
+            "-m", "training.engine", str(config_path),
         ]  # fmt: skip
-    return [sys.executable, "-m", module, str(config_path)]
+    return [sys.executable, "-m", "training.engine", str(config_path)]
 
 
 def _die_with_parent() -> None:

@@ -35,6 +35,8 @@ METHOD_FUNCTIONS = {
     "rloo": ("training.engine.rloo", "train_rloo"),
     "generate": ("training.engine.generate", "train_generate"),
     "evaluate": ("training.engine.evaluate", "train_evaluate"),
+    "merge": ("training.engine.merge", "run_merge"),
+    "score": ("training.engine.scoring", "run_score"),
 }
 
 

@@ -49,7 +49,8 @@ def setup_runtime(cfg: RunConfig) -> None:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    if cfg.method != "merge":  # a merge renames its finished output into place
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
 
 
 def precision(cfg: RunConfig) -> str:

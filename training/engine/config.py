@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "generate", "evaluate")
+METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "generate", "evaluate", "merge", "score")
 ADAPTERS = ("lora", "qlora", "prompt_tuning", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 OPTIMIZERS = (
@@ -172,6 +172,15 @@ class EvaluateSection:
         _check(self.bootstrap_samples >= 100, "evaluate.bootstrap_samples", "must be >= 100")
 
 
+@dataclass
+class MergeSection:
+    adapter: str | None = None  # the adapter checkpoint dir to merge into `base_model`; written to output_dir
+    task: str = "causal"  # causal (a policy) | seq_cls (a reward model)
+
+    def __post_init__(self):
+        _check(self.task in ("causal", "seq_cls"), "merge.task", "causal or seq_cls")
+
+
 SECTIONS = {
     "reward": RewardSection,
     "dpo": DPOSection,
@@ -181,17 +190,18 @@ SECTIONS = {
     "rloo": RLOOSection,
     "generate": GenerateSection,
     "evaluate": EvaluateSection,
+    "merge": MergeSection,
 }
 
 
 @dataclass
 class RunConfig:
-    method: str  # reward | dpo | kto | sft | ppo | rloo | generate | evaluate
+    method: str  # reward | dpo | kto | sft | ppo | rloo | generate | evaluate | merge | score
     output_dir: str  # checkpoints, generations and results go here (created if missing)
     base_model: str = "tiny"  # "tiny" (built-in), a local model directory, or a Hugging Face Hub id
     data_dir: str = "var/data"  # where the built-in tiny model is built (data_dir/models/tiny-v2)
-    dataset: str | None = None  # JSONL file in TRL's formats (see training/engine/data.py)
-    reward_checkpoint: str | None = None  # ppo / rloo / evaluate: reward adapter dir or full reward-model dir
+    dataset: str | None = None  # JSONL file in TRL's formats (see training/engine/data.py); score: {key, prompt, completion}
+    reward_checkpoint: str | None = None  # ppo / rloo / evaluate / score: reward adapter dir or full reward-model dir
 
     # Adapter
     adapter: str = "lora"  # lora | qlora (4-bit NF4 base, double quant) | prompt_tuning | full
@@ -233,6 +243,7 @@ class RunConfig:
     rloo: RLOOSection = field(default_factory=RLOOSection)
     generate: GenerateSection = field(default_factory=GenerateSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    merge: MergeSection = field(default_factory=MergeSection)
 
     def __post_init__(self):
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}; got {self.method!r}")
@@ -245,7 +256,7 @@ class RunConfig:
                 "adapter",
                 f"prompt_tuning is supported for {', '.join(PROMPT_TUNING_METHODS)}",
             )
-        needs_dataset = self.method in TRAINING_METHODS or (
+        needs_dataset = self.method in TRAINING_METHODS + ("score",) or (
             self.method == "evaluate" and self.evaluate.kind == "reward_accuracy"
         )
         if self.method == "generate":
@@ -254,8 +265,10 @@ class RunConfig:
             _check(bool(self.dataset), "dataset", "is required (prompts to compare on)")
         elif needs_dataset:
             _check(bool(self.dataset), "dataset", "is required")
-        if self.method == "evaluate":
-            _check(bool(self.reward_checkpoint), "reward_checkpoint", "is required to evaluate")
+        if self.method in ("evaluate", "score"):
+            _check(bool(self.reward_checkpoint), "reward_checkpoint", f"is required to {self.method}")
+        if self.method == "merge":
+            _check(bool(self.merge.adapter), "merge.adapter", "is required (the adapter checkpoint to merge)")
         if self.method == "evaluate" and self.evaluate.kind == "win_rate":
             _check(bool(self.evaluate.policy_checkpoint), "evaluate.policy_checkpoint", "is required for win_rate")
         _check(self.lora_r >= 1, "lora_r", "must be >= 1")

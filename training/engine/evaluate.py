@@ -51,7 +51,7 @@ def interval(outcomes: list[float], cfg: RunConfig) -> tuple[float, float]:
 def train_evaluate(cfg: RunConfig, reporter: Reporter, reward_fn=None) -> dict[str, Any]:
     """Dispatch on evaluate.kind; `reward_fn` replaces the reward checkpoint (tests)."""
     if reward_fn is None:
-        from .rewards import RewardModelScorer
+        from .scoring import RewardModelScorer
 
         reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
     if cfg.evaluate.kind == "reward_accuracy":

@@ -1,13 +1,18 @@
 """PPO with a KL penalty to the reference model (InstructGPT-style RLHF), on transformers + peft.
 
-TRL 1.16 no longer ships a PPO trainer, so the loop is written out here, compactly. One update is:
+TRL 1.16 no longer ships a PPO trainer, so the loop is written out here, compactly. One update is three steps,
+each a function read top to bottom in `train_ppo`:
 
-  1. rollout   sample a response for each of `ppo.rollout_batch_size` prompts from the policy
-  2. score     reward = the reward checkpoint's score for (prompt, response), or a Python reward function
-  3. evaluate  per-token log-probs of the policy and of the reference, values from the value head
-  4. rewards   per-token -kl_coef * (logp - ref_logp), plus the score on the last response token
-  5. GAE       advantages and returns (`compute_gae`), advantages whitened (`whiten`)
-  6. optimise  `ppo.ppo_epochs` passes over minibatches: clipped policy loss + vf_coef * clipped value loss
+  1. rollout          sample a response for each of `ppo.rollout_batch_size` prompts from the policy
+  2. score_responses  the reward checkpoint's score for (prompt, response), or a Python reward function's,
+                      less the missing-EOS penalty
+  3. ppo_update       per-token log-probs of the policy and of the reference, values from the value head;
+                      rewards = -kl_coef * (logp - ref_logp) per token plus the score on the last token;
+                      advantages and returns by GAE (`compute_gae`), whitened; then `ppo.ppo_epochs` passes over
+                      minibatches of the clipped policy loss + vf_coef * the clipped value loss
+
+Logits are computed for the response positions only (the decoder's hidden states there, then the vocabulary
+projection), and the reference pass has no value head.
 
 With LoRA/QLoRA the policy, the reference and the value model share ONE frozen base: the reference is the base
 with adapters off (`with policy.disable_adapter():`), and the value head is a small nn.Linear on the policy's last
@@ -22,6 +27,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,18 +127,39 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(self, input_ids, attention_mask, context_length: int, temperature: float):
-        """Logits (temperature-scaled) and values for the response positions only: both [B, T(, V)]."""
-        out = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids(attention_mask),
-            output_hidden_states=True,
-        )
-        # Position i predicts token i+1: the response tokens are predicted from positions context_length-1 .. -2.
-        logits = out.logits[:, context_length - 1 : -1].float() / temperature
-        hidden = out.hidden_states[-1][:, context_length - 1 : -1].float()
-        values = self.value_head(hidden).squeeze(-1)
+        """Logits (temperature-scaled) and values for the response positions only: [B, T, V] and [B, T]."""
+        hidden = response_hidden_states(self.policy, input_ids, attention_mask, context_length)
+        logits = lm_head_logits(self.policy, hidden) / temperature
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         return logits, values
+
+
+def response_hidden_states(model, input_ids, attention_mask, context_length: int) -> torch.Tensor:
+    """The decoder's last hidden states at the positions that predict the response tokens, [B, T, H].
+
+    Position i predicts token i+1, so the response is predicted from positions context_length-1 .. -2. Only the
+    decoder runs here (no per-layer hidden states kept, no logits over the prompt): the vocabulary projection is
+    applied to these T positions alone by `lm_head_logits`.
+    """
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask))
+    return out.last_hidden_state[:, context_length - 1 : -1]
+
+
+def lm_head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The causal LM's output projection on `hidden`, as fp32 logits (with the final soft-capping of models that
+    have one, e.g. Gemma 2)."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    logits = lm.get_output_embeddings()(hidden).float()
+    softcap = getattr(lm.config.get_text_config(), "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+def response_logits(model, input_ids, attention_mask, context_length: int, temperature: float) -> torch.Tensor:
+    """Temperature-scaled logits of the response positions only, [B, T, V]."""
+    return lm_head_logits(model, response_hidden_states(model, input_ids, attention_mask, context_length)) / temperature
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -166,6 +193,30 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
 # ---------------------------------------------------------------- rollouts
 
 
+@dataclass
+class Rollout:
+    """One batch of sampled responses and what the update needs to know about them."""
+
+    prompts: list
+    queries: torch.Tensor  # [B, P] prompt ids, left-padded
+    query_mask: torch.Tensor
+    responses: torch.Tensor  # [B, T] response ids, pad after the stop token
+    mask: torch.Tensor  # [B, T] 1.0 up to and including the stop token
+    ended: torch.Tensor  # [B] the response ended its turn (a stop token) before max_new_tokens
+
+    @property
+    def context_length(self) -> int:
+        return self.queries.shape[1]
+
+    @property
+    def query_response(self) -> torch.Tensor:
+        return torch.cat([self.queries, self.responses], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.query_mask, self.mask.long()], dim=1)
+
+
 def encode_prompt(tokenizer, prompt) -> list[int]:
     if is_messages(prompt):
         return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
@@ -192,8 +243,8 @@ def truncate_at_stop(responses: torch.Tensor, stop_ids: list[int], pad_id: int):
 
 
 @torch.no_grad()
-def rollout(model: PolicyWithValue, tokenizer, prompts: list, cfg: RunConfig, stop_ids: list[int], device):
-    """Sample one response per prompt; returns the tensors a PPO update needs."""
+def rollout(model: PolicyWithValue, tokenizer, prompts: list, cfg: RunConfig, stop_ids: list[int], device) -> Rollout:
+    """Sample one response per prompt from the policy, cut after its first stop token."""
     queries, query_mask = left_pad([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id, device)
     out = model.policy.generate(
         input_ids=queries,
@@ -210,7 +261,7 @@ def rollout(model: PolicyWithValue, tokenizer, prompts: list, cfg: RunConfig, st
     if responses.shape[1] == 0:  # every sample stopped at once is impossible: generate emits >= 1 token
         raise RuntimeError("generate returned no tokens")
     responses, response_mask, ended = truncate_at_stop(responses, stop_ids, tokenizer.pad_token_id)
-    return queries, query_mask, responses, response_mask, ended
+    return Rollout(prompts, queries, query_mask, responses, response_mask, ended)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -252,13 +303,14 @@ def load_checkpoint(model: PolicyWithValue, optimizer, path: str | Path) -> int:
 
 
 def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = None) -> dict[str, Any]:
-    """PPO on the prompts of cfg.dataset; the reward is cfg.reward_checkpoint unless `reward_fn` is given."""
-    from peft import get_peft_model
+    """PPO on the prompts of cfg.dataset; the reward is cfg.reward_checkpoint unless `reward_fn` is given.
 
+    Each update reads top to bottom: sample (`rollout`), score (`score_responses`), learn (`ppo_update`).
+    """
     if reward_fn is None:
         if not cfg.reward_checkpoint:
             raise ValueError("reward_checkpoint: is required for ppo")
-        from .rewards import RewardModelScorer
+        from .scoring import RewardModelScorer
 
         reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
 
@@ -266,14 +318,7 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
     source = base_source(cfg)
     tokenizer = load_tokenizer(source)
     stop_ids = stop_token_ids(tokenizer)
-    policy = load_model(cfg, source)
-    reference = None
-    if cfg.adapter == "full":
-        reference = load_model(cfg, source).to(device).eval().requires_grad_(False)
-    else:
-        policy = get_peft_model(policy, peft_config(cfg, policy))
-    hidden_size = policy.config.get_text_config().hidden_size
-    model = PolicyWithValue(policy, hidden_size).to(device)
+    model, reference = build_models(cfg, source, device)
     model.eval()  # no dropout: old and new log-probs must come from the same function
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(cfg) == "bf16")
 
@@ -283,19 +328,8 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
     n_batches = math.ceil(len(prompts) / cfg.ppo.rollout_batch_size)
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(n_batches * cfg.num_epochs))
     start = load_checkpoint(model, optimizer, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else 0
+    next_prompts = prompt_sampler(prompts, cfg.ppo.rollout_batch_size, cfg.seed)
 
-    def reference_logprobs(query_response, attention_mask, responses, context_length):
-        if reference is None:
-            with model.policy.disable_adapter():
-                logits, _ = model(query_response, attention_mask, context_length, cfg.ppo.temperature)
-        else:
-            out = reference(input_ids=query_response, attention_mask=attention_mask,
-                            position_ids=position_ids(attention_mask))
-            logits = out.logits[:, context_length - 1 : -1].float() / cfg.ppo.temperature
-        return token_logprobs(logits, responses)
-
-    order_rng = random.Random(cfg.seed)
-    order: list[int] = []
     history: list[dict[str, float]] = []
     timer = ProgressTimer()
     reporter.started("ppo", total)
@@ -303,81 +337,11 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
     checkpoint_path = None
     for step in range(start + 1, total + 1):
         torch.manual_seed(cfg.seed + step)
-        # 1. Rollout: the next prompts (reshuffled every pass over the dataset).
-        batch_prompts = []
-        while len(batch_prompts) < cfg.ppo.rollout_batch_size:
-            if not order:
-                order = list(range(len(prompts)))
-                order_rng.shuffle(order)
-            batch_prompts.append(prompts[order.pop()])
-        model.eval()
         with autocast:
-            queries, query_mask, responses, mask, ended = rollout(model, tokenizer, batch_prompts, cfg, stop_ids, device)
-        context_length = queries.shape[1]
-        query_response = torch.cat([queries, responses], dim=1)
-        attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+            batch = rollout(model, tokenizer, next_prompts(), cfg, stop_ids, device)  # 1. sample
+        scores = score_responses(batch, reward_fn, tokenizer, cfg)  # 2. score
+        metrics = ppo_update(model, reference, optimizer, params, batch, scores, cfg, autocast)  # 3. learn
 
-        # 2. Score the responses.
-        completion_ids = [r[m.bool()].tolist() for r, m in zip(responses, mask)]
-        completions = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
-        scores = torch.tensor(
-            reward_fn(prompts=batch_prompts, completions=completions, completion_ids=completion_ids),
-            dtype=torch.float, device=device,
-        )
-        if cfg.ppo.missing_eos_penalty is not None:
-            scores = scores - cfg.ppo.missing_eos_penalty * (~ended).float()
-
-        # 3. Log-probs and values of the behaviour policy, and of the reference.
-        with torch.no_grad(), autocast:
-            logits, old_values = model(query_response, attention_mask, context_length, cfg.ppo.temperature)
-            old_logprobs = token_logprobs(logits, responses)
-            ref_logprobs = reference_logprobs(query_response, attention_mask, responses, context_length)
-        old_logprobs, old_values = old_logprobs * mask, old_values * mask
-
-        # 4. Per-token rewards: KL penalty everywhere, the score on the last response token.
-        kl = (old_logprobs - ref_logprobs) * mask
-        rewards = -cfg.ppo.kl_coef * kl
-        last = (mask.sum(-1).long() - 1).clamp(min=0)
-        rewards[torch.arange(len(last)), last] += scores
-        if cfg.ppo.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False)
-
-        # 5. Advantages.
-        advantages, returns = compute_gae(rewards, old_values, mask, cfg.ppo.gamma, cfg.ppo.lam)
-        advantages = whiten(advantages, mask)
-
-        # 6. PPO epochs over minibatches.
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "vf_clipfrac", "entropy", "approx_kl")}
-        for _ in range(cfg.ppo.ppo_epochs):
-            for idx in torch.randperm(len(batch_prompts)).split(cfg.ppo.mini_batch_size):
-                with autocast:
-                    new_logits, new_values = model(query_response[idx], attention_mask[idx], context_length, cfg.ppo.temperature)
-                new_logprobs = token_logprobs(new_logits, responses[idx])
-                m = mask[idx]
-                pg_loss, pg_clipfrac = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, cfg.ppo.cliprange)
-                vf_loss, vf_clipfrac = value_loss(new_values, old_values[idx], returns[idx], m, cfg.ppo.cliprange_value)
-                loss = pg_loss + cfg.ppo.vf_coef * vf_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                with torch.no_grad():
-                    stats["policy_loss"].append(pg_loss.item())
-                    stats["value_loss"].append(vf_loss.item())
-                    stats["clipfrac"].append(pg_clipfrac.item())
-                    stats["vf_clipfrac"].append(vf_clipfrac.item())
-                    stats["entropy"].append(masked_mean(entropy_from_logits(new_logits), m).item())
-                    stats["approx_kl"].append(0.5 * masked_mean((new_logprobs - old_logprobs[idx]) ** 2, m).item())
-
-        metrics = {
-            "reward_mean": scores.mean().item(),
-            "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
-            "kl": kl.sum(-1).mean().item(),
-            "non_score_reward": (-cfg.ppo.kl_coef * kl).sum(-1).mean().item(),
-            "response_length": mask.sum(-1).mean().item(),
-            "ended_fraction": ended.float().mean().item(),
-            **{k: sum(v) / len(v) for k, v in stats.items()},
-        }
         history.append({"step": step, **metrics})
         reporter.progress(step, total, timer.eta(step, total), epoch=step / n_batches)
         if step % cfg.logging_steps == 0 or step == total:
@@ -402,3 +366,116 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
         "history": history,
         "runtime_s": round(time.monotonic() - t0, 2),
     }
+
+
+def build_models(cfg: RunConfig, source: str, device) -> tuple[PolicyWithValue, nn.Module | None]:
+    """The policy with its value head, and the reference: None with an adapter (the base with adapters off), a
+    frozen copy for a full fine-tune."""
+    from peft import get_peft_model
+
+    policy = load_model(cfg, source)
+    reference = None
+    if cfg.adapter == "full":
+        reference = load_model(cfg, source).to(device).eval().requires_grad_(False)
+    else:
+        policy = get_peft_model(policy, peft_config(cfg, policy))
+    hidden_size = policy.config.get_text_config().hidden_size
+    return PolicyWithValue(policy, hidden_size).to(device), reference
+
+
+def prompt_sampler(prompts: list, batch_size: int, seed: int) -> Callable[[], list]:
+    """A function returning the next `batch_size` prompts, reshuffled on every pass over the dataset."""
+    rng = random.Random(seed)
+    order: list[int] = []
+
+    def next_prompts() -> list:
+        batch = []
+        while len(batch) < batch_size:
+            if not order:
+                order.extend(range(len(prompts)))
+                rng.shuffle(order)
+            batch.append(prompts[order.pop()])
+        return batch
+
+    return next_prompts
+
+
+def score_responses(batch: Rollout, reward_fn: RewardFn, tokenizer, cfg: RunConfig) -> torch.Tensor:
+    """The reward of each response: the reward function's score, less the missing-EOS penalty where it never ended."""
+    completion_ids = [r[m.bool()].tolist() for r, m in zip(batch.responses, batch.mask)]
+    completions = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
+    scores = reward_fn(prompts=batch.prompts, completions=completions, completion_ids=completion_ids)
+    scores = torch.tensor(scores, dtype=torch.float, device=batch.responses.device)
+    if cfg.ppo.missing_eos_penalty is not None:
+        scores = scores - cfg.ppo.missing_eos_penalty * (~batch.ended).float()
+    return scores
+
+
+def ppo_update(model: PolicyWithValue, reference, optimizer, params, batch: Rollout, scores: torch.Tensor,
+               cfg: RunConfig, autocast) -> dict[str, float]:
+    """One PPO update on a scored rollout: old log-probs and values, KL-shaped rewards, GAE, then the epochs."""
+    ppo = cfg.ppo
+    query_response, attention_mask, mask = batch.query_response, batch.attention_mask, batch.mask
+    context_length = batch.context_length
+
+    # Log-probs and values of the behaviour policy, and the reference's log-probs.
+    with torch.no_grad(), autocast:
+        logits, old_values = model(query_response, attention_mask, context_length, ppo.temperature)
+        old_logprobs = token_logprobs(logits, batch.responses) * mask
+        ref_logprobs = reference_logprobs(model, reference, batch, ppo.temperature)
+    old_values = old_values * mask
+
+    # Per-token rewards: the KL penalty everywhere, the score on the last response token.
+    kl = (old_logprobs - ref_logprobs) * mask
+    rewards = -ppo.kl_coef * kl
+    last = (mask.sum(-1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(last)), last] += scores
+    if ppo.whiten_rewards:
+        rewards = whiten(rewards, mask, shift_mean=False)
+    advantages, returns = compute_gae(rewards, old_values, mask, ppo.gamma, ppo.lam)
+    advantages = whiten(advantages, mask)
+
+    # PPO epochs over minibatches.
+    stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "vf_clipfrac", "entropy", "approx_kl")}
+    for _ in range(ppo.ppo_epochs):
+        for idx in torch.randperm(len(batch.prompts)).split(ppo.mini_batch_size):
+            with autocast:
+                new_logits, new_values = model(query_response[idx], attention_mask[idx], context_length, ppo.temperature)
+            new_logprobs = token_logprobs(new_logits, batch.responses[idx])
+            m = mask[idx]
+            pg_loss, pg_clipfrac = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, ppo.cliprange)
+            vf_loss, vf_clipfrac = value_loss(new_values, old_values[idx], returns[idx], m, ppo.cliprange_value)
+            loss = pg_loss + ppo.vf_coef * vf_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                stats["policy_loss"].append(pg_loss.item())
+                stats["value_loss"].append(vf_loss.item())
+                stats["clipfrac"].append(pg_clipfrac.item())
+                stats["vf_clipfrac"].append(vf_clipfrac.item())
+                stats["entropy"].append(masked_mean(entropy_from_logits(new_logits), m).item())
+                stats["approx_kl"].append(0.5 * masked_mean((new_logprobs - old_logprobs[idx]) ** 2, m).item())
+
+    return {
+        "reward_mean": scores.mean().item(),
+        "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+        "kl": kl.sum(-1).mean().item(),
+        "non_score_reward": (-ppo.kl_coef * kl).sum(-1).mean().item(),
+        "response_length": mask.sum(-1).mean().item(),
+        "ended_fraction": batch.ended.float().mean().item(),
+        **{k: sum(v) / len(v) for k, v in stats.items()},
+    }
+
+
+def reference_logprobs(model: PolicyWithValue, reference, batch: Rollout, temperature: float) -> torch.Tensor:
+    """Per-token log-probs of the responses under the reference: the policy with its adapters off, or the frozen
+    copy of a full fine-tune. No value head: only the response positions' logits."""
+    if reference is None:
+        with model.policy.disable_adapter():
+            logits = response_logits(model.policy, batch.query_response, batch.attention_mask, batch.context_length,
+                                     temperature)
+    else:
+        logits = response_logits(reference, batch.query_response, batch.attention_mask, batch.context_length, temperature)
+    return token_logprobs(logits, batch.responses)

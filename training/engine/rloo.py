@@ -22,7 +22,7 @@ def train_rloo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = 
     if reward_fn is None:
         if not cfg.reward_checkpoint:
             raise ValueError("reward_checkpoint: is required for rloo")
-        from .rewards import RewardModelScorer
+        from .scoring import RewardModelScorer
 
         reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
 

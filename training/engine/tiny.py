@@ -1,7 +1,7 @@
 """The built-in `tiny` base model: built offline and deterministically, so everything runs with no network.
 
 A 2-layer Llama causal LM (about 210k parameters) with fixed-seed weights and a byte-level BPE tokenizer trained
-on the bundled corpus (data/corpus.txt). The tokenizer has pad/bos/eos tokens and a chat template that closes every
+on the bundled corpus (corpus/corpus.txt). The tokenizer has pad/bos/eos tokens and a chat template that closes every
 turn with `<|end|>` and wraps assistant text in `{% generation %}` markers (for `assistant_only_loss`).
 
 The same directory loads as `AutoModelForCausalLM` and as `AutoModelForSequenceClassification(num_labels=1)`
@@ -17,7 +17,7 @@ from pathlib import Path
 
 TINY_NAME = "tiny"
 TINY_VERSION = 2  # bump when anything below changes: the built dir is named after it
-CORPUS_PATH = Path(__file__).parent / "data" / "corpus.txt"
+CORPUS_PATH = Path(__file__).parent / "corpus" / "corpus.txt"
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 END_OF_TURN = "<|end|>"

@@ -33,7 +33,7 @@ def assert_trained(result, events, steps, kind="lora"):
 
 
 def test_reward_lora_uses_margins_and_reports_held_out_accuracy(reward_checkpoint):
-    from training.engine.rewards import RewardModelScorer
+    from training.engine.scoring import RewardModelScorer
 
     assert reward_checkpoint["step"] == 30 and reward_checkpoint["eval_rows"] == 12
     assert 0.0 <= reward_checkpoint["accuracy"] <= 1.0
@@ -149,6 +149,30 @@ def test_merge_gives_the_adapter_logits(tmp_path, data_dir, datasets):
         assert torch.allclose(peft_model(ids).logits, merged(ids).logits, atol=1e-4)
         with peft_model.disable_adapter():
             assert not torch.allclose(peft_model(ids).logits, merged(ids).logits, atol=1e-4)
+
+
+def test_merge_and_score_are_methods_of_the_one_engine(tmp_path, data_dir, datasets, reward_checkpoint):
+    from transformers import AutoModelForSequenceClassification
+
+    from tests.helpers import write_jsonl
+
+    merge = make_config(tmp_path / "m", data_dir, method="merge", output_dir=str(tmp_path / "merged"),
+                        merge={"adapter": reward_checkpoint["checkpoint"], "task": "seq_cls"})
+    merged, events = run_method(merge)
+    assert merged["path"] == str(tmp_path / "merged") and merged["size_bytes"] > 0
+    assert not (tmp_path / "merged.partial").exists()
+    AutoModelForSequenceClassification.from_pretrained(merged["path"], num_labels=1)
+
+    prompt = [{"role": "user", "content": "people time year"}]
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"key": str(i), "prompt": prompt, "completion": text}
+                                                 for i, text in enumerate(["good world life thanks", "bad world life sorry"] * 3)])
+    score = make_config(tmp_path / "s", data_dir, method="score", dataset=rows, batch_size=4,
+                        reward_checkpoint=reward_checkpoint["checkpoint"])
+    result, events = run_method(score)
+    assert result["scored"] == 6 and [e["step"] for e in events.of("progress")] == [1, 2]
+    scores = [json.loads(line) for line in open(result["path"])]
+    assert [s["key"] for s in scores] == ["0", "1", "2", "3", "4", "5"]
+    assert scores[0]["score"] > scores[1]["score"]
 
 
 def test_evaluate_reward_accuracy(tmp_path, data_dir, datasets, reward_checkpoint):

@@ -27,7 +27,7 @@ def qlora_reward(tmp_path_factory, data_dir, datasets):
 def test_reward_qlora_trains_and_its_checkpoint_scores_pairs(qlora_reward):
     from safetensors.torch import load_file
 
-    from training.engine.rewards import RewardModelScorer
+    from training.engine.scoring import RewardModelScorer
 
     result, events = qlora_reward
     assert result["step"] == 20 and events.of("checkpoint")[-1]["kind"] == "lora"

@@ -1,5 +1,5 @@
 """The AI judge and active learning with the tiny reward model, through a real worker (the scoring runs in
-`python -m training.score` on the training queue)."""
+the engine's `score` method on the training queue)."""
 from __future__ import annotations
 
 import pytest

@@ -4,18 +4,24 @@ A reward checkpoint is either a LoRA SEQ_CLS adapter dir (adapter_config.json + 
 full sequence-classification model dir. Text is formatted the way RewardTrainer formatted it in training:
 conversational prompts through the chat template, plain-text prompts as prompt + response + eos.
 
+As an engine method (`score`) it scores a file of (prompt, completion) rows for the AI judge and active learning.
+
 A reward function here is any callable `fn(prompts, completions, completion_ids=None, **kw) -> list[float]` (TRL's
 reward-function signature), so a programmatic reward and a reward model are interchangeable.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .common import adapter_base, is_adapter_dir, load_tokenizer
-from .data import is_messages
+from .common import adapter_base, base_source, is_adapter_dir, load_tokenizer
+from .config import RunConfig
+from .data import is_messages, read_jsonl
+from .events import ProgressTimer, Reporter
 
 
 def load_reward_model(checkpoint: str | Path, base: str | None = None, dtype=None):
@@ -76,3 +82,26 @@ class RewardModelScorer:
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0]
             scores.extend(logits.float().cpu().tolist())
         return scores
+
+
+def run_score(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
+    """The `score` method: one `{"key", "score"}` line in output_dir/scores.jsonl per `{"key", "prompt", "completion"}`
+    row of cfg.dataset, in batches of cfg.batch_size; the file is written under a temporary name and renamed when
+    complete."""
+    rows = read_jsonl(cfg.dataset)
+    base = base_source(cfg) if is_adapter_dir(cfg.reward_checkpoint) else None
+    scorer = RewardModelScorer(cfg.reward_checkpoint, base=base, max_length=cfg.max_length, batch_size=cfg.batch_size)
+    total = max(1, -(-len(rows) // cfg.batch_size))
+    reporter.started("score", total)
+    timer = ProgressTimer()
+    out = Path(cfg.output_dir) / "scores.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    with open(partial, "w", encoding="utf-8") as f:
+        for step in range(total):
+            chunk = rows[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            scores = scorer([r["prompt"] for r in chunk], [r["completion"] for r in chunk]) if chunk else []
+            for row, value in zip(chunk, scores):
+                f.write(json.dumps({"key": row["key"], "score": float(value)}) + "\n")
+            reporter.progress(step + 1, total, timer.eta(step + 1, total))
+    partial.replace(out)
+    return {"method": "score", "scored": len(rows), "path": str(out.resolve())}

@@ -1,6 +1,6 @@
 """Regenerate corpus.txt, the bundled text the built-in tiny tokenizer is trained on.
 
-    python training/engine/data/make_corpus.py
+    python training/engine/corpus/make_corpus.py
 
 The output is deterministic (fixed seed, no dependencies): a few thousand short English-ish sentences built
 from common words plus pronounceable pseudo-words, so byte-level BPE reaches a vocabulary of about 1000.

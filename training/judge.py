@@ -4,7 +4,7 @@ annotates a project's items as a labelled bot rater.
 - The bot is a user named ``judge:<name>`` that cannot log in (inactive, no usable password); its annotations
   have ``source = "judge"``. They never count towards an item's overlap (``annotations_count`` and
   ``is_complete`` are untouched), so humans still get every item they would have had.
-- A reward checkpoint scores each response (``python -m training.score`` under a Celery worker on the training
+- A reward checkpoint scores each response (the engine's ``score`` method under a Celery worker on the training
   queue): the higher score wins; strength follows the score margin. Pairwise and ranking projects.
 - A chat endpoint (``PS_JUDGE_API_BASE``, ``PS_JUDGE_API_KEY``, ``PS_JUDGE_MODEL``) gets the constitution (plus
   the project's guidelines) as its system prompt and the two responses in a random order; it answers in JSON.

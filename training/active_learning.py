@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from annotation.errors import Conflict, ServiceError
+from annotation.errors import Conflict, Invalid
 from annotation.models import Item, Project
 from annotation.services import items_priority_reset, items_priority_set
 
@@ -43,11 +43,11 @@ def active_learning_score(*, project: Project, reward_checkpoint=None, created_b
         raise Conflict("Active learning is off for this project; turn config.active_learning on first.",
                        field="config.active_learning")
     if project.mode == "rating":
-        raise ServiceError("uncertainty compares responses: pairwise or ranking projects only", field="mode")
+        raise Invalid("uncertainty compares responses: pairwise or ranking projects only", field="mode")
     if reward_checkpoint is None:
         reward_checkpoint = latest_reward_checkpoint(project)
         if reward_checkpoint is None:
-            raise ServiceError("is required: no reward run on this project has succeeded yet",
+            raise Invalid("is required: no reward run on this project has succeeded yet",
                                field="reward_checkpoint")
     check_reward_checkpoint(reward_checkpoint)
     existing = job_open(project, ProjectJob.Kind.ACTIVE_LEARNING)

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.errors import ServiceError
 from annotation.exports import parse_options
 from annotation.models import Annotation
 
@@ -222,10 +222,8 @@ class RunRecorder:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        if hasattr(exc, "error_dict"):
-            return "; ".join(f"{field}: {' '.join(m for e in errs for m in e.messages)}" for field, errs in exc.error_dict.items())
-        return " ".join(exc.messages)
+    if isinstance(exc, ServiceError) and exc.field:
+        return f"{exc.field}: {exc.message}"
     return str(exc)
 
 

@@ -22,7 +22,7 @@ import re
 from django.conf import settings
 from django.db import transaction
 
-from annotation.errors import ServiceError
+from annotation.errors import Invalid
 from annotation.models import Item, Project
 from annotation.project_config import STRENGTHS
 from annotation.services import judge_annotations_store, judge_rater
@@ -72,24 +72,24 @@ def judge_run(*, project: Project, judge, limit: int = 100, rubric: str = "", cr
     default constitution for a chat judge. A second call while one is queued or running returns that one.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise ServiceError(f"must be an integer from 1 to {MAX_LIMIT}", field="limit")
+        raise Invalid(f"must be an integer from 1 to {MAX_LIMIT}", field="limit")
     if not isinstance(rubric, str) or len(rubric) > 20_000:
-        raise ServiceError("must be text of at most 20000 characters", field="rubric")
+        raise Invalid("must be text of at most 20000 characters", field="rubric")
     if judge == API:
         if not (settings.PS_JUDGE_API_BASE and settings.PS_JUDGE_MODEL):
-            raise ServiceError("no chat endpoint is configured: set PS_JUDGE_API_BASE and PS_JUDGE_MODEL",
+            raise Invalid("no chat endpoint is configured: set PS_JUDGE_API_BASE and PS_JUDGE_MODEL",
                                field="judge")
         if project.mode != "pairwise":
-            raise ServiceError(f"a chat judge compares pairs; '{project.slug}' is a {project.mode} project",
+            raise Invalid(f"a chat judge compares pairs; '{project.slug}' is a {project.mode} project",
                                field="judge")
         checkpoint = None
     elif isinstance(judge, Checkpoint):
         checkpoint = check_reward_checkpoint(judge, field="judge")
         if project.mode == "rating":
-            raise ServiceError("a reward-model judge compares responses: use it on pairwise or ranking projects",
+            raise Invalid("a reward-model judge compares responses: use it on pairwise or ranking projects",
                                field="judge")
     else:
-        raise ServiceError("must be a reward checkpoint or 'api'", field="judge")
+        raise Invalid("must be a reward checkpoint or 'api'", field="judge")
     name = judge_name(judge)
     existing = job_open(project, ProjectJob.Kind.JUDGE, params__judge=name)
     if existing is not None:

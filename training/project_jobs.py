@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.errors import Conflict, ServiceError
+from annotation.errors import Conflict, Invalid
 
 from . import outbox, services
 from .models import Checkpoint, ProjectJob, TrainingRun
@@ -129,9 +129,9 @@ def latest_reward_checkpoint(project) -> Checkpoint | None:
 
 def check_reward_checkpoint(checkpoint, field: str = "reward_checkpoint") -> Checkpoint:
     if not isinstance(checkpoint, Checkpoint):
-        raise ServiceError("must be a reward checkpoint", field=field)
+        raise Invalid("must be a reward checkpoint", field=field)
     if checkpoint.run.method != TrainingRun.Method.REWARD:
-        raise ServiceError(f"checkpoint {checkpoint.pk} is from a {checkpoint.run.method} run, not a reward run",
+        raise Invalid(f"checkpoint {checkpoint.pk} is from a {checkpoint.run.method} run, not a reward run",
                            field=field)
     if not services.data_path(checkpoint.path).is_dir():
         raise Conflict(f"Checkpoint {checkpoint.pk}'s files are gone from {checkpoint.path}.", field=field)

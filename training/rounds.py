@@ -27,7 +27,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.errors import Conflict, ServiceError
+from annotation.errors import Conflict, Invalid
 from annotation.importer import ImportResult, ParsedResponse, ParsedRow, _Writer
 from annotation.models import Annotation, Item, Membership, Project, Prompt, Response
 from annotation.services import project_create
@@ -67,9 +67,9 @@ def _check_source(source, field: str) -> None:
     if isinstance(source, BaseModel):
         return
     if not isinstance(source, Checkpoint):
-        raise ServiceError("must be a base model or a checkpoint", field=field)
+        raise Invalid("must be a base model or a checkpoint", field=field)
     if source.run.method == TrainingRun.Method.REWARD:
-        raise ServiceError(f"checkpoint {source.pk} is a reward model; it scores text but does not write it",
+        raise Invalid(f"checkpoint {source.pk} is a reward model; it scores text but does not write it",
                            field=field)
     if not services.data_path(source.path).is_dir():
         raise Conflict(f"Checkpoint {source.pk}'s files are gone from {source.path}.", field=field)
@@ -82,9 +82,9 @@ def _same_source(a, b) -> bool:
 def _number(value, field: str, *, integer: bool, low: float, high: float, low_open: bool = False):
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ServiceError(f"must be {'an integer' if integer else 'a number'}", field=field)
+        raise Invalid(f"must be {'an integer' if integer else 'a number'}", field=field)
     if value > high or value < low or (low_open and value == low):
-        raise ServiceError(f"must be {'above' if low_open else 'at least'} {low} and at most {high}", field=field)
+        raise Invalid(f"must be {'above' if low_open else 'at least'} {low} and at most {high}", field=field)
     return value
 
 
@@ -158,18 +158,18 @@ def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, q
 def _launch(*, project: Project, prompts_from: Project, sources: list, params: dict, kind: str,
             queue: str = "training", created_by=None, **fields) -> Round:
     if not isinstance(sources, (list, tuple)) or not 1 <= len(sources) <= MAX_SOURCES:
-        raise ServiceError(f"give 1 or {MAX_SOURCES} sources (a base model or a checkpoint each)", field="sources")
+        raise Invalid(f"give 1 or {MAX_SOURCES} sources (a base model or a checkpoint each)", field="sources")
     for i, source in enumerate(sources):
         _check_source(source, f"sources[{i}]")
     if len(sources) == 2 and _same_source(*sources):
-        raise ServiceError("the two sources are the same model", field="sources")
+        raise Invalid("the two sources are the same model", field="sources")
     responses = params["n"] * len(sources)
     if project.mode != "rating" and responses < 2:
-        raise ServiceError(f"a {project.mode} round needs at least 2 responses per prompt: raise n or add a source",
+        raise Invalid(f"a {project.mode} round needs at least 2 responses per prompt: raise n or add a source",
                            field="n")
     prompts = _round_prompts(prompts_from, params["max_prompts"])
     if not prompts:
-        raise ServiceError(f"project '{prompts_from.slug}' has no prompts to generate from", field="project")
+        raise Invalid(f"project '{prompts_from.slug}' has no prompts to generate from", field="project")
     rnd = Round.objects.create(project=project, prompts_project=prompts_from, kind=kind, params=params,
                                created_by=created_by, **fields)
     rnd.name = f"round-{rnd.pk}"
@@ -229,14 +229,14 @@ def human_eval_round_create(*, project: Project, checkpoint: Checkpoint, baselin
     generation runs have succeeded; ``human_eval_result(checkpoint=...)`` then reads their answers.
     """
     if not isinstance(checkpoint, Checkpoint):
-        raise ServiceError("is required", field="checkpoint")
+        raise Invalid("is required", field="checkpoint")
     baseline = baseline if baseline is not None else checkpoint.run.base_model
     _check_source(checkpoint, "checkpoint")
     _check_source(baseline, "baseline")
     if _same_source(checkpoint, baseline):
-        raise ServiceError("the baseline is the checkpoint itself", field="baseline")
+        raise Invalid("the baseline is the checkpoint itself", field="baseline")
     if eval_project is not None and eval_project.mode != "pairwise":
-        raise ServiceError(f"project '{eval_project.slug}' is a {eval_project.mode} project; "
+        raise Invalid(f"project '{eval_project.slug}' is a {eval_project.mode} project; "
                            "a human evaluation needs a pairwise one", field="eval_project")
     params = generation_params(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                max_prompts=max_prompts)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from annotation.errors import ServiceError
+from annotation.errors import Invalid
 
 from .models import BaseModel, Checkpoint, TrainingRun
 from .services import data_path
@@ -17,17 +17,17 @@ def runs_list(*, status: str | None = None, method: str | None = None, project_i
     qs = TrainingRun.objects.select_related("base_model", "created_by").order_by("-created_at", "-id")
     if status:
         if status not in TrainingRun.Status.values:
-            raise ServiceError(f"must be one of {', '.join(TrainingRun.Status.values)}", field="status")
+            raise Invalid(f"must be one of {', '.join(TrainingRun.Status.values)}", field="status")
         qs = qs.filter(status=status)
     if method:
         if method not in TrainingRun.Method.values:
-            raise ServiceError(f"must be one of {', '.join(TrainingRun.Method.values)}", field="method")
+            raise Invalid(f"must be one of {', '.join(TrainingRun.Method.values)}", field="method")
         qs = qs.filter(method=method)
     if project_id:
         try:
             qs = qs.filter(project_id=int(project_id))
         except (TypeError, ValueError):
-            raise ServiceError("must be a project id", field="project")
+            raise Invalid("must be a project id", field="project")
     return qs
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.errors import Conflict, ServiceError
+from annotation.errors import Conflict, Invalid
 from annotation.models import Project
 
 from . import outbox
@@ -75,7 +75,7 @@ def base_model_get(*, name: str) -> BaseModel:
         return model
     model = BaseModel.objects.filter(name=name).first()
     if model is None:
-        raise ServiceError(f"Unknown base model {name!r}; register it first.", field="base_model")
+        raise Invalid(f"Unknown base model {name!r}; register it first.", field="base_model")
     return model
 
 
@@ -84,9 +84,9 @@ def base_model_register(*, name: str, source: str, description: str = "") -> Bas
     """Register a Hugging Face id or a local model directory under ``name``."""
     source = (source or "").strip()
     if not source:
-        raise ServiceError("is required", field="source")
+        raise Invalid("is required", field="source")
     if source.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(source)):
-        raise ServiceError(f"no such directory: {source}", field="source")
+        raise Invalid(f"no such directory: {source}", field="source")
     if source.startswith("~"):
         source = os.path.expanduser(source)
     if BaseModel.objects.filter(name=name).exists():
@@ -97,26 +97,24 @@ def base_model_register(*, name: str, source: str, description: str = "") -> Bas
 # --- runs --------------------------------------------------------------------------------------
 
 
-def _config_error(exc: Exception) -> ServiceError:
+def _config_error(exc: Exception) -> Invalid:
     """The engine's validation errors read "field: message"; keep the field for the API."""
     message = str(exc)
     field, _, rest = message.partition(": ")
     if field == "config":
-        return ServiceError(message, field="config")
+        return Invalid(rest, field="config")
     if rest and " " not in field:
-        return ServiceError(f"config.{field}: {rest}", field=f"config.{field}")
-    return ServiceError(f"config: {message}", field="config")
+        return Invalid(rest, field=f"config.{field}")
+    return Invalid(message, field="config")
 
 
 def run_config_validate(*, method: str, config: dict) -> dict:
     """Check a run's config with the engine's own rules; return it unchanged (defaults stay implicit)."""
     if not isinstance(config, dict):
-        raise ServiceError("must be a JSON object", field="config")
+        raise Invalid("must be a JSON object", field="config")
     owned = sorted(set(config) & set(SERVER_KEYS))
     if owned:
-        raise ServiceError(
-            f"config: {', '.join(owned)} set by the server; give them as run fields instead", field="config"
-        )
+        raise Invalid(f"{', '.join(owned)} set by the server; give them as run fields instead", field="config")
     probe = {**config, "method": method, "output_dir": "-", "dataset": "-"}
     if method in ONLINE_METHODS:
         probe["reward_checkpoint"] = "-"
@@ -130,14 +128,14 @@ def run_config_validate(*, method: str, config: dict) -> dict:
 def _check_reward_checkpoint(checkpoint: Checkpoint | None, method: str) -> None:
     if method in ONLINE_METHODS:
         if checkpoint is None:
-            raise ServiceError(f"is required for {method}", field="reward_checkpoint")
+            raise Invalid(f"is required for {method}", field="reward_checkpoint")
         if checkpoint.run.method != TrainingRun.Method.REWARD:
-            raise ServiceError(
+            raise Invalid(
                 f"checkpoint {checkpoint.pk} is from a {checkpoint.run.method} run, not a reward run",
                 field="reward_checkpoint",
             )
     elif checkpoint is not None:
-        raise ServiceError(f"only ppo and rloo use a reward checkpoint, not {method}", field="reward_checkpoint")
+        raise Invalid(f"only ppo and rloo use a reward checkpoint, not {method}", field="reward_checkpoint")
 
 
 @transaction.atomic
@@ -164,24 +162,24 @@ def run_create(
     """
     key = _check_run_idempotency_key(idempotency_key)
     if method not in SNAPSHOT_KINDS:
-        raise ServiceError(f"must be one of {', '.join(SNAPSHOT_KINDS)}; got {method!r}", field="method")
+        raise Invalid(f"must be one of {', '.join(SNAPSHOT_KINDS)}; got {method!r}", field="method")
     if (project is None) == (snapshot is None):
-        raise ServiceError("give a project or a snapshot (exactly one)", field="project")
+        raise Invalid("give a project or a snapshot (exactly one)", field="project")
     if key:
         previous = _run_replay(key, created_by, method=method, base_model=base_model, project=project or snapshot.project)
         if previous is not None:
             return previous, False
     if snapshot is not None and snapshot.kind not in SNAPSHOT_KINDS[method]:
-        raise ServiceError(
+        raise Invalid(
             f"snapshot {snapshot.pk} is a {snapshot.kind!r} export; {method} trains on {' or '.join(SNAPSHOT_KINDS[method])}",
             field="snapshot",
         )
     if snapshot is not None and snapshot.format != "jsonl":
-        raise ServiceError(f"snapshot {snapshot.pk} is {snapshot.format}; runs read jsonl snapshots", field="snapshot")
+        raise Invalid(f"snapshot {snapshot.pk} is {snapshot.format}; runs read jsonl snapshots", field="snapshot")
     if not isinstance(gpus, int) or not 1 <= gpus <= MAX_GPUS:
-        raise ServiceError(f"must be an integer from 1 to {MAX_GPUS}", field="gpus")
+        raise Invalid(f"must be an integer from 1 to {MAX_GPUS}", field="gpus")
     if not isinstance(queue, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,50}", queue):
-        raise ServiceError("must be 1-50 letters, digits, '.', '_' or '-'", field="queue")
+        raise Invalid("must be 1-50 letters, digits, '.', '_' or '-'", field="queue")
     _check_reward_checkpoint(reward_checkpoint, method)
     config = run_config_validate(method=method, config=config or {})
     try:
@@ -210,7 +208,7 @@ def run_create(
 def _check_run_idempotency_key(key) -> str:
     key = key or ""
     if not isinstance(key, str) or len(key) > 100:
-        raise ServiceError("must be a string of at most 100 characters", field="idempotency_key")
+        raise Invalid("must be a string of at most 100 characters", field="idempotency_key")
     return key
 
 
@@ -371,31 +369,31 @@ def checkpoint_evaluate(
     ``checkpoint.evaluation[kind]``."""
     checkpoint = Checkpoint.objects.select_for_update().select_related("run").get(pk=checkpoint.pk)
     if kind not in EVALUATION_KINDS:
-        raise ServiceError(f"must be one of {', '.join(EVALUATION_KINDS)}", field="kind")
+        raise Invalid(f"must be one of {', '.join(EVALUATION_KINDS)}", field="kind")
     options = options or {}
     if not isinstance(options, dict):
-        raise ServiceError("must be a JSON object", field="options")
+        raise Invalid("must be a JSON object", field="options")
     bad = sorted(set(options) & {"kind", "policy_checkpoint", "baseline_checkpoint"})
     if bad:
-        raise ServiceError(f"{', '.join(bad)} set by the server", field="options")
+        raise Invalid(f"{', '.join(bad)} set by the server", field="options")
     try:
         EvaluateSection(**{**options, "kind": kind})
     except (ValueError, TypeError) as exc:
         raise _config_error(exc) from exc
     snapshot = snapshot or checkpoint.run.snapshot
     if snapshot is None:
-        raise ServiceError("is required: the checkpoint's run has no snapshot", field="snapshot")
+        raise Invalid("is required: the checkpoint's run has no snapshot", field="snapshot")
     if kind == "reward_accuracy":
         if checkpoint.run.method != TrainingRun.Method.REWARD:
-            raise ServiceError("reward_accuracy evaluates a reward checkpoint", field="kind")
+            raise Invalid("reward_accuracy evaluates a reward checkpoint", field="kind")
         if snapshot.kind != "trl":
-            raise ServiceError("reward accuracy needs a preference (trl) snapshot", field="snapshot")
+            raise Invalid("reward accuracy needs a preference (trl) snapshot", field="snapshot")
         reward_checkpoint = checkpoint
     else:
         if reward_checkpoint is None or reward_checkpoint.run.method != TrainingRun.Method.REWARD:
-            raise ServiceError("a reward checkpoint is required to judge the win-rate", field="reward_checkpoint")
+            raise Invalid("a reward checkpoint is required to judge the win-rate", field="reward_checkpoint")
         if checkpoint.run.method == TrainingRun.Method.REWARD:
-            raise ServiceError("win_rate evaluates a policy checkpoint, not a reward model", field="kind")
+            raise Invalid("win_rate evaluates a policy checkpoint, not a reward model", field="kind")
     current = checkpoint.evaluation.get(kind, {})
     if current.get("status") in ("queued", "running"):
         return checkpoint  # a double submit

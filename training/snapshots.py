@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from annotation.errors import Invalid
 from annotation.exports import EXTENSIONS, export_to_file, parse_format, parse_options
 from annotation.exports.writers import file_sha256
 from annotation.models import Project
@@ -44,18 +44,18 @@ def _read_only(path: Path) -> None:
 
 def snapshot_create(*, project: Project, kind: str, style: str = "standard", format: str = "jsonl",
                     options: dict | None = None, created_by=None, name: str = "") -> DatasetSnapshot:
-    """Freeze the project's export as it stands now. Raises ValidationError naming a bad option,
+    """Freeze the project's export as it stands now. Raises ``Invalid`` naming a bad option,
     or when no annotation matches (an empty dataset would only fail later, in training)."""
     options = dict(options or {})
     if not isinstance(options, dict):
-        raise ValidationError({"options": ["must be an object of export options"]})
+        raise Invalid("must be an object of export options", field="options")
     for key in ("kind", "style", "format"):
         options.pop(key, None)
     export_options = parse_options({**options, "kind": kind, "style": style}, project=project)
     fmt = parse_format(format)
     name = (name or "").strip()
     if len(name) > 200:
-        raise ValidationError({"name": ["must be at most 200 characters"]})
+        raise Invalid("must be at most 200 characters", field="name")
 
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
     filename = f"{stamp}-{uuid.uuid4().hex[:8]}-{kind}-{export_options.style}"
@@ -66,7 +66,7 @@ def snapshot_create(*, project: Project, kind: str, style: str = "standard", for
     result = export_to_file(project=project, options=export_options, fmt=fmt, path=path)
     try:
         if result.row_count == 0:
-            raise ValidationError({"options": ["no annotation matches these options: nothing to freeze"]})
+            raise Invalid("no annotation matches these options: nothing to freeze", field="options")
         _read_only(path)
         return DatasetSnapshot.objects.create(
             project=project, name=name or f"{project.slug} {kind} {export_options.style} {stamp}",

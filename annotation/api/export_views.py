@@ -1,7 +1,6 @@
 """API v1: streamed export downloads and peer imports (admins only)."""
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -12,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import access_project
+from annotation.errors import Invalid
 from annotation.peer_import import PEER_FORMATS, import_peer
 from annotation.exports import (CONTENT_TYPES, EXTENSIONS, KINDS, STREAM_FORMATS, STYLES, export_stream, high_water_mark,
                                 parse_format, parse_options)
@@ -49,8 +49,8 @@ class ExportView(APIView):
         project = access_project(request.user, project_id, admin=True)
         fmt = request.query_params.get("format") or "jsonl"
         if fmt == "hf":
-            raise ValidationError({"format": ["a datasets directory cannot be downloaded: create a snapshot with "
-                                              "format 'hf', or use manage.py export_preferences"]})
+            raise Invalid("a datasets directory cannot be downloaded: create a snapshot with format 'hf', or use "
+                          "manage.py export_preferences", field="format")
         fmt = parse_format(fmt, allowed=STREAM_FORMATS)
         options = parse_options(request.query_params, project=project)
         high_water = high_water_mark(project)

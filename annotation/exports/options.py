@@ -1,7 +1,7 @@
 """Export options: what to export, how to shape it and which annotations to include.
 
 ``parse_options`` turns a query string (API) or command-line options into an ``ExportOptions``,
-raising a ValidationError that names the field at fault.
+raising ``Invalid`` that names the field at fault.
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, time, timezone as dt_timezone
 from typing import Any, Mapping
 
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+
+from ..errors import Invalid
 
 KINDS = ("trl", "kto", "raw")
 STYLES = ("standard", "conversational")
@@ -57,7 +58,7 @@ class ExportOptions:
 
 
 def _fail(name: str, message: str):
-    raise ValidationError({name: [message]})
+    raise Invalid(message, field=name)
 
 
 def _choice(data: Mapping, name: str, choices: tuple[str, ...], default: str) -> str:

@@ -9,7 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from annotation.access import access_project
-from annotation.errors import ServiceError
+from annotation.errors import Invalid, ServiceError
 from annotation.quality import judge_agreement
 from training import rounds
 from training.access import access_base_model, access_checkpoint, access_job, access_round
@@ -37,7 +37,7 @@ def _source(user, data: dict, field: str):
     try:
         return access_base_model(user, data["base_model"])
     except ServiceError as exc:
-        raise ServiceError(exc.message, field=field) from exc
+        raise Invalid(exc.message, field=field) from exc
 
 
 class RoundSerializer(serializers.Serializer):
@@ -162,7 +162,7 @@ class JudgeView(AdminView):
         project = access_project(user, project_id, admin=True)
         data = _valid(JudgeSerializer, request.data)
         if bool(data["checkpoint"]) == bool(data["api"]):
-            raise ServiceError('give a reward "checkpoint" or "api": true (one of them)', field="checkpoint")
+            raise Invalid('give a reward "checkpoint" or "api": true (one of them)', field="checkpoint")
         judge = API if data["api"] else access_checkpoint(user, data["checkpoint"])
         job = judge_run(project=project, judge=judge, limit=data["limit"], rubric=data["rubric"], created_by=user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

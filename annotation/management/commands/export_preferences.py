@@ -1,19 +1,18 @@
 """python manage.py export_preferences --project SLUG --kind trl|kto|raw --format jsonl|parquet|csv|hf --out PATH"""
 import time
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.exports import (AGGREGATES, FORMATS, KINDS, STYLES, HubPushError, export_to_file, parse_format,
                                 parse_options, push_to_hub)
+from annotation.errors import ServiceError
 from annotation.exports.options import GOLD, TIES
 from annotation.models import Project
 
 
-def validation_message(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"--{field.replace('_', '-')}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
-    return " ".join(exc.messages)
+def option_error(exc: ServiceError) -> str:
+    """A service error as the command line names it: the option at fault (``--min-agreement``), then the message."""
+    return f"--{exc.field.replace('_', '-')}: {exc.message}" if exc.field else exc.message
 
 
 class Command(BaseCommand):
@@ -49,8 +48,8 @@ class Command(BaseCommand):
         try:
             options = parse_options({k: opts[k] for k in keys if opts.get(k) is not None}, project=project)
             fmt = parse_format(opts["format"])
-        except ValidationError as exc:
-            raise CommandError(validation_message(exc))
+        except ServiceError as exc:
+            raise CommandError(option_error(exc))
         started = time.perf_counter()
         try:
             result = export_to_file(project=project, options=options, fmt=fmt, path=opts["out"])

@@ -3,10 +3,10 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from annotation import services
+from annotation.errors import Invalid
 from annotation.exports import export_rows, parse_options
 from annotation.models import Annotation
 from tests.helpers import pick, rank, rate
@@ -209,13 +209,13 @@ def test_bad_options_name_the_field(opts, field):
     project = make_project("pairwise")
     if field is None:
         from annotation.exports import parse_format
-        with pytest.raises(ValidationError) as err:
+        with pytest.raises(Invalid) as err:
             parse_format(opts["format"])
-        assert "format" in err.value.message_dict
+        assert err.value.field == "format"
         return
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(Invalid) as err:
         parse_options(opts, project=project)
-    assert field in err.value.message_dict
+    assert err.value.field == field
 
 
 def test_text_survives_the_trip_byte_for_byte(raters, join):

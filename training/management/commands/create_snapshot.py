@@ -1,10 +1,10 @@
 """python manage.py create_snapshot --project SLUG --kind trl [--style conversational] [--format jsonl] [--option k=v ...]"""
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.exports import FORMATS, KINDS, STYLES
-from annotation.management.commands.export_preferences import validation_message
+from annotation.errors import ServiceError
+from annotation.management.commands.export_preferences import option_error
 from annotation.models import Project
 from training.snapshots import snapshot_create, snapshot_path
 
@@ -40,8 +40,8 @@ class Command(BaseCommand):
         try:
             snapshot = snapshot_create(project=project, kind=opts["kind"], style=opts["style"], format=opts["format"],
                                        options=options, created_by=user, name=opts["name"])
-        except ValidationError as exc:
-            raise CommandError(validation_message(exc))
+        except ServiceError as exc:
+            raise CommandError(option_error(exc))
         self.stdout.write(
             f"Snapshot {snapshot.pk}: {snapshot.row_count} rows, annotations up to id {snapshot.annotation_high_water}, "
             f"sha256 {snapshot.sha256}\n{snapshot_path(snapshot)}"

@@ -134,11 +134,11 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
         if not raw.strip():
             continue
         try:
-            text = _decode(raw, line_no)
+            text = _decode(raw, line_no).rstrip("\r\n")  # else an error at the end is "line 2, column 1"
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise RowInvalid(None, f"bad JSON: {exc.msg} at column {exc.colno}") from None
+                raise RowInvalid(None, f"bad JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}") from None
             yield line_no, row
         except RowInvalid as exc:
             yield line_no, exc

@@ -119,6 +119,23 @@ def test_bad_json_on_line_7_is_reported_and_nothing_is_stored():
     assert errors[0]["line"] == 7 and "bad JSON" in errors[0]["message"]
 
 
+@pytest.mark.parametrize("line, column", [
+    ('{"id": "q2", "prompt": "Where is the error?", "responses": ["a", "b"]', 70),  # cut short: the end
+    ('{"id": "q2", "prompt": "Where is the error?", "responses": ["a", "b"],}', 71),
+    ('{"id": "q2", "prompt": "Where is the error?", "responses": ["a", "b"]}\r', None),  # CRLF is fine
+])
+def test_bad_json_names_the_column_of_the_error_on_its_line(line, column):
+    project = make_project("pairwise")
+    lines = good_lines(2) + [line]
+    body = ("\n".join(lines) + "\n").encode()
+    if column is None:
+        assert import_items(project=project, stream=io.BytesIO(body), filename="d.jsonl").prompts_created == 3
+        return
+    errors = bad(project, body)
+    assert errors[0]["line"] == 3
+    assert errors[0]["message"].endswith(f"at column {column}"), errors[0]["message"]
+
+
 @pytest.mark.parametrize("row, field", [
     ({"id": "x", "responses": ["a", "b"]}, "prompt"),
     ({"id": "x", "prompt": "p"}, "responses"),

@@ -58,3 +58,43 @@ def login(page, live_server, username, password="pw-12345678"):
     page.keyboard.type(password)
     page.keyboard.press("Enter")
     page.wait_for_url(f"{live_server.url}/")
+
+
+SORTABLE_IDLE = """() => {
+  const list = document.getElementById("rank-list");
+  const sortable = window.Sortable && window.Sortable.get(list);
+  const cards = Array.from(list.children);
+  return !!sortable && !sortable._ignoreWhileAnimating && !cards.some(c => c.animated);
+}"""
+
+
+def card_numbers(page) -> list[str]:
+    return page.locator(".rank-card").evaluate_all("cs => cs.map(c => c.dataset.number)")
+
+
+def drag_card_to_top(page, number: str, timeout_s: float = 20.0) -> None:
+    """Drag a ranking card by its handle until it is first, as a person does: press, wait until SortableJS has
+    taken the drag, then move over the card above it and let that swap settle before the next move.
+
+    SortableJS animates each swap (120 ms). While it does, the dragged card slides up from where it was, so its
+    box still lies under the pointer's path: a dragover there lands on the dragged card itself and is ignored,
+    as is one on the card just swapped. A burst of moves sent in one go (a fixed path) can all fall inside that
+    animation; the drop then leaves the card one place short (1 run in 2 on a loaded machine). SortableJS also
+    takes the drag on a timer after the browser's dragstart.
+    """
+    import time
+
+    handle = page.locator(f'.rank-card[data-number="{number}"] .drag')
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x, y - 6, steps=3)  # past the browser's drag threshold: dragstart
+    page.wait_for_selector(f'.rank-card.sortable-ghost[data-number="{number}"]')  # SortableJS has the drag
+    deadline = time.monotonic() + timeout_s
+    while (order := card_numbers(page)).index(number) > 0:
+        assert time.monotonic() < deadline, f"the card never reached the top: {order}"
+        above = page.locator(f'.rank-card[data-number="{order[order.index(number) - 1]}"]').bounding_box()
+        page.mouse.move(x, above["y"] + above["height"] * 0.25, steps=4)  # over the upper part of the card above
+        page.wait_for_function(SORTABLE_IDLE)
+    page.mouse.up()

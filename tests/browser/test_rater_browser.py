@@ -4,7 +4,7 @@ import pytest
 from annotation.models import Annotation, Assignment
 from tests.factories import UserFactory, add_member, make_item, make_project
 
-from .conftest import DESKTOP, PHONE, login
+from .conftest import DESKTOP, PHONE, SORTABLE_IDLE, drag_card_to_top, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -149,17 +149,10 @@ def test_ranking_by_drag(page, live_server, rater, shot):
     login(page, live_server, "rita")
     page.goto(f"{live_server.url}/p/{project.slug}/")
     one, two, three = Assignment.objects.get(rater=rater).display_order
-    handle = page.locator('.rank-card[data-number="3"] .drag')
-    target = page.locator('.rank-card[data-number="1"] .drag')
-    h, t = handle.bounding_box(), target.bounding_box()
-    page.mouse.move(h["x"] + h["width"] / 2, h["y"] + h["height"] / 2)
-    page.mouse.down()
-    for step in range(1, 11):
-        page.mouse.move(h["x"] + h["width"] / 2, h["y"] + (t["y"] - 10 - h["y"]) * step / 10, steps=2)
-    page.mouse.up()
+    drag_card_to_top(page, "3")
     page.wait_for_function("() => document.querySelector('.rank-card').dataset.number === '3'")
     page.set_viewport_size(PHONE)
-    page.wait_for_timeout(300)  # let the drop animation finish before the screenshot
+    page.wait_for_function(SORTABLE_IDLE)  # the drop animation has finished before the screenshot
     shot(page, "ranking-phone")
     page.locator("#submit-btn").click()
     page.wait_for_selector("#all-done")

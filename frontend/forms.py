@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import Project
 
+from . import keys
+
 
 def _int_or_raw(value: str):
     value = (value or "").strip()
@@ -137,25 +139,17 @@ def _flat(exc: ValidationError):
             yield None, message
 
 
-STRENGTH_KEYS = (("negligible", "Negligibly", "Q"), ("slight", "Slightly", "W"), ("better", "Better", "E"),
-                 ("significant", "Significantly", "R"))
-
-
 def screen_fields(mode: str, config: dict, prefill: dict, responses: list[dict]) -> dict:
     """What the form shows, with the rater's earlier choices ticked (prefill is in display positions)."""
     prefill = prefill if isinstance(prefill, dict) else {}
     chosen_criteria = prefill.get("criteria") if isinstance(prefill.get("criteria"), dict) else {}
     fields: dict = {"comment": prefill.get("comment") or ""}
     if mode == "pairwise":
-        choices = [("A", "A is better", "1 / A"), ("B", "B is better", "2 / B")]
-        if config.get("allow_tie"):
-            choices.append(("tie", "Tie", "T"))
-        if config.get("allow_both_bad"):
-            choices.append(("both_bad", "Both are bad", "X"))
-        fields["choices"] = [{"value": v, "label": label, "key": key, "checked": prefill.get("choice") == v}
-                             for v, label, key in choices]
-        fields["strengths"] = [{"value": v, "label": label, "key": key, "checked": prefill.get("strength") == v}
-                               for v, label, key in STRENGTH_KEYS] if config.get("strength") else []
+        fields["choices"] = [{"value": v, "label": label, "key": " / ".join(keys.shown(k) for k in ks),
+                              "keys": " ".join(ks), "checked": prefill.get("choice") == v}
+                             for v, label, ks in keys.pairwise_choices(config)]
+        fields["strengths"] = [{"value": v, "label": label, "key": keys.shown(k), "keys": k,
+                                "checked": prefill.get("strength") == v} for v, label, k in keys.strengths(config)]
         fields["strength_open"] = prefill.get("choice") in ("A", "B")
         fields["criteria"] = [
             {"name": name, "options": [{"value": v, "label": label, "checked": chosen_criteria.get(name) == v}
@@ -164,8 +158,9 @@ def screen_fields(mode: str, config: dict, prefill: dict, responses: list[dict])
         ]
     elif mode == "rating":
         scale, labels = config.get("scale", 7), config.get("scale_labels", {})
-        fields["scale"] = [{"value": i, "label": labels.get(str(i), ""), "key": str(i % 10),
-                            "checked": prefill.get("overall") == i} for i in range(1, scale + 1)]
+        fields["scale"] = [{"value": i, "label": labels.get(str(i), ""), "key": keys.number_key(i),
+                            "keys": keys.number_key(i), "checked": prefill.get("overall") == i}
+                           for i in range(1, scale + 1)]
         fields["criteria"] = [
             {"name": name, "options": [{"value": i, "label": str(i), "checked": chosen_criteria.get(name) == i}
                                        for i in range(1, scale + 1)]}

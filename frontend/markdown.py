@@ -8,7 +8,8 @@ from __future__ import annotations
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+# breaks: a single line break stays a line break (a worked answer written as lines reads as lines).
+_md = MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False, "typographer": False})
 _md.enable(["table", "strikethrough"])
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
         template_name="frontend/password_change.html"), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(
         template_name="frontend/password_change_done.html"), name="password_change_done"),
+    path("favicon.ico", views.favicon, name="favicon"),  # browsers ask for it on pages without a link (admin)
     path("", views.home, name="home"),
     path("p/<slug:slug>/", views.annotate, name="annotate"),
     path("p/<slug:slug>/stage/", views.stage, name="annotate-stage"),

@@ -10,7 +10,8 @@ import uuid
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponsePermanentRedirect, HttpResponseRedirect
+from django.templatetags.static import static
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,7 +25,7 @@ from annotation.models import Item, Project
 from annotation.selectors import projects_visible_to
 
 from . import forms as f
-from . import selectors
+from . import keys, selectors
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -70,6 +71,11 @@ def _is_htmx(request) -> bool:
 # --- rater pages ---------------------------------------------------------------------------
 
 
+def favicon(request):
+    return HttpResponsePermanentRedirect(static("frontend/favicon.svg"))
+
+
+
 @page
 def home(request):
     return TemplateResponse(request, "frontend/home.html", {"rows": selectors.home_rows(request.user)})
@@ -101,8 +107,13 @@ def _stage(request, project: Project, *, notice: str = "") -> dict:
 
 def _render_stage(request, ctx: dict, status: int = 200, *, partial: bool | None = None):
     """The stage alone for htmx, else the whole annotate page around it."""
+    cards = None
     if "item" in ctx:
         ctx["fields"] = f.screen_fields(ctx["mode"], ctx["config"], ctx.get("prefill") or {}, ctx["item"]["responses"])
+        cards = len(ctx["item"]["responses"])
+    ctx["shortcuts"] = keys.shortcuts(ctx["mode"], ctx["config"], cards=cards)
+    ctx["keys_line"] = keys.choice_keys_line(ctx["mode"], ctx["config"])
+    ctx["rater_keys"] = keys.JS_KEYS
     partial = _is_htmx(request) if partial is None else partial
     template = "frontend/_stage.html" if partial else "frontend/annotate.html"
     return TemplateResponse(request, template, ctx, status=status)

@@ -14,17 +14,36 @@
     if (!el) return;
     el.textContent = text; el.hidden = !text;
   }
-  function pick(name, value) {
-    var fm = form(); if (!fm) return false;
-    var input = fm.querySelector('input[name="' + name + '"][value="' + value + '"]');
-    if (!input || input.disabled || input.closest("fieldset:disabled")) return false;
-    input.checked = true;
-    input.dispatchEvent(new Event("change", { bubbles: true }));
-    return true;
-  }
   function checked(name) {
     var input = form() && form().querySelector('input[name="' + name + '"]:checked');
     return input ? input.value : null;
+  }
+
+  // --- keys: each input names its own keys (data-keys, from frontend/keys.py) -------------------
+  var KEYS = (function () {
+    var el = byId("rater-keys");
+    try { return el ? JSON.parse(el.textContent) : {}; } catch (e) { return {}; }
+  })();
+  function is(key, name) { return KEYS[name] === key; }
+  function keyed(key) {
+    var fm = form(); if (!fm) return null;
+    return Array.prototype.filter.call(fm.querySelectorAll("input[data-keys]"), function (input) {
+      return input.dataset.keys.split(" ").indexOf(key) >= 0;
+    })[0] || null;
+  }
+  var SAID = { choice: "Chosen: ", strength: "Strength: ", overall: "Overall: " };
+  function pressKeyed(key) {
+    var input = keyed(key); if (!input) return false;
+    if (input.disabled || input.closest("fieldset:disabled")) {
+      if (input.name === "strength") message("Choose A or B first, then how much better.");
+      return true;
+    }
+    input.checked = true;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+    if (input.name === "choice") syncStrength();
+    message("");
+    say((SAID[input.name] || "") + input.value);
+    return true;
   }
 
   // --- pairwise -------------------------------------------------------------------------------
@@ -34,34 +53,15 @@
     group.disabled = !open;
     if (!open) group.querySelectorAll("input").forEach(function (i) { i.checked = false; });
   }
-  function pairwiseKey(key) {
-    var map = { "1": "A", "a": "A", "2": "B", "b": "B", "t": "tie", "x": "both_bad" };
-    if (map[key]) {
-      if (pick("choice", map[key])) { syncStrength(); message(""); say("Chosen: " + map[key]); }
-      return true;
-    }
-    var strengths = { "q": "negligible", "w": "slight", "e": "better", "r": "significant" };
-    if (strengths[key] && byId("strength-group")) {
-      if (!pick("strength", strengths[key])) message("Choose A or B first, then how much better.");
-      else { message(""); say("Strength: " + strengths[key]); }
-      return true;
-    }
-    return false;
-  }
   function pairwiseProblem() {
     if (!checked("choice")) return "Choose A, B" + (form().querySelector('input[value="tie"]') ? ", tie" : "") + " or another option first.";
     var group = byId("strength-group");
-    if (group && !group.disabled && !checked("strength")) return "Say by how much (Q W E R).";
+    if (group && !group.disabled && !checked("strength")) return "Say by how much (" +
+      Array.prototype.map.call(group.querySelectorAll("input[data-keys]"), function (i) { return i.dataset.keys.toUpperCase(); }).join(" ") + ").";
     return "";
   }
 
   // --- rating ---------------------------------------------------------------------------------
-  function ratingKey(key) {
-    if (!/^[0-9]$/.test(key)) return false;
-    var value = key === "0" ? "10" : key;
-    if (pick("overall", value)) { message(""); say("Overall: " + value); }
-    return true;
-  }
   function ratingProblem() { return checked("overall") ? "" : "Choose an overall score first."; }
 
   // --- ranking --------------------------------------------------------------------------------
@@ -115,14 +115,14 @@
       if (card) select(card);
       return true;
     }
-    if (key === "arrowup" || key === "arrowdown" || key === "k" || key === "j") {
+    if (is(key, "move_up") || is(key, "move_down")) {
       if (!selected) { message("Press a card's number to select it first."); return true; }
-      move(selected, key === "arrowup" || key === "k" ? -1 : 1);
+      move(selected, is(key, "move_up") ? -1 : 1);
       event.preventDefault();
       return true;
     }
-    if (key === "t") { if (selected) tie(selected); else message("Press a card's number to select it first."); return true; }
-    if (key === "n") { var box = byId("not-rankable"); box.checked = !box.checked; say(box.checked ? "Marked as not rankable" : "Rankable"); return true; }
+    if (is(key, "tie_above")) { if (selected) tie(selected); else message("Press a card's number to select it first."); return true; }
+    if (is(key, "not_rankable")) { var box = byId("not-rankable"); box.checked = !box.checked; say(box.checked ? "Marked as not rankable" : "Rankable"); return true; }
     return false;
   }
   function setupRanking() {
@@ -211,20 +211,17 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (document.querySelector("dialog[open]")) return; // Esc closes it (native)
     var key = e.key.length === 1 ? e.key.toLowerCase() : e.key.toLowerCase();
-    if (key === "?") { openDialog("shortcuts"); e.preventDefault(); return; }
-    if (key === "g") { openDialog("guidelines"); e.preventDefault(); return; }
-    if (key === "u") { var link = byId("edit-last"); if (link) { link.click(); e.preventDefault(); } return; }
+    if (is(key, "help")) { openDialog("shortcuts"); e.preventDefault(); return; }
+    if (is(key, "guidelines")) { openDialog("guidelines"); e.preventDefault(); return; }
+    if (is(key, "edit_last")) { var link = byId("edit-last"); if (link) { link.click(); e.preventDefault(); } return; }
     var fm = form(); if (!fm) return;
-    if (key === "enter") {
+    if (is(key, "submit")) {
       if (tag === "BUTTON" || tag === "A") return; // Enter on a focused button does what it says
       e.preventDefault(); submitForm(); return;
     }
-    if (key === "s") { var skip = byId("skip-btn"); if (skip) { skip.click(); e.preventDefault(); } return; }
-    if (key === "c") { var box = byId("comment"); if (box) { box.focus(); e.preventDefault(); } return; }
-    var mode = fm.dataset.mode, handled = false;
-    if (mode === "pairwise") handled = pairwiseKey(key);
-    else if (mode === "rating") handled = ratingKey(key);
-    else handled = rankingKey(key, e);
+    if (is(key, "skip")) { var skip = byId("skip-btn"); if (skip) { skip.click(); e.preventDefault(); } return; }
+    if (is(key, "comment")) { var box = byId("comment"); if (box) { box.focus(); e.preventDefault(); } return; }
+    var handled = fm.dataset.mode === "ranking" ? rankingKey(key, e) : pressKeyed(key);
     if (handled) e.preventDefault();
   });
 

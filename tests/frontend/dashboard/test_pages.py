@@ -148,7 +148,7 @@ def test_quality_page_plots_agreement_over_time_bias_and_raters(admin_client):
     percent = over_time["series"][0]["values"]
     assert percent[-1] == 0.0  # the two raters never agree
     assert 'id="fig-percent">0%' in html
-    assert re.search(r'data-rater="ann">.*?4000 ms', html, re.S)
+    assert re.search(r'data-rater="ann">.*?4.0 s', html, re.S)
     assert "Position bias" in html and "Length bias" in html
     # ann always prefers the longer answer, cid the shorter: half the decided pairs go to the longer one
     assert "Longer response preferred\n      <b>50.0%</b>" in html

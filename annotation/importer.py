@@ -3,6 +3,8 @@
 Row shapes:
   {"id"?, "prompt" | "messages", "responses": [str | {"text", "model"?, "params"?}], "metadata"?}
   {"id"?, "prompt" | "messages", "chosen", "rejected", "chosen_model"?, "rejected_model"?, "metadata"?}
+In a demonstration project ``responses`` is optional: each response is a model draft the rater may start
+from (one item per draft), and a prompt without one is written from scratch (one item).
 
 The file is read as a stream and written in batches inside one transaction; the first bad row
 rolls everything back, and up to ``MAX_ERRORS`` problems are reported with their line and field.
@@ -331,7 +333,7 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
 
     preferred = None
     if "chosen" in row or "rejected" in row:
-        if mode == "rating":
+        if mode in ("rating", "demonstration"):
             raise RowInvalid("chosen", "pre-paired rows need a pairwise or ranking project")
         if row.get("chosen") is None:
             raise RowInvalid("chosen", "is required with 'rejected'")
@@ -342,6 +344,8 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
             ParsedResponse(_completion(row["rejected"], "rejected", max_chars), str(row.get("rejected_model") or "")),
         ]
         preferred = 0
+    elif mode == "demonstration" and row.get("responses") is None:
+        responses = []  # the rater writes the answer from scratch
     else:
         if "responses" not in row or row["responses"] is None:
             raise RowInvalid("responses", "is required (or 'chosen' and 'rejected')")
@@ -353,7 +357,7 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
                 responses.append(_response(value, max_chars))
             except RowInvalid as exc:
                 raise exc.under(f"responses[{i}]") from None
-        need = 1 if mode == "rating" else 2
+        need = {"rating": 1, "demonstration": 0}.get(mode, 2)
         if len(responses) < need:
             raise RowInvalid("responses", f"a {mode} project needs at least {need} response(s) per prompt")
 
@@ -375,9 +379,13 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
 
 
 def item_groups(mode: str, n: int, config: dict) -> list[list[int]]:
-    """Which responses (by index) go together into items for a prompt with ``n`` responses."""
+    """Which responses (by index) go together into items for a prompt with ``n`` responses.
+
+    A demonstration item holds one response, the model draft the rater may start from, or none."""
     if mode == "rating":
         return [[i] for i in range(n)]
+    if mode == "demonstration":
+        return [[i] for i in range(n)] or [[]]
     if mode == "pairwise":
         return [list(p) for p in itertools.combinations(range(n), 2)][: config["max_pairs_per_prompt"]]
     k = config["k"]

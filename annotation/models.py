@@ -14,6 +14,7 @@ class Project(models.Model):
         RATING = "rating"
         PAIRWISE = "pairwise"
         RANKING = "ranking"
+        DEMONSTRATION = "demonstration"  # the rater writes the answer (SFT data), optionally from a model draft
 
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -203,6 +204,7 @@ class Annotation(models.Model):
         HUMAN = "human"
         IMPORTED = "imported"  # a judgement that came with the data (pre-paired rows, peer exports)
         JUDGE = "judge"  # an AI judge acting as a labelled bot rater
+        CAI = "cai"  # a critique-and-revise round's verdict: the revision is preferred to the first answer
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations",
                              db_index=False)  # annotation_item_source_idx leads with it
@@ -237,3 +239,22 @@ class Annotation(models.Model):
 
     def __str__(self):
         return f"annotation {self.pk} on item {self.item_id}"
+
+
+class Autosave(models.Model):
+    """A rater's unsent answer to an item, saved while they type and restored when the page is opened again.
+
+    Only its rater reads it (``annotation.autosave``); it is removed when the answer is submitted from the page,
+    and one left behind is never shown again once the item has an answer from that rater.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)  # unique leads with it
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    payload = models.JSONField(help_text="What the form holds, in display positions (as a submission would send it).")
+    saved_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "rater"], name="autosave_item_rater_unique")]
+
+    def __str__(self):
+        return f"autosave of {self.rater} on item {self.item_id}"

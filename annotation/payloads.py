@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from .project_config import STRENGTHS
@@ -30,10 +31,41 @@ def _comment(payload: dict) -> str:
     return comment
 
 
-def _known_keys(payload: dict, allowed: set[str]):
+def _written(value, field: str) -> str:
+    """A text the rater wrote (a demonstration, an improved response): non-blank, storable, not too long."""
+    if not isinstance(value, str):
+        _err(field, "must be a string")
+    if not value.strip():
+        _err(field, "is empty: write the assistant's answer")
+    if len(value) > settings.PS_MAX_TEXT_CHARS:
+        _err(field, f"is {len(value)} characters; the limit is {settings.PS_MAX_TEXT_CHARS}")
+    if "\x00" in value:
+        _err(field, "holds a NUL character, which cannot be stored")
+    return value
+
+
+def _improved(payload: dict, config: dict, side: dict, allowed: tuple[str, ...], why: str) -> dict | None:
+    """The rater's rewrite of one shown response ({"response": "A", "text": ...}), resolved to its id; None
+    when there is none. ``allowed``: the positions that may be improved here (``why`` says which, if none)."""
+    value = payload.get("improved")
+    if value is None:
+        return None
+    if not config.get("improve"):
+        _err("improved", "this project does not ask for improved responses")
+    if not isinstance(value, dict):
+        _err("improved", 'must be an object {"response": position, "text": the improved response}')
+    _known_keys(value, {"response", "text"}, prefix="improved.")
+    if not allowed:
+        _err("improved", why)
+    if value.get("response") not in allowed:
+        _err("improved.response", f"must be {' or '.join(allowed)}: {why}")
+    return {"response": side[value["response"]], "text": _written(value.get("text"), "improved.text")}
+
+
+def _known_keys(payload: dict, allowed: set[str], prefix: str = ""):
     unknown = sorted(set(payload) - allowed)
     if unknown:
-        _err(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        _err(prefix + unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
 def _score(value: Any, field: str, scale: int) -> int:
@@ -43,7 +75,7 @@ def _score(value: Any, field: str, scale: int) -> int:
 
 
 def resolve_rating(payload: dict, config: dict, display_order: list[int]) -> dict:
-    _known_keys(payload, {"overall", "criteria", "flags", "comment"})
+    _known_keys(payload, {"overall", "criteria", "flags", "comment", "improved"})
     if "overall" not in payload:
         _err("overall", "is required")
     scale = config["scale"]
@@ -60,17 +92,21 @@ def resolve_rating(payload: dict, config: dict, display_order: list[int]) -> dic
     for flag in flags:
         if flag not in config["flags"]:
             _err("flags", f"'{flag}' is not a flag of this project")
-    return {
+    resolved = {
         "response": display_order[0],
         "overall": _score(payload["overall"], "overall", scale),
         "criteria": criteria,
         "flags": sorted(set(flags)),
         "comment": _comment(payload),
     }
+    improved = _improved(payload, config, {"A": display_order[0]}, ("A",), "the rated response is A")
+    if improved is not None:
+        resolved["improved"] = improved
+    return resolved
 
 
 def resolve_pairwise(payload: dict, config: dict, display_order: list[int]) -> dict:
-    _known_keys(payload, {"choice", "strength", "criteria", "comment"})
+    _known_keys(payload, {"choice", "strength", "criteria", "comment", "improved"})
     choice = payload.get("choice")
     if choice not in PAIR_CHOICES:
         _err("choice", f"must be one of {', '.join(PAIR_CHOICES)}")
@@ -100,7 +136,7 @@ def resolve_pairwise(payload: dict, config: dict, display_order: list[int]) -> d
         criteria[name] = side.get(value, "tie")
     chosen = side.get(choice)
     rejected = side["B" if choice == "A" else "A"] if chosen else None
-    return {
+    resolved = {
         "outcome": {"A": "win", "B": "win", "tie": "tie", "both_bad": "both_bad"}[choice],
         "chosen": chosen,
         "rejected": rejected,
@@ -108,6 +144,11 @@ def resolve_pairwise(payload: dict, config: dict, display_order: list[int]) -> d
         "criteria": criteria,
         "comment": _comment(payload),
     }
+    better = (choice,) if chosen else ()
+    improved = _improved(payload, config, side, better, "only the better response is improved; choose A or B first")
+    if improved is not None:
+        resolved["improved"] = improved
+    return resolved
 
 
 def resolve_ranking(payload: dict, config: dict, display_order: list[int]) -> dict:
@@ -132,7 +173,22 @@ def resolve_ranking(payload: dict, config: dict, display_order: list[int]) -> di
     return {"order": order, "not_rankable": not_rankable, "comment": _comment(payload)}
 
 
-RESOLVERS = {"rating": resolve_rating, "pairwise": resolve_pairwise, "ranking": resolve_ranking}
+def resolve_demonstration(payload: dict, config: dict, display_order: list[int]) -> dict:
+    """The rater's answer to the prompt. ``draft``: "A" when they started from the model draft shown (the
+    item's one response), null when they wrote from scratch."""
+    _known_keys(payload, {"text", "draft", "comment"})
+    text = _written(payload.get("text"), "text")
+    draft = payload.get("draft")
+    if draft is not None:
+        if not display_order:
+            _err("draft", "this item has no model draft; leave it out")
+        if draft != "A":
+            _err("draft", "must be \"A\" (the draft shown) or null (written from scratch)")
+    return {"text": text, "draft": display_order[0] if draft else None, "comment": _comment(payload)}
+
+
+RESOLVERS = {"rating": resolve_rating, "pairwise": resolve_pairwise, "ranking": resolve_ranking,
+             "demonstration": resolve_demonstration}
 
 
 def resolve_payload(mode: str, payload: Any, config: dict, display_order: list[int]) -> dict:
@@ -143,7 +199,7 @@ def resolve_payload(mode: str, payload: Any, config: dict, display_order: list[i
 
 def gold_correct(mode: str, gold: dict | None, resolved: dict) -> bool | None:
     """Whether an answer agrees with the gold answer (both resolved); None when there is no gold."""
-    if not gold:
+    if not gold or mode == "demonstration":
         return None
     if mode == "pairwise":
         return gold.get("outcome") == resolved["outcome"] and gold.get("chosen") == resolved["chosen"]

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-MODES = ("rating", "pairwise", "ranking")
+MODES = ("rating", "pairwise", "ranking", "demonstration")
 STRENGTHS = ("negligible", "slight", "better", "significant")
 
 # InstructGPT's metadata flags, the default for rating projects.
@@ -37,6 +37,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         "scale_labels": {"1": "Terrible", "4": "Acceptable", "7": "Excellent"},
         "flags": DEFAULT_FLAGS,
         "kto_threshold": 5,  # ratings >= this are "desirable" in KTO exports
+        "improve": False,  # offer "improve this response": the rater may rewrite the rated response (SFT data)
     },
     "pairwise": {
         "strength": True,  # ask for Llama 2's four-level strength
@@ -44,10 +45,14 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         "allow_both_bad": True,
         "max_pairs_per_prompt": 6,  # all pairs of a prompt's responses, up to this cap
         "criteria": ["helpfulness", "safety"],
+        "improve": False,  # offer "improve this response": the rater may rewrite the better one (SFT data)
     },
     "ranking": {
         "k": 4,  # responses per item
         "allow_ties": True,
+    },
+    "demonstration": {
+        "start_from_draft": True,  # the editor opens with the model draft (if the item has one), else empty
     },
 }
 
@@ -111,6 +116,8 @@ def validate_project_config(mode: str, config: dict | None) -> dict:
     _int(cfg, "edit_window_seconds", 0, 30 * 24 * 3600)
     _names(cfg, "criteria")
 
+    if mode in ("rating", "pairwise"):
+        _bool(cfg, "improve")
     if mode == "rating":
         _int(cfg, "scale", 2, 10)
         _names(cfg, "flags")
@@ -125,7 +132,11 @@ def validate_project_config(mode: str, config: dict | None) -> dict:
         for field in ("strength", "allow_tie", "allow_both_bad"):
             _bool(cfg, field)
         _int(cfg, "max_pairs_per_prompt", 1, 1000)
-    else:
+    elif mode == "ranking":
         _int(cfg, "k", 2, 10)
         _bool(cfg, "allow_ties")
+    else:
+        _bool(cfg, "start_from_draft")
+        if cfg["gold_rate"]:
+            _fail("gold_rate", "must be 0: a demonstration has no one right answer to check against")
     return cfg

@@ -275,6 +275,7 @@ def project_quality(project: Project) -> dict:
     rating_pairs: list[tuple[int, int]] = []
     rankings: dict[int, list] = defaultdict(list)
     first_top = {"hits": 0, "n": 0, "expected": 0.0}
+    written = {"annotations": 0, "from_draft": 0, "chars": []}  # demonstrations: no labels to agree on
 
     def add(table, item_id, rater_id, value):
         table["units"].append(item_id)
@@ -285,6 +286,11 @@ def project_quality(project: Project) -> dict:
         canonical = positions.get(item_id, [])
         if time_ms is not None:
             times[rater_id].append(time_ms)
+        if mode == "demonstration":
+            written["annotations"] += 1
+            written["from_draft"] += payload.get("draft") is not None
+            written["chars"].append(len(payload.get("text") or ""))
+            continue
         if mode == "pairwise":
             if len(canonical) != 2:
                 continue
@@ -352,10 +358,17 @@ def project_quality(project: Project) -> dict:
         overall = agreement(main["units"], main["raters"], main["values"], domain=domain, level="ordinal")
         criterion_figures = {name: agreement(t["units"], t["raters"], t["values"], domain=domain, level="ordinal")
                              for name, t in by_criterion.items()}
-    else:
+    elif mode == "ranking":
         overall = _ranking_agreement(rankings)
         criterion_figures = {}
+    else:
+        overall, criterion_figures = agreement([], [], [], domain=[0]), {}
 
+    if mode == "demonstration":
+        chars = written.pop("chars")
+        written["median_chars"] = int(np.median(chars)) if chars else None
+        return {"agreement": overall, "agreement_by_criterion": {}, "bias": {}, "demonstrations": written,
+                "raters": _rater_figures(project, main, times)}
     bias = {"length": _share(longer["wins"], longer["decided"], "longer_wins")}
     if mode == "pairwise":
         bias["position"] = _share(left["wins"], left["decided"], "left_wins")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from .access import access_item, access_own_annotation, is_admin
-from .errors import Conflict, Forbidden, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import Annotation, Assignment, Item, ItemResponse, Membership, Project, Prompt, Response
 from .payloads import gold_correct, resolve_payload
 from .project_config import validate_project_config
@@ -485,6 +485,8 @@ def annotation_edit(*, rater, annotation_id, payload, time_spent_ms=None, now=No
 @transaction.atomic
 def item_set_gold(*, item: Item, is_gold: bool, payload=None) -> Item:
     """Mark an item gold with its right answer, given in the item's canonical order."""
+    if is_gold and item.project.mode == "demonstration":
+        raise Invalid("a demonstration has no one right answer, so its items cannot be gold", field="is_gold")
     if is_gold:
         if payload is None:
             raise ValidationError({"payload": ["a gold item needs its right answer"]})

@@ -6,6 +6,7 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
+from annotation.errors import ServiceError
 from annotation.models import Project
 
 from . import keys
@@ -24,6 +25,8 @@ def _int_or_raw(value: str):
 def payload_from_post(mode: str, config: dict, post, display_order: list[int]) -> dict:
     """The payload the rater meant, in the shape ``annotation.payloads`` validates."""
     comment = post.get("comment", "")
+    if mode == "demonstration":
+        return {"text": post.get("text", ""), "draft": post.get("draft") or None, "comment": comment}
     if mode == "pairwise":
         payload: dict = {"choice": post.get("choice") or None}
         strength = post.get("strength") or None
@@ -72,8 +75,10 @@ def ranks_from_order(order: list[list[int]]) -> dict[int, int]:
     return ranks
 
 
-def error_lines(exc: ValidationError) -> list[str]:
+def error_lines(exc) -> list[str]:
     """Readable lines that name the field, e.g. 'strength: must be one of ...'."""
+    if isinstance(exc, ServiceError):
+        return [f"{exc.field.removeprefix('payload.')}: {exc.message}" if exc.field else exc.message]
     if hasattr(exc, "error_dict"):
         return [
             f"{field.removeprefix('payload.')}: {message}"
@@ -144,6 +149,15 @@ def screen_fields(mode: str, config: dict, prefill: dict, responses: list[dict])
     prefill = prefill if isinstance(prefill, dict) else {}
     chosen_criteria = prefill.get("criteria") if isinstance(prefill.get("criteria"), dict) else {}
     fields: dict = {"comment": prefill.get("comment") or ""}
+    if mode == "demonstration":
+        draft = responses[0] if responses else None
+        if "text" in prefill:  # an answer being edited, an autosave, or a refused submission
+            fields["text"], fields["draft"] = prefill.get("text") or "", prefill.get("draft") or ""
+        elif draft is not None and config.get("start_from_draft", True):
+            fields["text"], fields["draft"] = draft["text"], "A"
+        else:
+            fields["text"], fields["draft"] = "", ""
+        return fields
     if mode == "pairwise":
         fields["choices"] = [{"value": v, "label": label, "key": " / ".join(keys.shown(k) for k in ks),
                               "keys": " ".join(ks), "checked": prefill.get("choice") == v}

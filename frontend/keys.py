@@ -23,11 +23,12 @@ STRENGTHS = (
 )
 SUBMIT, SKIP, EDIT_LAST, GUIDELINES, HELP, COMMENT, NOT_RANKABLE, TIE_ABOVE = "enter", "s", "u", "g", "?", "c", "n", "t"
 MOVE_UP, MOVE_DOWN = "arrowup", "arrowdown"
+WRITE, USE_DRAFT, FROM_SCRATCH = "e", "d", "x"  # demonstrations: into the answer box, the model draft, a blank box
 
 # The keys rater.js reads (json_script "rater-keys"); the answer keys it finds on the inputs' data-keys.
 JS_KEYS = {"submit": SUBMIT, "skip": SKIP, "edit_last": EDIT_LAST, "guidelines": GUIDELINES, "help": HELP,
            "comment": COMMENT, "not_rankable": NOT_RANKABLE, "tie_above": TIE_ABOVE, "move_up": MOVE_UP,
-           "move_down": MOVE_DOWN}
+           "move_down": MOVE_DOWN, "write": WRITE, "use_draft": USE_DRAFT, "from_scratch": FROM_SCRATCH}
 
 _SHOWN = {"enter": "Enter", "arrowup": "↑", "arrowdown": "↓", "tab": "Tab", "esc": "Esc"}
 
@@ -74,6 +75,10 @@ def shortcuts(mode: str, config: dict, *, cards: int | None = None) -> list[dict
     elif mode == "rating":
         scale = int(config.get("scale") or 7)
         add(_range(scale), "Overall score" + (" (0 is 10)" if scale == 10 else ""), "–")
+    elif mode == "demonstration":
+        add([WRITE], "Write in the answer box (Esc leaves it, Ctrl+Enter submits from it)")
+        add([USE_DRAFT], "Start again from the model draft (when the item has one)")
+        add([FROM_SCRATCH], "Clear the box and write from scratch")
     else:
         n = cards or int(config.get("k") or 4)
         add(_range(n), "Select the card with that number" + (" (0 is 10)" if n == 10 else ""), "–")
@@ -100,6 +105,9 @@ def choice_keys_line(mode: str, config: dict) -> str:
     elif mode == "rating":
         scale = int(config.get("scale") or 7)
         parts = [f"{'–'.join(_range(scale))} the overall score" + (" (0 is 10)" if scale == 10 else "")]
+    elif mode == "demonstration":
+        parts = [f"{shown(WRITE)} write the answer", f"{shown(USE_DRAFT)} start from the draft",
+                 f"{shown(FROM_SCRATCH)} from scratch", "Ctrl+Enter submit"]
     else:
         parts = ["a card's number selects it", "↑ ↓ move it"]
         if config.get("allow_ties"):

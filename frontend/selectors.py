@@ -68,7 +68,8 @@ def item_view(item: Item, display_order: list[int]) -> dict:
         "is_gold": item.is_gold,
         "messages": messages_view(item.prompt.messages),
         "responses": [
-            {"id": rid, "letter": LETTERS[i], "number": i + 1, "html": render_markdown(texts.get(rid, ""))}
+            {"id": rid, "letter": LETTERS[i], "number": i + 1, "html": render_markdown(texts.get(rid, "")),
+             "text": texts.get(rid, "")}
             for i, rid in enumerate(display_order)
         ],
     }

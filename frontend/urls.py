@@ -18,6 +18,7 @@ urlpatterns = [
     path("p/<slug:slug>/stage/", views.stage, name="annotate-stage"),
     path("p/<slug:slug>/items/<int:item_id>/submit/", views.submit, name="annotate-submit"),
     path("p/<slug:slug>/items/<int:item_id>/skip/", views.skip, name="annotate-skip"),
+    path("p/<slug:slug>/items/<int:item_id>/autosave/", views.autosave, name="annotate-autosave"),
     path("p/<slug:slug>/annotations/<int:annotation_id>/edit/", views.edit, name="annotate-edit"),
     path("manage/", views.manage_projects, name="manage"),
     path("manage/<int:project_id>/", views.manage_project, name="manage-project"),

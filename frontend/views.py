@@ -18,8 +18,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import services
+from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_own_annotation, access_project, access_project_by_slug, is_admin
-from annotation.errors import Conflict, Forbidden, ImportFailed, NotFound
+from annotation.errors import Conflict, Forbidden, ImportFailed, Invalid, NotFound
 from annotation.importer import import_items
 from annotation.models import Item, Project
 from annotation.selectors import projects_visible_to
@@ -100,6 +101,9 @@ def _stage(request, project: Project, *, notice: str = "") -> dict:
         return ctx
     ctx["item"] = selectors.assignment_screen(assignment)
     ctx["prefill"] = {}
+    autosave = autosave_get(rater=request.user, item=assignment.item_id)
+    if autosave is not None:  # the answer they were writing when the page went away
+        ctx["prefill"], ctx["autosaved_at"] = autosave.payload, autosave.saved_at
     ctx["idempotency_key"] = uuid.uuid4().hex
     ctx["action"] = reverse("annotate-submit", args=[project.slug, assignment.item_id])
     return ctx
@@ -164,6 +168,8 @@ def submit(request, slug, item_id):
     if created:
         key = _count_key(project)
         request.session[key] = request.session.get(key, 0) + 1
+    if not notice:
+        autosave_clear(rater=request.user, item_id=item.pk)
     if not _is_htmx(request):
         return HttpResponseRedirect(reverse("annotate", args=[slug]))
     return _render_stage(request, _stage(request, project, notice=notice))
@@ -186,6 +192,25 @@ def _invalid(request, project, item, order, exc, *, action, editing=None):
            "session_count": request.session.get(_count_key(project), 0),
            "last_annotation": None if editing else selectors.last_editable_annotation(request.user, project)}
     return _render_stage(request, ctx, status=422)
+
+
+@page
+@require_POST
+def autosave(request, slug, item_id):
+    """Keep what the rater has typed so far (htmx, a moment after they stop typing); answers a status line."""
+    project = access_project_by_slug(request.user, slug)
+    item = _project_item(project, item_id)
+    assignment = item.assignments.filter(rater=request.user).first()
+    order = assignment.display_order if assignment else list(item.item_responses.values_list("response_id", flat=True))
+    try:
+        saved = autosave_store(rater=request.user, item_id=item.pk,
+                               payload=f.payload_from_post(project.mode, project.config, request.POST, order))
+    except (ValidationError, Invalid) as exc:
+        return TemplateResponse(request, "frontend/_autosave.html", {"error": "; ".join(f.error_lines(exc))},
+                                status=422)
+    except Conflict as exc:
+        return TemplateResponse(request, "frontend/_autosave.html", {"error": exc.message}, status=409)
+    return TemplateResponse(request, "frontend/_autosave.html", {"saved_at": saved.saved_at})
 
 
 @page

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from annotation.models import Annotation, Membership, Project
+from annotation.models import Annotation, Autosave, Membership, Project
 from annotation.project_config import MODES
 from annotation.services import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS
 
@@ -104,3 +104,14 @@ class GoldSerializer(serializers.Serializer):
 
 class ItemUpdateSerializer(serializers.Serializer):
     priority = serializers.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000)
+
+
+class AutosaveWriteSerializer(serializers.Serializer):
+    payload = serializers.JSONField(help_text="The answer so far, as a submission would send it (display positions).")
+
+
+class AutosaveSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Autosave
+        fields = ["item", "payload", "saved_at"]
+        read_only_fields = fields

@@ -15,6 +15,7 @@ urlpatterns = [
     path("items/<int:item_id>/", views.ItemDetailView.as_view(), name="api-item"),
     path("items/<int:item_id>/annotations/", views.SubmitView.as_view(), name="api-submit"),
     path("items/<int:item_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path("items/<int:item_id>/autosave/", views.AutosaveView.as_view(), name="api-autosave"),
     path("items/<int:item_id>/gold/", views.GoldView.as_view(), name="api-gold"),
     path("annotations/<int:annotation_id>/", views.AnnotationDetailView.as_view(), name="api-annotation"),
     path("projects/<int:project_id>/export/", export_views.ExportView.as_view(), name="api-export"),

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors, services
+from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project
 from annotation.errors import Forbidden, NotFound
 from annotation.importer import import_items
@@ -138,6 +139,32 @@ class SubmitView(APIView):
     def post(self, request, item_id):
         data, code = submit_annotation(request.user, item_id, _valid(s.SubmitSerializer, request.data))
         return Response(data, status=code)
+
+
+class AutosaveView(APIView):
+    """The requesting rater's unsent answer to an item: saved while they type, read back on reload."""
+
+    @extend_schema(responses={200: s.AutosaveSerializer, 404: OpenApiResponse(description="No autosave.")})
+    def get(self, request, item_id):
+        item = access_item(request.user, item_id)
+        autosave = autosave_get(rater=request.user, item=item)
+        if autosave is None:
+            raise NotFound("No autosave of this item.")
+        return Response(s.AutosaveSerializer(autosave).data)
+
+    @extend_schema(request=s.AutosaveWriteSerializer,
+                   responses={200: s.AutosaveSerializer, 400: OpenApiResponse(description="payload: why"),
+                              409: OpenApiResponse(description="Already answered.")})
+    def put(self, request, item_id):
+        data = _valid(s.AutosaveWriteSerializer, request.data)
+        autosave = autosave_store(rater=request.user, item_id=item_id, payload=data["payload"])
+        return Response(s.AutosaveSerializer(autosave).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, item_id):
+        access_item(request.user, item_id)
+        autosave_clear(rater=request.user, item_id=item_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SkipView(APIView):

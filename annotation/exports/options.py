@@ -21,7 +21,7 @@ STREAM_FORMATS = ("jsonl", "parquet", "csv")  # what an HTTP download can carry 
 AGGREGATES = ("none", "majority", "mean", "bradley_terry")
 TIES = ("drop", "flag")
 GOLD = ("include", "exclude", "only")
-SOURCES = ("human", "imported", "judge")
+SOURCES = ("human", "imported", "judge", "cai")
 
 EXTENSIONS = {"jsonl": "jsonl", "parquet": "parquet", "csv": "csv", "hf": "hf"}
 CONTENT_TYPES = {
@@ -125,6 +125,8 @@ def parse_options(data: Mapping, *, project) -> ExportOptions:
     style = _choice(data, "style", STYLES, "standard")
     aggregate = _choice(data, "aggregate", AGGREGATES, "none")
     mode = project.mode
+    if mode == "demonstration" and kind in ("trl", "kto"):
+        _fail("kind", "a demonstration project has written answers, not judgements: export kind=raw")
     if aggregate == "mean" and mode != "rating":
         _fail("aggregate", "'mean' aggregates ratings; use majority or bradley_terry for comparisons")
     if aggregate in ("majority", "bradley_terry") and mode == "rating" and kind != "raw":

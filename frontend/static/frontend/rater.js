@@ -145,6 +145,42 @@
     }
   }
 
+  // --- demonstration ---------------------------------------------------------------------------
+  function editor() { return byId("answer"); }
+  function setDraft(used) {
+    var input = byId("draft-used"), state = byId("draft-state");
+    if (input) input.value = used ? "A" : "";
+    if (state) state.textContent = used ? "Started from the draft." : "Written from scratch.";
+  }
+  function edited(box) { box.dispatchEvent(new Event("input", { bubbles: true })); } // autosave it too
+  function useDraft() {
+    var box = editor(), draft = byId("draft-text"); if (!box || !draft) return;
+    box.value = draft.value; setDraft(true); edited(box);
+    box.focus(); box.setSelectionRange(0, 0); say("The draft is in the editor.");
+  }
+  function fromScratch() {
+    var box = editor(); if (!box) return;
+    box.value = ""; setDraft(false); edited(box);
+    box.focus(); say("Editor cleared: write from scratch.");
+  }
+  function demonstrationKey(key) {
+    if (is(key, "write")) { var box = editor(); if (box) { box.focus(); } return true; }
+    if (is(key, "use_draft") && byId("draft-text")) { useDraft(); return true; }
+    if (is(key, "from_scratch") && byId("draft-text")) { fromScratch(); return true; }
+    return false;
+  }
+  function demonstrationProblem() {
+    var box = editor();
+    return box && box.value.trim() ? "" : "Write the answer first (E puts you in the editor).";
+  }
+  function setupDemonstration() {
+    var box = editor(); if (!box) return;
+    var use = byId("use-draft"), scratch = byId("from-scratch");
+    if (use) use.addEventListener("click", useDraft);
+    if (scratch) scratch.addEventListener("click", fromScratch);
+    box.focus({ preventScroll: true });
+  }
+
   // --- everything else ------------------------------------------------------------------------
   function setupLease() {
     clearInterval(leaseTimer);
@@ -171,6 +207,7 @@
     message("");
     setupLease();
     setupRanking();
+    setupDemonstration();
     var fm = form();
     if (fm) fm.addEventListener("change", function (e) { if (e.target.name === "choice") syncStrength(); });
   }
@@ -178,7 +215,8 @@
   function submitForm() {
     var fm = form(); if (!fm) return;
     var mode = fm.dataset.mode;
-    var problem = mode === "pairwise" ? pairwiseProblem() : mode === "rating" ? ratingProblem() : "";
+    var problem = mode === "pairwise" ? pairwiseProblem() : mode === "rating" ? ratingProblem()
+      : mode === "demonstration" ? demonstrationProblem() : "";
     if (problem) { message(problem); say(problem); return; }
     fm.requestSubmit(byId("submit-btn"));
   }
@@ -221,7 +259,8 @@
     }
     if (is(key, "skip")) { var skip = byId("skip-btn"); if (skip) { skip.click(); e.preventDefault(); } return; }
     if (is(key, "comment")) { var box = byId("comment"); if (box) { box.focus(); e.preventDefault(); } return; }
-    var handled = fm.dataset.mode === "ranking" ? rankingKey(key, e) : pressKeyed(key);
+    var mode = fm.dataset.mode;
+    var handled = mode === "ranking" ? rankingKey(key, e) : mode === "demonstration" ? demonstrationKey(key) : pressKeyed(key);
     if (handled) e.preventDefault();
   });
 
@@ -229,7 +268,7 @@
     if (!e.detail.target || e.detail.target.id !== "stage") return;
     init();
     var heading = byId("item-heading");
-    if (heading) heading.focus({ preventScroll: true });
+    if (heading && !editor()) heading.focus({ preventScroll: true });
     var notice = document.querySelector("#stage .notice");
     say(notice ? notice.textContent : (heading ? heading.textContent : ""));
   });

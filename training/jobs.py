@@ -149,6 +149,7 @@ class RunRecorder:
         self.metrics = list(run.metrics)
         self.metrics_changed = False
         self.result: dict = {}
+        self.result_changed = False
 
     def on_event(self, event: dict) -> None:
         kind = event["event"]
@@ -165,8 +166,11 @@ class RunRecorder:
             self.metrics_changed = True
         elif kind == "checkpoint":
             self.record_checkpoint(event)
+        elif kind in ("setup", "data_stats"):  # shown on the run while it trains; the final result keeps them
+            self.result.update({k: v for k, v in event.items() if k not in ("event", "time")})
+            self.result_changed = True
         elif kind == "done":
-            self.result = event.get("result") or {}
+            self.result = {**self.result, **(event.get("result") or {})}
 
     def record_checkpoint(self, event: dict) -> Checkpoint:
         checkpoint, _ = Checkpoint.objects.update_or_create(
@@ -187,6 +191,8 @@ class RunRecorder:
                       log_tail="\n".join(self.engine.tail), heartbeat_at=timezone.now())
         if self.metrics_changed:  # the series is the one large column: written only when it grew
             fields["metrics"], self.metrics_changed = self.metrics, False
+        if self.result_changed:
+            fields["result"], self.result_changed = self.result, False
         TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
         row = TrainingRun.objects.filter(pk=self.run.pk).values("status", "cancel_requested").first()
         # Stop on a cancel, and also when the row was taken from us (deleted, or reaped as stale).

@@ -52,7 +52,7 @@ def snapshot_create(*, project: Project, kind: str, style: str = "standard", for
     for key in ("kind", "style", "format"):
         options.pop(key, None)
     export_options = parse_options({**options, "kind": kind, "style": style}, project=project)
-    fmt = parse_format(format)
+    fmt = parse_format(format, options=export_options)
     name = (name or "").strip()
     if len(name) > 200:
         raise Invalid("must be at most 200 characters", field="name")

@@ -51,8 +51,8 @@ class ExportView(APIView):
         if fmt == "hf":
             raise Invalid("a datasets directory cannot be downloaded: create a snapshot with format 'hf', or use "
                           "manage.py export_preferences", field="format")
-        fmt = parse_format(fmt, allowed=STREAM_FORMATS)
         options = parse_options(request.query_params, project=project)
+        fmt = parse_format(fmt, allowed=STREAM_FORMATS, options=options)
         high_water = high_water_mark(project)
         response = StreamingHttpResponse(
             export_stream(project=project, options=options, fmt=fmt, high_water=high_water),

@@ -178,8 +178,13 @@ def parse_options(data: Mapping, *, project) -> ExportOptions:
     )
 
 
-def parse_format(value, *, allowed: tuple[str, ...] = FORMATS) -> str:
+def parse_format(value, *, allowed: tuple[str, ...] = FORMATS, options: ExportOptions | None = None) -> str:
+    """The file format; with the parsed ``options``, also whether that format can carry them."""
     value = value or "jsonl"
     if value not in allowed:
         _fail("format", f"must be one of {', '.join(allowed)}, got {value!r}")
+    if value == "csv" and options is not None and options.style == "conversational" and options.kind != "raw":
+        # A CSV cell holds the message list as JSON text, and TRL reads it back as a plain-text prompt.
+        _fail("format", "conversational rows cannot be written as CSV (a training library reads the message "
+                        "lists back as plain text); use jsonl or parquet, or style 'standard'")
     return value

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from training import services
+from training.api.serializers import RunSerializer
 from training.models import Checkpoint, TrainingRun
 from training.tasks import run_train
 
@@ -46,6 +47,13 @@ def test_dpo_run_goes_from_queued_to_succeeded_with_metrics_and_an_adapter(worke
     assert len(losses) >= 4 and all(loss > 0 for loss in losses)
     assert [m["step"] for m in run.metrics] == sorted(m["step"] for m in run.metrics)
     assert run.result["final_loss"] is not None
+    # How and on what it trained, on the run's API: one process, fp32 masters, every snapshot row accounted for.
+    detail = RunSerializer(run).data
+    assert detail["world_size"] == 1
+    assert detail["dtype"] == {"weights": "fp32", "compute": "fp32", "base": "fp32"}
+    stats = detail["data_stats"]
+    assert stats["train_rows"] + stats["eval_rows"] + stats["dropped_too_long"] + stats["ties_excluded"] \
+        == run.snapshot.row_count
     checkpoint = run.checkpoints.get(step=8)
     assert checkpoint.kind == "lora" and checkpoint.size_bytes > 0
     files = services.data_path(checkpoint.path)

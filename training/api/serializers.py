@@ -29,6 +29,11 @@ class CheckpointSerializer(serializers.ModelSerializer):
 class RunSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model.name", read_only=True)
     progress = serializers.FloatField(read_only=True)
+    # How the engine trains and on what, as it reported them (null until it has).
+    world_size = serializers.SerializerMethodField(help_text="Processes the run trains on (1 unless several GPUs).")
+    dtype = serializers.SerializerMethodField(help_text="The dtype policy: {weights, compute, base}.")
+    data_stats = serializers.SerializerMethodField(
+        help_text="{train_rows, eval_rows, dropped_too_long, truncated, ties_excluded}")
     checkpoints = CheckpointSerializer(many=True, read_only=True)
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
 
@@ -38,16 +43,26 @@ class RunSerializer(serializers.ModelSerializer):
             "id", "method", "base_model", "project", "snapshot", "reward_checkpoint", "resumed_from", "config",
             "gpus", "queue", "status", "step", "total_steps", "progress", "eta_seconds", "metrics", "result", "error",
             "log_tail", "cancel_requested", "worker", "heartbeat_at", "created_by", "idempotency_key", "created_at",
-            "started_at", "finished_at", "checkpoints",
+            "started_at", "finished_at", "checkpoints", "world_size", "dtype", "data_stats",
         ]
         read_only_fields = fields
+
+    def get_world_size(self, run) -> int | None:
+        return (run.result or {}).get("world_size")
+
+    def get_dtype(self, run) -> dict | None:
+        return (run.result or {}).get("dtype")
+
+    def get_data_stats(self, run) -> dict | None:
+        return (run.result or {}).get("data_stats")
 
 
 class RunListSerializer(RunSerializer):
     """The list leaves out the long fields (metric series, log tail); the detail has them."""
 
     class Meta(RunSerializer.Meta):
-        fields = [f for f in RunSerializer.Meta.fields if f not in ("metrics", "log_tail", "checkpoints", "result")]
+        fields = [f for f in RunSerializer.Meta.fields
+                  if f not in ("metrics", "log_tail", "checkpoints", "result", "world_size", "dtype", "data_stats")]
         read_only_fields = fields
 
 

@@ -60,10 +60,11 @@ def main(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     hf_logging.set_verbosity_warning()
     hf_logging.disable_progress_bar()
 
-    from .common import setup_runtime
+    from .common import run_setup, setup_runtime
 
     reporter = reporter or Reporter(echo=is_main_process())
     setup_runtime(cfg)
+    reporter.setup(**run_setup(cfg))
     module_name, function_name = METHOD_FUNCTIONS[cfg.method]
     train = getattr(importlib.import_module(module_name), function_name)
     result = train(cfg, reporter)

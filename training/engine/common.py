@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,76 @@ def setup_runtime(cfg: RunConfig) -> None:
 
 
 def precision(cfg: RunConfig) -> str:
-    """"bf16", "fp16" or "fp32" for this run on this machine."""
+    """The compute dtype of this run on this machine: "bf16", "fp16" or "fp32" (auto: bf16 on a GPU that has it)."""
     if cfg.precision != "auto":
         return cfg.precision
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16"
     return "fp32"
+
+
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class DtypePolicy:
+    """One dtype policy for every method and adapter.
+
+    weights  what the optimizer updates: always fp32 masters, whatever the checkpoint's dtype (a bf16 Hub checkpoint
+             loads as bf16 under transformers' dtype="auto"; updates below bf16's resolution would be lost)
+    compute  the autocast dtype: bf16 where the device supports it, else fp32 (or as `precision` says)
+    base     the frozen base weights under an adapter: the compute dtype, or "nf4" under QLoRA; a full fine-tune
+             trains the base itself, so it is fp32
+    """
+
+    weights: str
+    compute: str
+    base: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"weights": self.weights, "compute": self.compute, "base": self.base}
+
+
+def dtype_policy(cfg: RunConfig) -> DtypePolicy:
+    compute = precision(cfg)
+    base = {"full": "fp32", "qlora": "nf4"}.get(cfg.adapter, compute)
+    return DtypePolicy(weights="fp32", compute=compute, base=base)
+
+
+def device() -> torch.device:
+    """This process's device: its rank's GPU under `accelerate launch` (LOCAL_RANK), else GPU 0, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def attn_implementation(cfg: RunConfig) -> str | None:
+    """The attention kernel to load models with; None leaves transformers' default (sdpa).
+
+    auto: FlashAttention-2 on a CUDA device with the flash-attn package and a 16-bit compute dtype, else the default.
+    """
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    if torch.cuda.is_available() and precision(cfg) in ("bf16", "fp16"):
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+    return None
+
+
+def run_setup(cfg: RunConfig) -> dict[str, Any]:
+    """How this run trains, as reported in its "setup" event and result."""
+    return {
+        "world_size": world_size(),
+        "device": device().type,
+        "dtype": dtype_policy(cfg).as_dict(),
+        "attn_implementation": attn_implementation(cfg) or "sdpa",
+    }
 
 
 def base_source(cfg: RunConfig) -> str:
@@ -93,19 +158,24 @@ def quantization_config(cfg: RunConfig) -> BitsAndBytesConfig | None:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=TORCH_DTYPES[precision(cfg)],  # the policy's compute dtype
         llm_int8_skip_modules=SEQ_CLS_HEADS + ["lm_head"],  # a new, random head must not be quantized
     )
 
 
 def load_model(cfg: RunConfig, source: str, task: str = "causal"):
-    """The base model for training: fp32 on CPU, bf16 weights under LoRA on a bf16 GPU, 4-bit NF4 for QLoRA."""
+    """The model to train, by the dtype policy: a full fine-tune in fp32 (its weights are the masters), a frozen
+    base under an adapter in the compute dtype, 4-bit NF4 under QLoRA; on this process's device (its rank's GPU)."""
     kwargs: dict[str, Any] = {}
+    policy = dtype_policy(cfg)
     if cfg.adapter == "qlora":
         kwargs["quantization_config"] = quantization_config(cfg)
-        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
-    elif cfg.adapter != "full" and precision(cfg) == "bf16":
-        kwargs["dtype"] = torch.bfloat16  # frozen base weights; trainable adapters are upcast by peft
+        kwargs["device_map"] = {"": str(device())}  # the rank's own GPU, never GPU 0 for every rank
+        kwargs["dtype"] = TORCH_DTYPES[policy.compute]  # the layers bitsandbytes leaves unquantized
+    else:
+        kwargs["dtype"] = TORCH_DTYPES[policy.base]
+    if attn_implementation(cfg):
+        kwargs["attn_implementation"] = attn_implementation(cfg)
     if task == "seq_cls":
         model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
     else:
@@ -144,15 +214,19 @@ def peft_config(cfg: RunConfig, model, task: str = "causal"):
     return None
 
 
-def keep_heads_in_fp32(model) -> None:
-    """Train the seq-cls head copies of a QLoRA model in fp32, fed with fp32 hidden states.
+def trainable_in_fp32(model) -> None:
+    """Make every trainable parameter an fp32 master, after the trainer has wrapped the model.
 
-    Under a quantized base, TRL casts every trainable parameter to bf16, the `score` copy that peft keeps in
-    `modules_to_save` included, while the hidden states reaching it stay fp32 (prepare_model_for_kbit_training
-    keeps the non-quantized layers in fp32): F.linear then fails on mixed dtypes. The head is tiny, so it goes
-    back to fp32, and its input is cast to the head's dtype (a no-op under autocast, which does its own casting).
+    TRL casts the trainable parameters of a quantized model (LoRA and the `score` head copy that peft keeps in
+    `modules_to_save`) to bf16, and a head copied from a bf16 base is bf16: both go back to fp32 here, and autocast
+    does the casting in the forward pass. Without autocast (fp32 compute) a head can still receive lower-precision
+    hidden states (the 4-bit layers' output), so its input is cast to its own dtype.
     """
     from peft.utils import ModulesToSaveWrapper
+
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.float()
 
     def cast_input(module, args):
         weight = getattr(module, "weight", None)
@@ -161,13 +235,9 @@ def keep_heads_in_fp32(model) -> None:
         return tuple(a.to(weight.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
     for wrapper in model.modules():
-        if not isinstance(wrapper, ModulesToSaveWrapper):
-            continue
-        for head in wrapper.modules_to_save.values():
-            for param in head.parameters():
-                if param.is_floating_point() and param.dtype != torch.float32:
-                    param.data = param.data.float()
-            head.register_forward_pre_hook(cast_input)
+        if isinstance(wrapper, ModulesToSaveWrapper):
+            for head in wrapper.modules_to_save.values():
+                head.register_forward_pre_hook(cast_input)
 
 
 def is_adapter_dir(path: str | os.PathLike) -> bool:
@@ -234,6 +304,7 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
     """Train (resuming if asked), evaluate on the held-out rows, report the final checkpoint; return the result."""
     from transformers import PrinterCallback
 
+    trainable_in_fp32(trainer.model)  # before train() builds the optimizer over them
     trainer.remove_callback(PrinterCallback)  # it prints python dicts to stdout; our events carry the same numbers
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ReporterCallback))
@@ -259,7 +330,18 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
         "first_loss": train_losses[0] if train_losses else None,
         "final_loss": train_losses[-1] if train_losses else None,
         "history": [h for h in callback.history if "loss" in h],  # per logged step
+        **run_setup(cfg),
     }
+
+
+def data_stats(reporter: Reporter, *, train_rows: int, eval_rows: int, dropped_too_long: int = 0, truncated: int = 0,
+               ties_excluded: int = 0) -> dict[str, int]:
+    """What the run trains on, reported as soon as the trainer has prepared its data: rows trained and held out
+    (after TRL's own filtering), rows dropped as longer than max_length, rows cut to max_length, ties left out."""
+    stats = {"train_rows": train_rows, "eval_rows": eval_rows, "dropped_too_long": dropped_too_long,
+             "truncated": truncated, "ties_excluded": ties_excluded}
+    reporter.data_stats(stats)
+    return stats
 
 
 def _quality_metrics(metrics: dict[str, Any]) -> dict[str, float]:

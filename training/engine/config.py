@@ -21,6 +21,7 @@ from typing import Any
 METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "generate", "evaluate", "merge", "score")
 ADAPTERS = ("lora", "qlora", "prompt_tuning", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
 OPTIMIZERS = (
     "adamw_torch",
     "adamw_torch_fused",
@@ -85,7 +86,8 @@ class KTOSection:
 @dataclass
 class SFTSection:
     assistant_only_loss: bool = False  # for `messages` rows: loss on assistant turns only (needs {% generation %})
-    packing: bool = False  # pack several short rows into one max_length sequence
+    packing: bool = False  # pack several short rows into one max_length sequence (padding-free, position ids
+    #                        restart per row); a run is refused if the model's attention lets packed rows mix
 
 
 @dataclass
@@ -230,7 +232,10 @@ class RunConfig:
     resume_from_checkpoint: str | None = None  # a checkpoint-<step> dir written by an earlier run of this config
 
     # Hardware
-    precision: str = "auto"  # auto = bf16 on a GPU that supports it, fp32 on CPU
+    precision: str = "auto"  # compute dtype (autocast): auto = bf16 on a GPU that supports it, fp32 elsewhere.
+    #                          Trainable weights are fp32 masters whatever this says (see common.DtypePolicy).
+    attn_implementation: str = "auto"  # auto | sdpa | flash_attention_2 | eager; auto = flash_attention_2 on a GPU
+    #                                    with flash-attn installed, else sdpa
     threads: int | None = None  # torch CPU threads; None = 1 on CPU (oversubscription is 15-50x slower), untouched on GPU
     gradient_checkpointing: bool = False
 
@@ -293,6 +298,8 @@ class RunConfig:
         _check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
+        _check(self.attn_implementation in ATTN_IMPLEMENTATIONS, "attn_implementation",
+               f"must be one of {', '.join(ATTN_IMPLEMENTATIONS)}; got {self.attn_implementation!r}")
         if self.method == "rloo":
             _check(
                 (self.batch_size * self.grad_accum) % self.rloo.num_generations == 0,
@@ -301,6 +308,9 @@ class RunConfig:
             )
         if self.method == "kto":
             _check(self.batch_size >= 2, "batch_size", "KTO needs batch_size >= 2 (its KL term)")
+        if self.method == "sft" and self.sft.packing:
+            # Packed rows are told apart by position ids restarting at 0; virtual tokens in front break that.
+            _check(self.adapter != "prompt_tuning", "sft.packing", "cannot be used with adapter prompt_tuning")
 
     @property
     def adapter_family(self) -> str:

@@ -8,6 +8,9 @@ Accepted rows (TRL's own formats; each value is a string, or a list of `{role, c
     prompts    (ppo, rloo,    {"prompt"} | {"messages"}                      preference rows: their prompts
                 generate, win-rate)
 
+A preference row with `"tie": true` (exports with `ties=flag` keep ties that way, margin 0) is not a preference:
+`without_ties` leaves it out of every pairwise loss (reward, DPO, KTO from pairs) and counts it.
+
 Other keys (provenance, ids, ...) are carried in the file but dropped here. If any row of a file is
 conversational, plain strings in it are wrapped as messages, so the whole dataset has one shape.
 """
@@ -53,8 +56,16 @@ def _require(rows: list[dict], keys: tuple[str, ...], shape: str) -> None:
             raise ValueError(f"dataset: row {i} lacks {', '.join(missing)} (expected {shape} rows)")
 
 
+def without_ties(rows: list[dict]) -> tuple[list[dict], int]:
+    """The rows that are not ties, and how many ties were left out."""
+    kept = [r for r in rows if not r.get("tie")]
+    return kept, len(rows) - len(kept)
+
+
 def preference_rows(rows: list[dict], use_margin: bool = True) -> list[dict]:
     """{prompt, chosen, rejected, margin?} rows, all plain text or all conversational."""
+    if not rows:
+        raise ValueError("dataset: no preference rows to train on (ties are left out of pairwise losses)")
     _require(rows, ("chosen", "rejected"), "prompt/chosen/rejected")
     has_prompt = all("prompt" in r for r in rows)
     has_margin = use_margin and any("margin" in r for r in rows)
@@ -134,6 +145,21 @@ def prompt_rows(rows: list[dict]) -> list[dict]:
         prompt_id = r.get("prompt_id", r.get("external_id", r.get("id", i)))
         out.append({"prompt_id": prompt_id, "prompt": prompt})
     return out
+
+
+def sft_token_lengths(tokenizer, rows: list[dict]) -> list[int]:
+    """Tokens per SFT row as TRL renders it (the chat template for conversations, prompt + completion + eos for
+    text): what `max_length` cuts."""
+    lengths = []
+    for r in rows:
+        if "messages" in r:
+            ids = tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]
+        elif is_messages(r["prompt"]):
+            ids = tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)["input_ids"]
+        else:
+            ids = tokenizer(r["prompt"] + r["completion"])["input_ids"] + [tokenizer.eos_token_id]
+        lengths.append(len(ids))
+    return lengths
 
 
 def train_eval_split(rows: list, eval_fraction: float, seed: int) -> tuple[list, list]:

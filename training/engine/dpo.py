@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import base_source, callbacks, load_model, load_tokenizer, peft_config, to_dataset, train_and_save, trl_args
+from .common import (
+    base_source,
+    callbacks,
+    data_stats,
+    load_model,
+    load_tokenizer,
+    peft_config,
+    to_dataset,
+    train_and_save,
+    trl_args,
+)
 from .config import RunConfig
-from .data import preference_rows, read_jsonl, train_eval_split
+from .data import preference_rows, read_jsonl, train_eval_split, without_ties
 from .events import Reporter
 
 
@@ -22,7 +32,8 @@ def train_dpo(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
     tokenizer = load_tokenizer(source)
     model = load_model(cfg, source)
 
-    rows = preference_rows(read_jsonl(cfg.dataset), use_margin=False)
+    rows, ties = without_ties(read_jsonl(cfg.dataset))
+    rows = preference_rows(rows, use_margin=False)
     train_rows, eval_rows = train_eval_split(rows, cfg.eval_fraction, cfg.seed)
 
     loss_type = cfg.dpo.loss_type if isinstance(cfg.dpo.loss_type, list) else [cfg.dpo.loss_type]
@@ -46,6 +57,17 @@ def train_dpo(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
         peft_config=peft_config(cfg, model),
         callbacks=callbacks(cfg, reporter),
     )
+    # DPOTrainer drops the rows whose prompt alone fills max_length and cuts the others to max_length.
+    datasets = [d for d in (trainer.train_dataset, trainer.eval_dataset) if d is not None]
+    kept_train, kept_eval = len(trainer.train_dataset), len(trainer.eval_dataset or [])
+    stats = data_stats(
+        reporter, train_rows=kept_train, eval_rows=kept_eval, ties_excluded=ties,
+        dropped_too_long=len(train_rows) + len(eval_rows) - kept_train - kept_eval,
+        truncated=sum(
+            len(p) + max(len(c), len(r)) > cfg.max_length
+            for d in datasets for p, c, r in zip(d["prompt_ids"], d["chosen_ids"], d["rejected_ids"])
+        ),
+    )
     result = train_and_save(trainer, cfg, reporter, eval_dataset=trainer.eval_dataset)
-    result["train_rows"], result["eval_rows"] = len(train_rows), len(eval_rows)
+    result["train_rows"], result["eval_rows"], result["data_stats"] = kept_train, kept_eval, stats
     return result

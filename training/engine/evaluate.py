@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
-from .data import as_messages, preference_rows, prompt_rows, read_jsonl
+from .data import as_messages, preference_rows, prompt_rows, read_jsonl, without_ties
 from .events import Reporter
 
 Z95 = 1.959963984540054
@@ -60,7 +60,8 @@ def train_evaluate(cfg: RunConfig, reporter: Reporter, reward_fn=None) -> dict[s
 
 
 def reward_accuracy(cfg: RunConfig, reporter: Reporter, reward_fn) -> dict[str, Any]:
-    rows = preference_rows(read_jsonl(cfg.dataset), use_margin=False)
+    rows, ties = without_ties(read_jsonl(cfg.dataset))  # a tie has no right answer
+    rows = preference_rows(rows, use_margin=False)
     reporter.started("evaluate", 1)
     prompts = [r.get("prompt", "") for r in rows]
     chosen = reward_fn(prompts=prompts, completions=[r["chosen"] for r in rows])
@@ -70,7 +71,7 @@ def reward_accuracy(cfg: RunConfig, reporter: Reporter, reward_fn) -> dict[str, 
                       for i, (c, r, o) in enumerate(zip(chosen, rejected, outcomes))])
     low, high = interval(outcomes, cfg)
     result = {
-        "method": "evaluate", "kind": "reward_accuracy", "n": len(rows),
+        "method": "evaluate", "kind": "reward_accuracy", "n": len(rows), "ties_excluded": ties,
         "accuracy": sum(outcomes) / len(outcomes), "ci95": [low, high], "ci_method": cfg.evaluate.ci,
         "mean_margin": float(np.mean(np.asarray(chosen) - np.asarray(rejected))),
     }

@@ -2,6 +2,10 @@
 
 One object per line, flushed at once, so a parent process (the Celery task) can follow a run as it goes:
 
+    {"event": "setup", "world_size": 2, "device": "cuda", "dtype": {"weights": "fp32", "compute": "bf16",
+     "base": "bf16"}, "attn_implementation": "sdpa"}
+    {"event": "data_stats", "data_stats": {"train_rows": 640, "eval_rows": 72, "dropped_too_long": 8,
+     "truncated": 0, "ties_excluded": 12}}
     {"event": "started", "method": "dpo", "total_steps": 200}
     {"event": "progress", "step": 10, "total": 200, "eta_s": 41.2, "epoch": 0.4}
     {"event": "metrics", "step": 10, "metrics": {"loss": 0.61, "rewards/accuracies": 0.75}}
@@ -72,6 +76,14 @@ class Reporter:
             self.stream.write(json.dumps(record) + "\n")
             self.stream.flush()
         return record
+
+    def setup(self, **setup: Any) -> None:
+        """How the run trains (processes, device, dtype policy, attention), before any model is loaded."""
+        self.emit("setup", **setup)
+
+    def data_stats(self, stats: dict[str, int]) -> None:
+        """What the run trains on: rows trained and held out, and rows dropped, truncated or excluded (ties)."""
+        self.emit("data_stats", data_stats=stats)
 
     def started(self, method: str, total_steps: int | None) -> None:
         self.emit("started", method=method, total_steps=total_steps)

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import base_source, callbacks, load_model, load_tokenizer, peft_config, to_dataset, train_and_save, trl_args
+from .common import (
+    base_source,
+    callbacks,
+    data_stats,
+    load_model,
+    load_tokenizer,
+    peft_config,
+    to_dataset,
+    train_and_save,
+    trl_args,
+)
 from .config import RunConfig
-from .data import read_jsonl, train_eval_split, unpaired_rows
+from .data import read_jsonl, train_eval_split, unpaired_rows, without_ties
 from .events import Reporter
 
 
@@ -17,7 +27,8 @@ def train_kto(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
     tokenizer = load_tokenizer(source)
     model = load_model(cfg, source)
 
-    rows = unpaired_rows(read_jsonl(cfg.dataset))  # {prompt, completion, label: bool}
+    rows, ties = without_ties(read_jsonl(cfg.dataset))  # a tied pair is neither desirable nor undesirable
+    rows = unpaired_rows(rows)  # {prompt, completion, label: bool}
     train_rows, eval_rows = train_eval_split(rows, cfg.eval_fraction, cfg.seed)
     if len(eval_rows) < 2:  # KTO's KL term needs a batch of at least 2
         train_rows, eval_rows = rows, []
@@ -42,7 +53,15 @@ def train_kto(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
         peft_config=peft_config(cfg, model),
         callbacks=callbacks(cfg, reporter),
     )
+    datasets = [d for d in (trainer.train_dataset, trainer.eval_dataset) if d is not None]
+    kept_train, kept_eval = len(trainer.train_dataset), len(trainer.eval_dataset or [])
+    stats = data_stats(
+        reporter, train_rows=kept_train, eval_rows=kept_eval, ties_excluded=ties,
+        dropped_too_long=len(train_rows) + len(eval_rows) - kept_train - kept_eval,
+        truncated=sum(len(p) + len(c) > cfg.max_length for d in datasets
+                      for p, c in zip(d["prompt_ids"], d["completion_ids"])),
+    )
     result = train_and_save(trainer, cfg, reporter, eval_dataset=trainer.eval_dataset)
-    result["train_rows"], result["eval_rows"] = len(train_rows), len(eval_rows)
+    result["train_rows"], result["eval_rows"], result["data_stats"] = kept_train, kept_eval, stats
     result["desirable_rows"] = sum(r["label"] for r in train_rows)
     return result

@@ -7,7 +7,7 @@ from typing import Any
 from .common import (
     base_source,
     callbacks,
-    keep_heads_in_fp32,
+    data_stats,
     load_model,
     load_tokenizer,
     peft_config,
@@ -16,7 +16,7 @@ from .common import (
     trl_args,
 )
 from .config import RunConfig
-from .data import preference_rows, read_jsonl, train_eval_split
+from .data import preference_rows, read_jsonl, train_eval_split, without_ties
 from .events import Reporter
 
 
@@ -28,7 +28,8 @@ def train_reward(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
     model = load_model(cfg, source, task="seq_cls")
 
     # Rows: {prompt?, chosen, rejected, margin?}. TRL adds the margin to the Bradley-Terry loss when present.
-    rows = preference_rows(read_jsonl(cfg.dataset), use_margin=cfg.reward.use_margin)
+    rows, ties = without_ties(read_jsonl(cfg.dataset))
+    rows = preference_rows(rows, use_margin=cfg.reward.use_margin)
     train_rows, eval_rows = train_eval_split(rows, cfg.eval_fraction, cfg.seed)
 
     args = trl_args(
@@ -47,10 +48,12 @@ def train_reward(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
         peft_config=peft_config(cfg, model, task="seq_cls"),  # SEQ_CLS: the `score` head is trained and saved too
         callbacks=callbacks(cfg, reporter),
     )
-    if cfg.adapter == "qlora":
-        keep_heads_in_fp32(trainer.model)
+    # RewardTrainer drops the pairs longer than max_length (it does not truncate them): count what it kept.
+    kept_train, kept_eval = len(trainer.train_dataset), len(trainer.eval_dataset or [])
+    stats = data_stats(reporter, train_rows=kept_train, eval_rows=kept_eval, ties_excluded=ties,
+                       dropped_too_long=len(train_rows) + len(eval_rows) - kept_train - kept_eval)
     result = train_and_save(trainer, cfg, reporter, eval_dataset=trainer.eval_dataset)
     # Held-out pairwise accuracy: how often the chosen response outscores the rejected one.
     result["accuracy"] = result["eval"].get("eval_accuracy")
-    result["train_rows"], result["eval_rows"] = len(train_rows), len(eval_rows)
+    result["train_rows"], result["eval_rows"], result["data_stats"] = kept_train, kept_eval, stats
     return result

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import base_source, callbacks, load_model, load_tokenizer, peft_config, to_dataset, train_and_save, trl_args
+import torch
+
+from .common import (
+    base_source,
+    callbacks,
+    data_stats,
+    load_model,
+    load_tokenizer,
+    peft_config,
+    to_dataset,
+    train_and_save,
+    trl_args,
+)
 from .config import RunConfig
-from .data import read_jsonl, sft_rows, train_eval_split
+from .data import read_jsonl, sft_rows, sft_token_lengths, train_eval_split
 from .events import Reporter
 
 
@@ -16,6 +28,8 @@ def train_sft(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
     source = base_source(cfg)
     tokenizer = load_tokenizer(source)
     model = load_model(cfg, source)
+    if cfg.sft.packing:
+        check_packing_keeps_sequences_apart(model)
 
     # prompt/completion rows: loss on the completion only (TRL default); messages rows: on the whole conversation,
     # or on assistant turns only with sft.assistant_only_loss.
@@ -39,6 +53,45 @@ def train_sft(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
         peft_config=peft_config(cfg, model),
         callbacks=callbacks(cfg, reporter),
     )
+    # SFTTrainer cuts rows to max_length (with packing too): counted from the rows as the template renders them.
+    stats = data_stats(reporter, train_rows=len(train_rows), eval_rows=len(eval_rows),
+                       truncated=sum(n > cfg.max_length for n in sft_token_lengths(tokenizer, rows)))
     result = train_and_save(trainer, cfg, reporter, eval_dataset=trainer.eval_dataset)
-    result["train_rows"], result["eval_rows"] = len(train_rows), len(eval_rows)
+    result["train_rows"], result["eval_rows"], result["data_stats"] = len(train_rows), len(eval_rows), stats
     return result
+
+
+@torch.no_grad()
+def packing_leak(model) -> float:
+    """How far packing moves a sequence's logits: the largest difference between a short sequence's logits alone
+    and the same sequence packed after another one, through the forward TRL's packed batches take (no attention
+    mask, position ids restarting at each sequence, no KV cache). 0 up to rounding when the attention path keeps
+    packed sequences apart."""
+    vocab = model.config.get_text_config().vocab_size
+    first = [i % vocab for i in range(11, 19)]
+    second = [i % vocab for i in range(31, 37)]
+    device = next(model.parameters()).device
+    packed_ids = torch.tensor([first + second], device=device)
+    positions = torch.tensor([list(range(len(first))) + list(range(len(second)))], device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, len(first):].float()
+        alone = model(input_ids=torch.tensor([second], device=device), use_cache=False).logits[0].float()
+    finally:
+        model.train(was_training)
+    return float((packed - alone).abs().max())
+
+
+def check_packing_keeps_sequences_apart(model) -> None:
+    """Refuse `sft.packing` when this model's attention path lets packed sequences attend to each other."""
+    leak = packing_leak(model)
+    logits_dtype = next(model.parameters()).dtype
+    tolerance = 1e-3 if logits_dtype == torch.float32 else 5e-2
+    if leak > tolerance:
+        impl = model.config._attn_implementation
+        raise ValueError(
+            f"sft.packing: with attn_implementation {impl!r} this model's packed sequences attend to each other "
+            f"(a sequence's logits move by {leak:.3g} when packed); use attn_implementation flash_attention_2, or "
+            "set sft.packing to false"
+        )

@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 "min_agreement", "kto_threshold")
         try:
             options = parse_options({k: opts[k] for k in keys if opts.get(k) is not None}, project=project)
-            fmt = parse_format(opts["format"])
+            fmt = parse_format(opts["format"], options=options)
         except ServiceError as exc:
             raise CommandError(option_error(exc))
         started = time.perf_counter()

@@ -49,7 +49,7 @@ def test_parquet_and_csv_downloads(api, admin, project):
 
 @pytest.mark.parametrize("query, field", [
     ("kind=dpo", "kind"), ("format=xlsx", "format"), ("format=hf", "format"), ("min_agreement=2", "min_agreement"),
-    ("since=last-week", "since"),
+    ("since=last-week", "since"), ("kind=trl&style=conversational&format=csv", "format"),
 ])
 def test_bad_export_options_get_a_400_naming_the_field(api, admin, project, query, field):
     api.force_authenticate(admin)

@@ -277,6 +277,18 @@ def test_live_partial_polls_while_running_and_stops_when_finished(admin_client):
     assert 'value="100.0"' in html and "Cancel run" not in html
 
 
+def test_the_run_page_shows_how_and_on_what_the_run_trains(admin_client):
+    run = make_run(make_project("pairwise"), status="running", result={
+        "world_size": 2, "device": "cuda", "dtype": {"weights": "fp32", "compute": "bf16", "base": "bf16"},
+        "attn_implementation": "sdpa",
+        "data_stats": {"train_rows": 640, "eval_rows": 72, "dropped_too_long": 8, "truncated": 0, "ties_excluded": 12},
+    })
+    html = admin_client.get(f"/manage/training/runs/{run.pk}/").content.decode()
+    assert "2 processes on cuda · weights fp32, compute bf16, frozen base bf16 · attention sdpa" in html
+    assert ("Trained on 640 rows, 72 held out · 8 dropped as longer than max_length · "
+            "12 ties left out of the pairwise loss") in html
+
+
 def test_cancel_and_resume_from_the_run_page(admin_client, settings, tmp_path):
     settings.PS_DATA_DIR = tmp_path
     project = make_project("pairwise")

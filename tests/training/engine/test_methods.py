@@ -22,7 +22,7 @@ def assert_trained(result, events, steps, kind="lora"):
     assert math.isfinite(result["final_loss"])
     checkpoint = Path(result["checkpoint"])
     assert checkpoint.name == f"checkpoint-{steps}" and checkpoint.is_dir()
-    names = [e["event"] for e in events.events]
+    names = [e["event"] for e in events.events if e["event"] != "data_stats"]
     assert names[0] == "started" and names[-1] == "checkpoint"
     assert [e["step"] for e in events.of("progress")] == list(range(1, steps + 1))
     final = events.of("checkpoint")[-1]
@@ -218,7 +218,9 @@ def test_cli_emits_json_lines_in_order(tmp_path, data_dir, datasets):
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is nothing but JSON lines
     names = [e["event"] for e in events]
-    assert names[0] == "started" and events[0]["total_steps"] == 3 and events[0]["method"] == "reward"
+    assert names[:3] == ["setup", "data_stats", "started"]
+    assert events[0]["world_size"] == 1 and events[0]["dtype"]["weights"] == "fp32"
+    assert events[2]["total_steps"] == 3 and events[2]["method"] == "reward"
     assert names[-1] == "done"
     assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2, 3]
     assert [(e["step"], e["kind"]) for e in events if e["event"] == "checkpoint"] == [(2, "lora"), (3, "lora")]

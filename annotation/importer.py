@@ -333,7 +333,7 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
 
     preferred = None
     if "chosen" in row or "rejected" in row:
-        if mode in ("rating", "demonstration"):
+        if mode in ("rating", "demonstration", "arena"):
             raise RowInvalid("chosen", "pre-paired rows need a pairwise or ranking project")
         if row.get("chosen") is None:
             raise RowInvalid("chosen", "is required with 'rejected'")
@@ -347,6 +347,8 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
     elif mode == "demonstration" and row.get("responses") is None:
         responses = []  # the rater writes the answer from scratch
     else:
+        if ("responses" not in row or row["responses"] is None) and mode == "arena":
+            row = {**row, "responses": []}  # an arena's prompts are suggestions for raters
         if "responses" not in row or row["responses"] is None:
             raise RowInvalid("responses", "is required (or 'chosen' and 'rejected')")
         if not isinstance(row["responses"], list):
@@ -357,7 +359,7 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
                 responses.append(_response(value, max_chars))
             except RowInvalid as exc:
                 raise exc.under(f"responses[{i}]") from None
-        need = {"rating": 1, "demonstration": 0}.get(mode, 2)
+        need = {"rating": 1, "demonstration": 0, "arena": 0}.get(mode, 2)  # an arena takes prompts alone
         if len(responses) < need:
             raise RowInvalid("responses", f"a {mode} project needs at least {need} response(s) per prompt")
 
@@ -388,6 +390,8 @@ def item_groups(mode: str, n: int, config: dict) -> list[list[int]]:
         return [[i] for i in range(n)] or [[]]
     if mode == "pairwise":
         return [list(p) for p in itertools.combinations(range(n), 2)][: config["max_pairs_per_prompt"]]
+    if mode == "arena":
+        return []  # an arena's items are its battles, made by raters (training.arena)
     k = config["k"]
     if n <= k:
         return [list(range(n))]

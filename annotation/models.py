@@ -15,6 +15,7 @@ class Project(models.Model):
         PAIRWISE = "pairwise"
         RANKING = "ranking"
         DEMONSTRATION = "demonstration"  # the rater writes the answer (SFT data), optionally from a model draft
+        ARENA = "arena"  # raters write prompts; two anonymous sources answer; the vote is a pair
 
     class Status(models.TextChoices):
         ACTIVE = "active"

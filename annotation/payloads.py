@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from .project_config import STRENGTHS
+from .project_config import STRENGTHS, judgement_mode
 
 MAX_COMMENT_CHARS = 10_000
 PAIR_CHOICES = ("A", "B", "tie", "both_bad")
@@ -173,6 +173,11 @@ def resolve_ranking(payload: dict, config: dict, display_order: list[int]) -> di
     return {"order": order, "not_rankable": not_rankable, "comment": _comment(payload)}
 
 
+def resolve_arena(payload: dict, config: dict, display_order: list[int]) -> dict:
+    """An arena vote: a pairwise choice with no strength (A, B, tie or both_bad)."""
+    return resolve_pairwise(payload, {**config, "strength": False}, display_order)
+
+
 def resolve_demonstration(payload: dict, config: dict, display_order: list[int]) -> dict:
     """The rater's answer to the prompt. ``draft``: "A" when they started from the model draft shown (the
     item's one response), null when they wrote from scratch."""
@@ -188,7 +193,7 @@ def resolve_demonstration(payload: dict, config: dict, display_order: list[int])
 
 
 RESOLVERS = {"rating": resolve_rating, "pairwise": resolve_pairwise, "ranking": resolve_ranking,
-             "demonstration": resolve_demonstration}
+             "demonstration": resolve_demonstration, "arena": resolve_arena}
 
 
 def resolve_payload(mode: str, payload: Any, config: dict, display_order: list[int]) -> dict:
@@ -201,7 +206,7 @@ def gold_correct(mode: str, gold: dict | None, resolved: dict) -> bool | None:
     """Whether an answer agrees with the gold answer (both resolved); None when there is no gold."""
     if not gold or mode == "demonstration":
         return None
-    if mode == "pairwise":
+    if judgement_mode(mode) == "pairwise":
         return gold.get("outcome") == resolved["outcome"] and gold.get("chosen") == resolved["chosen"]
     if mode == "rating":
         return abs(int(gold.get("overall", 0)) - resolved["overall"]) <= int(gold.get("tolerance", 1))

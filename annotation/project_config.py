@@ -1,11 +1,11 @@
 """The per-project ``config``: defaults per mode, and validation that names the field at fault."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from django.core.exceptions import ValidationError
 
-MODES = ("rating", "pairwise", "ranking", "demonstration")
+MODES = ("rating", "pairwise", "ranking", "demonstration", "arena")
 STRENGTHS = ("negligible", "slight", "better", "significant")
 
 # InstructGPT's metadata flags, the default for rating projects.
@@ -54,7 +54,29 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "demonstration": {
         "start_from_draft": True,  # the editor opens with the model draft (if the item has one), else empty
     },
+    "arena": {
+        # Who answers: [{"base_model": NAME} | {"checkpoint": ID} | {"endpoint": NAME}], at least two. Annotation
+        # checks their shape; training checks that they exist (training.arena).
+        "sources": [],
+        "allow_tie": True,
+        "allow_both_bad": True,
+        "sampling": "uniform",  # which two sources answer: uniform, or widest_interval (least known first)
+        "max_new_tokens": 256,  # sampling for every source
+        "temperature": 0.7,
+        "top_p": 0.95,
+    },
 }
+
+ARENA_SOURCE_KINDS = ("base_model", "checkpoint", "endpoint")
+ARENA_SAMPLING = ("uniform", "widest_interval")
+MAX_ARENA_SOURCES = 32
+SOURCE_NAME_CHARS = 100
+
+
+def judgement_mode(mode: str) -> str:
+    """The shape of a project's judgements: an arena vote is a pairwise judgement (a choice between A and B,
+    stored with response ids), so exports, quality and training read arena projects as pairwise ones."""
+    return "pairwise" if mode == "arena" else mode
 
 
 def _fail(field: str, message: str):
@@ -88,8 +110,48 @@ def _names(cfg, field):
         _fail(field, "names must be at most 64 characters")
 
 
+def _arena_sources(cfg) -> None:
+    """``sources``: two or more distinct ``{"base_model": NAME}``, ``{"checkpoint": ID}`` or ``{"endpoint": NAME}``."""
+    sources = cfg["sources"]
+    if not isinstance(sources, list) or not 2 <= len(sources) <= MAX_ARENA_SOURCES:
+        _fail("sources", f"must be a list of 2 to {MAX_ARENA_SOURCES} sources, each "
+                         '{"base_model": name}, {"checkpoint": id} or {"endpoint": name}')
+    seen = set()
+    for i, source in enumerate(sources):
+        field = f"sources[{i}]"
+        if not isinstance(source, dict) or len(source) != 1 or next(iter(source)) not in ARENA_SOURCE_KINDS:
+            _fail(field, 'must be {"base_model": name}, {"checkpoint": id} or {"endpoint": name}')
+        ((kind, value),) = source.items()
+        if kind == "checkpoint":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                _fail(f"{field}.checkpoint", f"must be a checkpoint id (a positive integer), got {value!r}")
+        elif not isinstance(value, str) or not value.strip() or len(value) > SOURCE_NAME_CHARS:
+            _fail(f"{field}.{kind}", f"must be a name of 1 to {SOURCE_NAME_CHARS} characters, got {value!r}")
+        if (kind, value) in seen:
+            _fail(field, f"repeats {kind} {value!r}")
+        seen.add((kind, value))
+
+
+# Checks that another app adds for a mode, run on a project's full config when it is created or changed: training
+# checks that an arena's sources exist (annotation knows only their shape). Each raises ValidationError naming the
+# field.
+_CONFIG_CHECKS: dict[str, list[Callable[[dict], None]]] = {}
+
+
+def register_config_check(mode: str, check: Callable[[dict], None]) -> None:
+    if check not in _CONFIG_CHECKS.setdefault(mode, []):
+        _CONFIG_CHECKS[mode].append(check)
+
+
 def validate_project_config(mode: str, config: dict | None) -> dict:
     """Return the full config for ``mode`` (defaults filled in), or raise ValidationError."""
+    cfg = _validate_shape(mode, config)
+    for check in _CONFIG_CHECKS.get(mode, []):
+        check(cfg)
+    return cfg
+
+
+def _validate_shape(mode: str, config: dict | None) -> dict:
     if mode not in MODES:
         raise ValidationError({"mode": [f"must be one of {', '.join(MODES)}"]})
     config = config or {}
@@ -132,6 +194,15 @@ def validate_project_config(mode: str, config: dict | None) -> dict:
         for field in ("strength", "allow_tie", "allow_both_bad"):
             _bool(cfg, field)
         _int(cfg, "max_pairs_per_prompt", 1, 1000)
+    elif mode == "arena":
+        for field in ("allow_tie", "allow_both_bad"):
+            _bool(cfg, field)
+        _arena_sources(cfg)
+        if cfg["sampling"] not in ARENA_SAMPLING:
+            _fail("sampling", f"must be one of {', '.join(ARENA_SAMPLING)}, got {cfg['sampling']!r}")
+        _int(cfg, "max_new_tokens", 1, 4096)
+        _float(cfg, "temperature", 0, 5)
+        _float(cfg, "top_p", 0.01, 1)
     elif mode == "ranking":
         _int(cfg, "k", 2, 10)
         _bool(cfg, "allow_ties")

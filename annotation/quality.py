@@ -25,7 +25,7 @@ from django.db.models import Count, Max, Q
 from django.db.models.functions import Length
 
 from .models import Annotation, Item, ItemResponse, Membership, Project, Response
-from .project_config import STRENGTHS
+from .project_config import STRENGTHS, judgement_mode
 
 MAX_COHEN_PAIRS = 200  # rater pairs with the most shared items
 MIN_SHARED_ITEMS = 3  # a rater pair needs this many items in common for Cohen's kappa
@@ -255,7 +255,7 @@ def cached_project_quality(project: Project) -> dict:
 
 def project_quality(project: Project) -> dict:
     """Agreement (overall and per criterion), position and length bias, and per-rater figures."""
-    mode = project.mode
+    mode = judgement_mode(project.mode)
     positions: dict[int, list[int]] = defaultdict(list)
     for item_id, rid in (ItemResponse.objects.filter(item__project=project).order_by("item_id", "position")
                          .values_list("item_id", "response_id")):

@@ -260,8 +260,8 @@ def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
         membership = Membership.objects.filter(project=project, user=rater).first()
     if membership and membership.is_paused:
         raise Forbidden(membership.paused_reason or "You are paused on this project; ask an admin.")
-    if project.status != Project.Status.ACTIVE:
-        return None
+    if project.status != Project.Status.ACTIVE or project.mode == Project.Mode.ARENA:
+        return None  # an arena has no queue: each rater votes on the battles they start
     if _on_postgresql():
         return _queue_next_pg(rater, project, now)
     live = (
@@ -366,7 +366,7 @@ def _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now
     item, assignment, _others = _item_state_pg(_READ_ITEM_SQL, rater, item_id, now)
     project = item.project
     if (item.membership and item.membership.is_paused) or project.status != Project.Status.ACTIVE \
-            or not _is_live(assignment, now):
+            or project.mode == Project.Mode.ARENA or not _is_live(assignment, now):
         return None
     resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
     row = fetch_one(_STORE_SQL, {
@@ -425,6 +425,8 @@ def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, 
         item = access_item(rater, item_id, lock=True)
         assignment, others = Assignment.objects.filter(item=item, rater=rater).first(), None
     project = item.project
+    if project.mode == Project.Mode.ARENA:
+        raise Conflict(ARENA_VOTES_ELSEWHERE)
     if item.membership and item.membership.is_paused:
         raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
     live = _is_live(assignment, now)
@@ -466,6 +468,8 @@ def annotation_edit(*, rater, annotation_id, payload, time_spent_ms=None, now=No
     now = now or timezone.now()
     annotation = access_own_annotation(rater, annotation_id, lock=True)
     project = annotation.item.project
+    if project.mode == Project.Mode.ARENA:
+        raise Conflict("An arena vote cannot be changed: the names of both sources were shown after it.")
     window = project.config.get("edit_window_seconds", 1800)
     if project.status != Project.Status.ACTIVE or annotation.created_at + timedelta(seconds=window) < now:
         raise Conflict("This annotation can no longer be edited.")
@@ -477,6 +481,60 @@ def annotation_edit(*, rater, annotation_id, payload, time_spent_ms=None, now=No
         annotation.time_spent_ms = (annotation.time_spent_ms or 0) + _check_time_spent(time_spent_ms)
     annotation.save()
     return annotation
+
+
+# --- arena battles (started, generated and voted through training.arena) ------------------------
+
+ARENA_VOTES_ELSEWHERE = "Arena battles are voted with POST /api/v1/battles/{id}/vote/."
+
+
+@transaction.atomic
+def arena_item_create(*, project: Project, rater, external_id: str, messages: list[dict], metadata: dict,
+                      responses: list[dict], now=None) -> tuple[Item, list[int]]:
+    """A battle's item: the prompt the rater wrote, one empty response per source (``{model_name, checkpoint_id,
+    params}``, in the order A, B) and the rater's assignment showing them in that order. Returns (item, response
+    ids). Nobody else is served it: an arena has no queue."""
+    now = now or timezone.now()
+    prompt = Prompt.objects.create(project=project, external_id=external_id, messages=messages, metadata=metadata,
+                                   round="arena")
+    rows = Response.objects.bulk_create([
+        Response(prompt=prompt, text="", model_name=r.get("model_name") or "", checkpoint_id=r.get("checkpoint_id"),
+                 params=r.get("params") or {})
+        for r in responses
+    ])
+    item = Item.objects.create(project=project, prompt=prompt, overlap=1, round="arena")
+    ItemResponse.objects.bulk_create([ItemResponse(item=item, response=r, position=i) for i, r in enumerate(rows)])
+    order = [r.pk for r in rows]
+    Assignment.objects.create(item=item, rater=rater, project=project, display_order=order, leased_at=now,
+                              expires_at=now + timedelta(seconds=project.lease_seconds))
+    return item, order
+
+
+def arena_response_text_set(*, response_id: int, text: str) -> None:
+    """Write a response's text as far as it has been generated (a battle's answers grow while the page polls)."""
+    Response.objects.filter(pk=response_id).update(text=text)
+
+
+@transaction.atomic
+def arena_vote_store(*, rater, item_id: int, choice: str, time_spent_ms=None, now=None) -> tuple[Annotation, bool]:
+    """The rater's vote on their battle as a pairwise annotation (response ids, display order A, B). Returns
+    (annotation, created); a second vote returns the first one unchanged."""
+    now = now or timezone.now()
+    item = Item.objects.select_for_update(of=("self",)).select_related("project").get(pk=item_id)
+    previous = Annotation.objects.filter(item=item, rater=rater).first()
+    if previous is not None:
+        return previous, False
+    assignment = Assignment.objects.get(item=item, rater=rater)
+    project = item.project
+    resolved = resolve_payload(project.mode, {"choice": choice}, project.config, assignment.display_order)
+    annotation = Annotation.objects.create(
+        item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN, payload=resolved,
+        raw_payload={"choice": choice}, display_order=assignment.display_order,
+        time_spent_ms=_check_time_spent(time_spent_ms),
+    )
+    Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
+    Item.objects.filter(pk=item.pk).update(annotations_count=1, is_complete=True)
+    return annotation, True
 
 
 # --- gold and priority ---------------------------------------------------------------------

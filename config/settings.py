@@ -149,6 +149,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served locally: no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"BattleStatusEnum": "training.models.Battle.Status"},
 }
 
 # --- Preference Studio -----------------------------------------------------------------------
@@ -168,6 +169,9 @@ PS_JUDGE_API_BASE = env("PS_JUDGE_API_BASE", default="")
 PS_JUDGE_API_KEY = env("PS_JUDGE_API_KEY", default="")
 PS_JUDGE_MODEL = env("PS_JUDGE_MODEL", default="")
 PS_JUDGE_TIMEOUT = env.float("PS_JUDGE_TIMEOUT", default=60.0)
+# The queue an arena battle's answers from a base model or checkpoint go to (they need the model's hardware; an
+# endpoint's go to `default`). A worker of its own on it keeps battles from waiting behind training runs.
+PS_ARENA_QUEUE = env("PS_ARENA_QUEUE", default="training")
 
 # --- Celery ------------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"

@@ -367,3 +367,78 @@ def first_token_targets(tiny_path, prompts, mass=0.3):
     order = probs.argsort(descending=True)
     k = int((probs[order].cumsum(0) < mass).sum()) + 1
     return set(order[:k].tolist())
+
+
+# --- a loopback OpenAI-compatible chat endpoint ------------------------------------------------------
+
+
+class LoopbackChat:
+    """An OpenAI-compatible chat server on 127.0.0.1, started by the test: ``POST /v1/chat/completions`` answers
+    ``reply(body)`` (default: "Answer from <model>: ..."). With ``"stream": true`` the answer goes out word by word as
+    server-sent events, ``delay_s`` apart, as OpenAI's API sends them; ``status`` other than 200 fails every request.
+    ``requests`` keeps each request's path, Authorization header and body. Use it in a ``with``."""
+
+    def __init__(self, reply=None, *, delay_s: float = 0.0, status: int = 200):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        outer = self
+        reply = reply or (lambda body: f"Answer from {body['model']}: a short and friendly reply to you.")
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                if status != 200:
+                    self._send(status, "application/json", b'{"error": {"message": "failing on purpose"}}')
+                    return
+                text = reply(body)
+                if not body.get("stream"):
+                    data = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                         "finish_reason": "stop"}]}
+                    self._send(200, "application/json", json.dumps(data).encode())
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                words = text.split(" ")
+                for i, word in enumerate(words):
+                    piece = word if i == 0 else " " + word
+                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(delay_s)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+            def _send(self, code, content_type, data):
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"

@@ -1,10 +1,12 @@
-"""Who may touch training objects: admins only. Anything else is reported as not found or forbidden here."""
+"""Who may touch training objects: admins only, except an arena battle, which its own rater reaches too. Anything
+else is reported as not found or forbidden here."""
 from __future__ import annotations
 
 from annotation.access import is_admin
 from annotation.errors import Forbidden, NotFound
+from annotation.models import Membership
 
-from .models import BaseModel, Checkpoint, DatasetSnapshot, ProjectJob, Round, TrainingRun
+from .models import BaseModel, Battle, Checkpoint, DatasetSnapshot, ProjectJob, Round, TrainingRun
 
 
 def _check_admin(user) -> None:
@@ -56,3 +58,16 @@ def access_job(user, job_id):
     """A project job (AI judge, active-learning scoring), for an admin."""
     _check_admin(user)
     return _get(ProjectJob, job_id, "Job")
+
+
+def access_battle(user, battle_id) -> Battle:
+    """An arena battle, for the rater who started it (while a member of its project) and for admins. Anyone else,
+    another rater of the same arena included, is told it does not exist."""
+    if not (user and user.is_authenticated):
+        raise NotFound("Battle not found.")
+    battle = _get(Battle, battle_id, "Battle", Battle.objects.select_related("project", "item__prompt"))
+    if is_admin(user):
+        return battle
+    if battle.rater_id != user.pk or not Membership.objects.filter(project_id=battle.project_id, user=user).exists():
+        raise NotFound("Battle not found.")
+    return battle

@@ -27,6 +27,8 @@ from annotation.models import Item, Project
 from annotation.project_config import STRENGTHS
 from annotation.services import judge_annotations_store, judge_rater
 
+from .endpoints import EndpointError, chat_complete, endpoint_get, judge_endpoint_name
+from .endpoints import client as endpoint_client
 from .models import Checkpoint, ProjectJob
 from .project_jobs import check_reward_checkpoint, job_open, job_progress, job_queue, job_workdir, reward_scores
 
@@ -57,7 +59,7 @@ Reply with one JSON object and nothing else:
 def judge_name(judge) -> str:
     """The bot's name for a judge: ``reward-<checkpoint id>`` or the chat endpoint's model name."""
     if judge == API:
-        return re.sub(r"[^A-Za-z0-9_.@+-]+", "-", settings.PS_JUDGE_MODEL)[:100] or "api"
+        return judge_endpoint_name() or "api"
     return f"reward-{judge.pk}"
 
 
@@ -209,28 +211,22 @@ def parse_chat_answer(text: str, config: dict) -> dict | None:
 
 
 def _chat_judge(job, project: Project, bot, items: list[Item]) -> dict:
-    import httpx2  # only the worker of a chat judge needs an HTTP client
-
-    url = settings.PS_JUDGE_API_BASE.rstrip("/") + "/chat/completions"
-    headers = {"Authorization": f"Bearer {settings.PS_JUDGE_API_KEY}"} if settings.PS_JUDGE_API_KEY else {}
+    endpoint = endpoint_get(job.params["judge"], field="judge")
     rubric = job.params.get("rubric") or ""
     decisions, unreadable, failures, last_error = [], 0, 0, ""
-    with httpx2.Client(timeout=settings.PS_JUDGE_TIMEOUT, headers=headers) as client:
+    with endpoint_client(endpoint) as http:
         for n, item in enumerate(items, 1):
             order = [ir.response_id for ir in item.item_responses.all()]
             random.Random(f"judge:{item.pk}").shuffle(order)  # a fixed random side per item, against position bias
             texts = {ir.response_id: ir.response.text for ir in item.item_responses.all()}
-            body = {"model": settings.PS_JUDGE_MODEL, "temperature": 0,
-                    "messages": chat_messages(project, item.prompt.messages, texts[order[0]], texts[order[1]], rubric)}
+            messages = chat_messages(project, item.prompt.messages, texts[order[0]], texts[order[1]], rubric)
             try:
-                reply = client.post(url, json=body)
-                reply.raise_for_status()
-                content = reply.json()["choices"][0]["message"]["content"]
-            except (httpx2.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+                content = chat_complete(endpoint, messages, temperature=0, http=http)
+            except EndpointError as exc:
                 failures += 1
-                last_error = f"item {item.pk}: {type(exc).__name__}: {exc}"[:500]
+                last_error = f"item {item.pk}: {exc}"[:500]
                 if failures >= 3 and not decisions:
-                    raise RuntimeError(f"The judge endpoint {url} failed {failures} times; last: {last_error}")
+                    raise RuntimeError(f"The judge endpoint {endpoint.url} failed {failures} times; last: {last_error}")
                 continue
             payload = parse_chat_answer(content, project.config)
             if payload is None:

@@ -1,7 +1,9 @@
-"""Training data: base models, frozen dataset snapshots, runs and their checkpoints."""
+"""Training data: base models, frozen dataset snapshots, runs and their checkpoints; the loop's rounds, jobs, chat
+endpoints and arena battles."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -233,3 +235,69 @@ class ProjectJob(models.Model):
 
     def __str__(self):
         return f"{self.kind} job {self.pk} ({self.status})"
+
+
+ENDPOINT_NAME_RE = r"^[A-Za-z0-9_.@+-]{1,100}$"  # as an AI judge's bot is named after its endpoint's model
+
+
+class ChatEndpoint(models.Model):
+    """An OpenAI-compatible chat endpoint that an AI judge, a generation round or an arena names (``training.endpoints``).
+
+    The key is never stored: ``api_key_env`` names the environment variable of the web and worker processes that
+    holds it.
+    """
+
+    name = models.CharField(max_length=100, unique=True,
+                            validators=[RegexValidator(ENDPOINT_NAME_RE, "letters, digits and _ . @ + - only")])
+    api_base = models.URLField(max_length=500, help_text="The base URL, e.g. https://api.example.com/v1.")
+    model = models.CharField(max_length=200, help_text="The model name sent with each request.")
+    api_key_env = models.CharField(max_length=100, blank=True,
+                                   help_text="The environment variable that holds the API key (blank: none).")
+    timeout = models.FloatField(default=60.0, help_text="Seconds to wait for the endpoint to answer.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Battle(models.Model):
+    """An arena battle (``training.arena``): a rater's prompt, answered by two sources drawn from the project's
+    ``config.sources`` and shown anonymously as A and B, then the rater's vote.
+
+    Its item holds the prompt, the two responses (each carrying its source) and, once voted, the vote as a
+    pairwise annotation, so it exports and trains like any other pair. ``sides`` is the server's own record, in
+    display order; raters never see it before they vote.
+    """
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        READY = "ready"  # both answers complete: the rater may vote
+        VOTED = "voted"
+        FAILED = "failed"  # a source could not answer
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="battles")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="battles")
+    item = models.OneToOneField("annotation.Item", on_delete=models.CASCADE, related_name="battle")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATING)
+    sides = models.JSONField(default=list, help_text="[{source: {kind: name-or-id}, name, response, status, error}], A then B.")
+    params = models.JSONField(default=dict, blank=True, help_text="Sampling: temperature, top_p, max_new_tokens.")
+    choice = models.CharField(max_length=16, blank=True, help_text="A, B, tie or both_bad once voted.")
+    error = models.TextField(blank=True, help_text="Why a source failed (admins only).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When both answers were complete.")
+    voted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "rater", "-created_at"], name="battle_rater_idx")]
+
+    def __str__(self):
+        return f"battle {self.pk} ({self.status})"
+
+    @property
+    def source_names(self) -> list[str]:
+        return [side["name"] for side in self.sides]

@@ -19,7 +19,8 @@ RUN_TRAIN = "training.tasks.run_train"
 CHECKPOINT_MERGE = "training.tasks.checkpoint_merge_task"
 CHECKPOINT_EVALUATE = "training.tasks.checkpoint_evaluate_task"
 PROJECT_JOB = "training.tasks.project_job_task"
-TASKS = (RUN_TRAIN, CHECKPOINT_MERGE, CHECKPOINT_EVALUATE, PROJECT_JOB)
+BATTLE_GENERATE = "training.tasks.battle_generate_task"
+TASKS = (RUN_TRAIN, CHECKPOINT_MERGE, CHECKPOINT_EVALUATE, PROJECT_JOB, BATTLE_GENERATE)
 
 
 def send(task: str, args: list, *, queue: str | None = None) -> None:

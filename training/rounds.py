@@ -163,6 +163,9 @@ def _launch(*, project: Project, prompts_from: Project, sources: list, params: d
         _check_source(source, f"sources[{i}]")
     if len(sources) == 2 and _same_source(*sources):
         raise Invalid("the two sources are the same model", field="sources")
+    if project.mode == Project.Mode.ARENA:
+        raise Invalid(f"'{project.slug}' is an arena: its pairs come from raters' battles, not from rounds",
+                      field="project")
     responses = params["n"] * len(sources)
     if project.mode != "rating" and responses < 2:
         raise Invalid(f"a {project.mode} round needs at least 2 responses per prompt: raise n or add a source",

@@ -7,7 +7,7 @@ so it runs on the `default` queue and never waits behind a long run.
 """
 from celery import shared_task
 
-from . import active_learning, jobs, judge, outbox, project_jobs, rounds, services
+from . import active_learning, arena, jobs, judge, outbox, project_jobs, rounds, services
 from .models import ProjectJob
 
 PROJECT_JOB_WORK = {
@@ -38,6 +38,12 @@ def project_job_task(job_id: int):
     """The AI judge or active-learning scoring; queued on `training` when a reward model scores, on `default` for
     a chat endpoint judge."""
     return project_jobs.job_execute(job_id=job_id, work=PROJECT_JOB_WORK)
+
+
+@shared_task(name=outbox.BATTLE_GENERATE, acks_late=True, ignore_result=True)
+def battle_generate_task(battle_id: int, side: int):
+    """One side of an arena battle: on `default` for a chat endpoint, on PS_ARENA_QUEUE (`training`) for a model."""
+    return arena.battle_generate_execute(battle_id=battle_id, side=side)
 
 
 @shared_task(name="training.reap_stale_runs", ignore_result=True)

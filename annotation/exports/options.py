@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from ..errors import Invalid
+from ..project_config import judgement_mode
 
 KINDS = ("trl", "kto", "raw")
 STYLES = ("standard", "conversational")
@@ -124,7 +125,7 @@ def parse_options(data: Mapping, *, project) -> ExportOptions:
     kind = _choice(data, "kind", KINDS, "trl")
     style = _choice(data, "style", STYLES, "standard")
     aggregate = _choice(data, "aggregate", AGGREGATES, "none")
-    mode = project.mode
+    mode = judgement_mode(project.mode)
     if mode == "demonstration" and kind in ("trl", "kto"):
         _fail("kind", "a demonstration project has written answers, not judgements: export kind=raw")
     if aggregate == "mean" and mode != "rating":

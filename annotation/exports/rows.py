@@ -27,6 +27,7 @@ from django.db.models import Max
 from psycopg.pq import TransactionStatus
 
 from annotation.models import Annotation, Item, ItemResponse, Project, Prompt, Response
+from annotation.project_config import judgement_mode
 
 from .options import ExportOptions
 
@@ -437,7 +438,7 @@ def _groups_by_score(scores: dict[int, float], canonical: list[int]) -> list[lis
 class _Rows:
     def __init__(self, project: Project, options: ExportOptions, stats: Counter):
         self.project, self.options, self.stats = project, options, stats
-        self.mode = project.mode
+        self.mode = judgement_mode(project.mode)  # an arena vote is a pair
         self.conversational = options.style == "conversational"
         self.scale = project.config.get("scale", 7)
         self._prompt, self._prompt_value = None, None  # the last prompt seen, and its value
@@ -679,7 +680,7 @@ class _Rows:
                     "item_id": item.item_id,
                     "prompt_id": prompt["external_id"],
                     "project": slug,
-                    "mode": self.mode,
+                    "mode": self.project.mode,
                     "rater": ann.rater,
                     "source": ann.source,
                     "prompt": prompt["messages"],

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import loop_views, snapshot_views, views
+from . import arena_views, loop_views, snapshot_views, views
 
 urlpatterns = [
     path("base-models/", views.BaseModelListView.as_view(), name="api-base-models"),
@@ -18,6 +18,12 @@ urlpatterns = [
     path("projects/<int:project_id>/judge/", loop_views.JudgeView.as_view(), name="api-judge"),
     path("projects/<int:project_id>/active-learning/", loop_views.ActiveLearningView.as_view(), name="api-active-learning"),
     path("jobs/<int:job_id>/", loop_views.JobDetailView.as_view(), name="api-job"),
+    path("projects/<int:project_id>/battles/", arena_views.BattleListView.as_view(), name="api-battles"),
+    path("battles/<int:battle_id>/", arena_views.BattleDetailView.as_view(), name="api-battle"),
+    path("battles/<int:battle_id>/vote/", arena_views.BattleVoteView.as_view(), name="api-battle-vote"),
+    path("projects/<int:project_id>/leaderboard/", arena_views.LeaderboardView.as_view(), name="api-leaderboard"),
+    path("endpoints/", arena_views.EndpointListView.as_view(), name="api-endpoints"),
+    path("endpoints/<str:name>/", arena_views.EndpointDetailView.as_view(), name="api-endpoint"),
     path("snapshots/", snapshot_views.SnapshotListView.as_view(), name="api-snapshots"),
     path("snapshots/<int:snapshot_id>/", snapshot_views.SnapshotDetailView.as_view(), name="api-snapshot"),
     path("snapshots/<int:snapshot_id>/download/", snapshot_views.SnapshotDownloadView.as_view(),

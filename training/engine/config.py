@@ -146,6 +146,7 @@ class GenerateSection:
     top_p: float = 0.95
     max_new_tokens: int = 128
     max_prompts: int | None = None  # cap on prompts read
+    stream: bool = False  # one response at a time, reporting its text as it grows ("text" events): arena battles
 
     def __post_init__(self):
         _check(self.n >= 1, "generate.n", "must be >= 1")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.urls import reverse
@@ -13,7 +11,7 @@ from django.urls import reverse
 from annotation.models import Annotation, Item, Response
 from annotation.quality import judge_agreement
 from tests.factories import UserFactory, add_member, make_project
-from tests.helpers import annotated_project
+from tests.helpers import LoopbackChat, annotated_project
 from training import services
 from training.judge import judge_run
 from training.models import Checkpoint, ProjectJob, Round, TrainingRun
@@ -24,51 +22,22 @@ from tests.helpers import prompts_project
 pytestmark = pytest.mark.django_db
 
 
-class ChatServer:
-    """/v1/chat/completions that prefers the response starting with "Thank you", or fails with ``status``."""
+def polite_judge(garbage_every: int = 0):
+    """A chat judge's answers that prefer the response starting with "Thank you"; every ``garbage_every``-th is
+    unreadable."""
+    count = 0
 
-    def __init__(self, status: int = 200, garbage_every: int = 0):
-        self.requests: list[dict] = []
-        outer = self
+    def reply(body):
+        nonlocal count
+        count += 1
+        text = body["messages"][-1]["content"]
+        a = re.search(r"\[Response A\]\n(.*?)\n\[End of response A\]", text, re.S).group(1)
+        choice = "A" if a.startswith("Thank you") else "B"
+        if garbage_every and count % garbage_every == 0:
+            return "I cannot decide."
+        return json.dumps({"choice": choice, "strength": "better", "reason": "It is polite."})
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                if status != 200:
-                    self.send_response(status)
-                    self.end_headers()
-                    return
-                text = body["messages"][-1]["content"]
-                a = re.search(r"\[Response A\]\n(.*?)\n\[End of response A\]", text, re.S).group(1)
-                choice = "A" if a.startswith("Thank you") else "B"
-                content = json.dumps({"choice": choice, "strength": "better", "reason": "It is polite."})
-                if garbage_every and len(outer.requests) % garbage_every == 0:
-                    content = "I cannot decide."
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+    return reply
 
 
 @pytest.fixture
@@ -82,7 +51,7 @@ def test_chat_judge_annotates_pairs_through_the_endpoint(chat_settings, admin):
     project, human = annotated_project(16)  # the odds that all 16 show the polite answer on one side: 2**-15
     project.guidelines = "Prefer polite answers."
     project.save()
-    with ChatServer(garbage_every=6) as server:
+    with LoopbackChat(polite_judge(garbage_every=6)) as server:
         chat_settings.PS_JUDGE_API_BASE = server.base
         job = judge_run(project=project, judge="api", limit=16, created_by=admin)
         assert project_job_task(job.pk) == "succeeded"
@@ -111,7 +80,7 @@ def test_chat_judge_annotates_pairs_through_the_endpoint(chat_settings, admin):
 
 def test_chat_judge_failures_are_reported(chat_settings, admin):
     project, _ = annotated_project(4)
-    with ChatServer(status=500) as server:
+    with LoopbackChat(status=500) as server:
         chat_settings.PS_JUDGE_API_BASE = server.base
         job = judge_run(project=project, judge="api", limit=10)
         assert project_job_task(job.pk) == "failed"

@@ -14,6 +14,15 @@ def projects_visible_to(user):
     return qs.filter(memberships__user=user).exclude(status=Project.Status.ARCHIVED)
 
 
+def has_written_answers(project: Project) -> bool:
+    """Whether the project holds answers people wrote or revised (its sft export has rows): demonstrations,
+    improved responses, critique-and-revise revisions."""
+    if project.mode == Project.Mode.DEMONSTRATION:
+        return Annotation.objects.filter(item__project=project).exists()
+    return Annotation.objects.filter(item__project=project).filter(
+        Q(source=Annotation.Source.CAI) | Q(payload__has_key="improved")).exists()
+
+
 def assignment_view(assignment: Assignment) -> dict:
     """The item as one rater sees it: responses in that rater's display order, no model names."""
     item = assignment.item

@@ -442,3 +442,15 @@ class LoopbackChat:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+def demonstrate(rater, project, text=None, *, draft=True, time_spent_ms=1000):
+    """Take the next item of a demonstration project and answer it: ``text`` (default: the draft as it is),
+    started from the item's draft when it has one and ``draft`` is true. Returns (assignment, annotation)."""
+    assignment = next_assignment(rater, project)
+    drafts = list(Response.objects.filter(pk__in=assignment.display_order).values_list("text", flat=True))
+    use = bool(drafts) and draft
+    payload = {"text": text if text is not None else drafts[0], **({"draft": "A"} if use else {})}
+    annotation, _ = services.annotation_submit(rater=rater, item_id=assignment.item_id, payload=payload,
+                                               time_spent_ms=time_spent_ms)
+    return assignment, annotation

@@ -21,6 +21,7 @@ from django.utils import timezone
 from annotation.errors import ServiceError
 from annotation.exports import parse_options
 from annotation.models import Annotation
+from annotation.selectors import has_written_answers
 
 from . import services
 from .models import Checkpoint, DatasetSnapshot, TrainingRun
@@ -66,8 +67,15 @@ def run_fail(run: TrainingRun, message: str) -> None:
 # --- snapshots -----------------------------------------------------------------------------------
 
 
-def snapshot_kind(method: str) -> str:
-    return "kto" if method == TrainingRun.Method.KTO else "trl"
+def snapshot_kind(method: str, project=None) -> str:
+    """What a run freezes from its project: kto rows for KTO; for SFT the project's written answers when it has
+    any (demonstrations, improved responses, revisions: ``annotation.selectors.has_written_answers``), else the
+    chosen side of its pairs; preference pairs for the rest."""
+    if method == TrainingRun.Method.KTO:
+        return "kto"
+    if method == TrainingRun.Method.SFT and project is not None and has_written_answers(project):
+        return "sft"
+    return "trl"
 
 
 def snapshot_for_run(run: TrainingRun) -> DatasetSnapshot:
@@ -79,7 +87,7 @@ def snapshot_for_run(run: TrainingRun) -> DatasetSnapshot:
     if run.snapshot_id is not None:
         return run.snapshot
     project = run.project
-    kind, style, fmt = snapshot_kind(run.method), "conversational", "jsonl"
+    kind, style, fmt = snapshot_kind(run.method, project), "conversational", "jsonl"
     options = parse_options({"kind": kind, "style": style}, project=project).as_dict()
     annotations = Annotation.objects.filter(item__project=project)
     high_water = annotations.aggregate(m=Max("id"))["m"] or 0

@@ -32,7 +32,7 @@ TRAINING_STATUSES_OPEN = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 SNAPSHOT_KINDS = {
     "reward": ("trl",),
     "dpo": ("trl",),
-    "sft": ("trl",),
+    "sft": ("sft", "trl"),  # written answers; or the chosen side of preference pairs
     "ppo": ("trl",),
     "rloo": ("trl",),
     "kto": ("kto", "trl"),  # preference rows are unpaired by the engine

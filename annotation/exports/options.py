@@ -15,13 +15,14 @@ from django.utils.dateparse import parse_date, parse_datetime
 from ..errors import Invalid
 from ..project_config import judgement_mode
 
-KINDS = ("trl", "kto", "raw")
+KINDS = ("trl", "kto", "raw", "sft")
 STYLES = ("standard", "conversational")
 FORMATS = ("jsonl", "parquet", "csv", "hf")
 STREAM_FORMATS = ("jsonl", "parquet", "csv")  # what an HTTP download can carry (hf is a directory)
 AGGREGATES = ("none", "majority", "mean", "bradley_terry")
 TIES = ("drop", "flag")
 GOLD = ("include", "exclude", "only")
+EDITS = ("exclude", "include", "only")  # trl: rows of a rater's rewrite preferred to the text they rewrote
 SOURCES = ("human", "imported", "judge", "cai")
 
 EXTENSIONS = {"jsonl": "jsonl", "parquet": "parquet", "csv": "csv", "hf": "hf"}
@@ -46,6 +47,7 @@ class ExportOptions:
     gold: str = "include"  # include | exclude | only gold items
     min_agreement: float | None = None  # keep items whose majority share is at least this (2+ annotations)
     kto_threshold: int | None = None  # ratings at or above are desirable; default: the project's
+    edits: str = "exclude"  # trl: exclude | include | only the rows "edited text preferred to its draft"
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,7 +120,7 @@ def _getlist(data: Mapping, name: str):
 def parse_options(data: Mapping, *, project) -> ExportOptions:
     """Validate export options against ``project`` (its mode and criteria)."""
     known = {"kind", "style", "format", "aggregate", "ties", "since", "until", "rater", "raters", "source",
-             "sources", "criterion", "gold", "min_agreement", "kto_threshold", "name"}
+             "sources", "criterion", "gold", "min_agreement", "kto_threshold", "edits", "name"}
     unknown = sorted(set(data) - known)
     if unknown:
         _fail(unknown[0], f"unknown option (known: {', '.join(sorted(known))})")
@@ -126,8 +128,20 @@ def parse_options(data: Mapping, *, project) -> ExportOptions:
     style = _choice(data, "style", STYLES, "standard")
     aggregate = _choice(data, "aggregate", AGGREGATES, "none")
     mode = judgement_mode(project.mode)
-    if mode == "demonstration" and kind in ("trl", "kto"):
-        _fail("kind", "a demonstration project has written answers, not judgements: export kind=raw")
+    edits = _choice(data, "edits", EDITS, "only" if mode == "demonstration" and kind == "trl" else "exclude")
+    if edits != "exclude" and kind != "trl":
+        _fail("edits", "edited-over-original pairs are rows of the trl export")
+    if mode == "demonstration":
+        if kind == "kto":
+            _fail("kind", "a demonstration project has written answers, not judgements: export sft, trl or raw")
+        if kind == "trl" and edits != "only":
+            _fail("edits", "a demonstration project's only pairs are its edits: use edits=only")
+    if kind == "sft" or (kind == "trl" and edits == "only"):
+        if aggregate != "none":
+            _fail("aggregate", "written answers are one row each; aggregate applies to judgements")
+        for name in ("criterion", "min_agreement"):
+            if data.get(name) not in (None, ""):
+                _fail(name, "applies to judgements, not to written answers")
     if aggregate == "mean" and mode != "rating":
         _fail("aggregate", "'mean' aggregates ratings; use majority or bradley_terry for comparisons")
     if aggregate in ("majority", "bradley_terry") and mode == "rating" and kind != "raw":
@@ -176,6 +190,7 @@ def parse_options(data: Mapping, *, project) -> ExportOptions:
         kind=kind, style=style, aggregate=aggregate, ties=_choice(data, "ties", TIES, "drop"),
         since=since, until=until, raters=raters, sources=sources, criterion=criterion,
         gold=_choice(data, "gold", GOLD, "include"), min_agreement=min_agreement, kto_threshold=kto_threshold,
+        edits=edits,
     )
 
 

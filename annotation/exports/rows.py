@@ -9,7 +9,12 @@ Row shapes (columns in ``annotation.exports.schema``):
   trl  prompt / chosen / rejected (strings, or message lists with style=conversational), margin,
        and provenance (item, annotation, rater, source, model and display position of each side, ...)
   kto  prompt / completion / label, and provenance
+  sft  prompt / completion (or messages with style=conversational): the answers people wrote (demonstrations,
+       improved responses) and critique-and-revise revisions, with where each came from (origin, draft)
   raw  one row per annotation with everything stored about it
+
+With ``edits`` the trl export also has (or only has) rows of a rewrite preferred to the text it rewrote: a
+demonstration to its model draft, an improved response to the response it improves.
 """
 from __future__ import annotations
 
@@ -295,6 +300,8 @@ def _canonical(item: ItemGroup) -> list[int]:
 
 def annotation_label(mode: str, payload: dict, criterion: str = ""):
     """What an annotation says, as one comparable value (for majorities and agreement); None: no judgement."""
+    if mode == "demonstration":
+        return None
     if mode == "rating":
         return payload["criteria"].get(criterion) if criterion else payload["overall"]
     if mode == "pairwise":
@@ -441,6 +448,7 @@ class _Rows:
         self.mode = judgement_mode(project.mode)  # an arena vote is a pair
         self.conversational = options.style == "conversational"
         self.scale = project.config.get("scale", 7)
+        self.pair_origin = {"pairwise": "pair", "ranking": "ranking", "rating": "rating"}.get(self.mode, "pair")
         self._prompt, self._prompt_value = None, None  # the last prompt seen, and its value
 
     def prompt_value(self, prompt: dict):
@@ -469,6 +477,7 @@ class _Rows:
             "prompt": self.prompt_value(prompt),
             "chosen": chosen_value,
             "rejected": rejected_value,
+            "origin": self.pair_origin,
             "margin": float(pair.margin),
             "tie": pair.tie,
             "item_id": item.item_id,
@@ -491,9 +500,12 @@ class _Rows:
         }
 
     def trl(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
-        if self.mode == "rating":
-            yield from self.trl_from_ratings(prompt, items)
-            return
+        if self.options.edits != "only":
+            yield from (self.trl_from_ratings if self.mode == "rating" else self.trl_judgements)(prompt, items)
+        if self.options.edits != "exclude":
+            yield from self.trl_edits(prompt, items)
+
+    def trl_judgements(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
         keep_ties = self.options.ties == "flag"
         for item in items:
             agreement = self.agreement_ok(item)
@@ -572,6 +584,91 @@ class _Rows:
                 by_rater[key].append((rid, float(value), ann, 1))
         for scored in by_rater.values():
             yield from emit(scored)
+
+    def trl_edits(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
+        """A rewrite preferred to the text it rewrote: a demonstration to its draft, an improved response to
+        the response. A rewrite that changed nothing, or one written from scratch, makes no pair."""
+        for item in items:
+            for ann in item.annotations:
+                answer = self.written_answer(item, ann)
+                if answer is None or answer[2] == "revision":
+                    continue  # a revision's pair is the cai judgement itself
+                text, draft_id, origin = answer
+                if origin != "edited":
+                    self.stats["edits_without_pair"] += 1  # from scratch, or the draft kept as it was
+                    continue
+                draft = item.responses[draft_id]
+                self.stats["edit_rows"] += 1
+                yield {
+                    "prompt": self.prompt_value(prompt),
+                    "chosen": self.completion_value(text),
+                    "rejected": self.completion_value(draft.text),
+                    "origin": "edit",
+                    "margin": 0.0,
+                    "tie": False,
+                    "item_id": item.item_id,
+                    "prompt_id": prompt["external_id"],
+                    "annotation_id": ann.id,
+                    "rater": ann.rater,
+                    "source": ann.source,
+                    "chosen_id": None,
+                    "rejected_id": draft.id,
+                    "chosen_model": "human",
+                    "rejected_model": draft.model,
+                    "chosen_position": None,
+                    "rejected_position": _shown_at(ann.display_order, draft.id),
+                    "strength": None,
+                    "criteria": "{}",
+                    "votes": 1,
+                    "agreement": None,
+                    "is_gold": item.is_gold,
+                    "created_at": ann.created_at,
+                }
+
+    # sft --------------------------------------------------------------------------------------
+
+    def written_answer(self, item: ItemGroup, ann: Ann) -> tuple[str, int | None, str] | None:
+        """(text, draft response id, origin) of the answer an annotation holds, or None: a demonstration, an
+        improved response, or a critique-and-revise revision (the response its cai verdict prefers)."""
+        payload = ann.payload
+        if self.mode == "demonstration":
+            text, draft_id = payload["text"], payload.get("draft")
+        elif isinstance(payload.get("improved"), dict):
+            text, draft_id = payload["improved"]["text"], payload["improved"]["response"]
+        elif ann.source == "cai" and payload.get("outcome") == "win" and payload.get("chosen") in item.responses:
+            return item.responses[payload["chosen"]].text, payload.get("rejected"), "revision"
+        else:
+            return None
+        if draft_id is None or draft_id not in item.responses:
+            return text, None, "scratch"
+        return text, draft_id, "accepted" if item.responses[draft_id].text == text else "edited"
+
+    def sft(self, prompt, items: list[ItemGroup]) -> Iterator[dict]:
+        for item in items:
+            for ann in item.annotations:
+                answer = self.written_answer(item, ann)
+                if answer is None:
+                    continue
+                text, draft_id, origin = answer
+                draft = item.responses.get(draft_id) if draft_id is not None else None
+                self.stats[f"origin_{origin}"] += 1
+                if self.conversational:
+                    head = {"messages": [*prompt["messages"], {"role": "assistant", "content": text}]}
+                else:
+                    head = {"prompt": prompt_text(prompt["messages"]), "completion": text}
+                yield {
+                    **head,
+                    "origin": origin,
+                    "item_id": item.item_id,
+                    "prompt_id": prompt["external_id"],
+                    "annotation_id": ann.id,
+                    "rater": ann.rater,
+                    "source": ann.source,
+                    "draft_id": draft.id if draft else None,
+                    "draft_model": draft.model if draft else None,
+                    "is_gold": item.is_gold,
+                    "created_at": ann.created_at,
+                }
 
     # kto --------------------------------------------------------------------------------------
 
@@ -721,7 +818,7 @@ def export_rows(project: Project, options: ExportOptions, *, high_water: int | N
     if high_water is None:
         high_water = high_water_mark(project)
     builder = _Rows(project, options, stats)
-    make = {"trl": builder.trl, "kto": builder.kto, "raw": builder.raw}[options.kind]
+    make = {"trl": builder.trl, "kto": builder.kto, "raw": builder.raw, "sft": builder.sft}[options.kind]
     rows = items_seen = annotations_seen = 0
     try:
         for prompt, items in _groups(project, options, high_water):

@@ -7,6 +7,7 @@ MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
 
 _PROVENANCE_TRL = [
+    ("origin", pa.string()),  # pair | ranking | rating (a judgement), edit (a rewrite preferred to its original)
     ("margin", pa.float64()),
     ("tie", pa.bool_()),
     ("item_id", pa.int64()),
@@ -45,6 +46,20 @@ _PROVENANCE_KTO = [
     ("created_at", pa.string()),
 ]
 
+# Written answers: demonstrations, improved responses, critique-and-revise revisions, a teacher's answers.
+_PROVENANCE_SFT = [
+    ("origin", pa.string()),  # scratch | edited | accepted (a draft kept as it was) | revision | teacher
+    ("item_id", pa.int64()),
+    ("prompt_id", pa.string()),
+    ("annotation_id", pa.int64()),
+    ("rater", pa.string()),
+    ("source", pa.string()),  # the annotation's: human | imported | judge | cai; or the teacher's name
+    ("draft_id", pa.int64()),  # the response the answer started from (none when written from scratch)
+    ("draft_model", pa.string()),  # its source: a model name or checkpoint:<id>
+    ("is_gold", pa.bool_()),
+    ("created_at", pa.string()),
+]
+
 RAW = pa.schema([
     ("annotation_id", pa.int64()),
     ("item_id", pa.int64()),
@@ -71,6 +86,10 @@ RAW = pa.schema([
 def export_schema(kind: str, style: str) -> pa.Schema:
     if kind == "raw":
         return RAW
+    if kind == "sft":
+        if style == "conversational":
+            return pa.schema([("messages", MESSAGES), *_PROVENANCE_SFT])
+        return pa.schema([("prompt", pa.string()), ("completion", pa.string()), *_PROVENANCE_SFT])
     text = MESSAGES if style == "conversational" else pa.string()
     if kind == "trl":
         return pa.schema([("prompt", text), ("chosen", text), ("rejected", text), *_PROVENANCE_TRL])

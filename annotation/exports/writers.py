@@ -92,7 +92,7 @@ class _Drain(io.RawIOBase):
 
 # Free text: dictionary encoding and min/max statistics only cost time on these columns.
 FREE_TEXT = {"prompt", "chosen", "rejected", "completion", "responses", "payload", "raw_payload", "criteria",
-             "created_at", "updated_at", "prompt_id"}
+             "created_at", "updated_at", "prompt_id", "messages"}
 
 
 def encode_parquet(rows: Iterable[dict], schema: pa.Schema) -> Iterator[bytes]:

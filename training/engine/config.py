@@ -86,6 +86,8 @@ class KTOSection:
 @dataclass
 class SFTSection:
     assistant_only_loss: bool = False  # for `messages` rows: loss on assistant turns only (needs {% generation %})
+    completion_only_loss: bool = True  # `messages` rows ending with an assistant turn: loss on that turn only
+    #                                    (split into prompt and completion); false: the whole conversation
     packing: bool = False  # pack several short rows into one max_length sequence (padding-free, position ids
     #                        restart per row); a run is refused if the model's attention lets packed rows mix
 

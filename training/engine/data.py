@@ -104,9 +104,15 @@ def unpaired_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def sft_rows(rows: list[dict]) -> list[dict]:
-    """{messages} or {prompt, completion} rows for SFT (a preference row contributes prompt + chosen)."""
+def sft_rows(rows: list[dict], completion_only: bool = False) -> list[dict]:
+    """{messages} or {prompt, completion} rows for SFT (a preference row contributes prompt + chosen).
+
+    ``completion_only``: a conversation that ends with an assistant turn becomes {prompt: the turns before it,
+    completion: that turn}, so the loss is on the answer alone (a demonstration's earlier turns were not written
+    by its rater)."""
     if all("messages" in r for r in rows):
+        if completion_only and all(r["messages"] and r["messages"][-1].get("role") == "assistant" for r in rows):
+            return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows]
         return [{"messages": r["messages"]} for r in rows]
     out = []
     for i, r in enumerate(rows):

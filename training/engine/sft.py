@@ -31,9 +31,9 @@ def train_sft(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
     if cfg.sft.packing:
         check_packing_keeps_sequences_apart(model)
 
-    # prompt/completion rows: loss on the completion only (TRL default); messages rows: on the whole conversation,
-    # or on assistant turns only with sft.assistant_only_loss.
-    rows = sft_rows(read_jsonl(cfg.dataset))
+    # prompt/completion rows: loss on the completion only (TRL default); messages rows: on their last assistant
+    # turn (sft.completion_only_loss), the whole conversation, or assistant turns only (sft.assistant_only_loss).
+    rows = sft_rows(read_jsonl(cfg.dataset), completion_only=cfg.sft.completion_only_loss and not cfg.sft.assistant_only_loss)
     train_rows, eval_rows = train_eval_split(rows, cfg.eval_fraction, cfg.seed)
 
     args = trl_args(

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from annotation.errors import Invalid
-from annotation.exports import export_rows, export_to_file, parse_options
+from annotation.exports import export_rows, export_to_file, parse_format, parse_options
 from annotation.importer import import_items
 from annotation.models import Item
 from annotation.revisions import cai_verdicts_store
@@ -153,6 +153,11 @@ def export(project, tmp_path, fmt, **opts):
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv", "hf"])
 @pytest.mark.parametrize("style", ["standard", "conversational"])
 def test_the_sft_export_loads_with_datasets_in_every_format(demos, tmp_path, fmt, style):
+    if fmt == "csv" and style == "conversational":  # where CSV does not fit: message lists would read back as text
+        with pytest.raises(Invalid) as exc:
+            parse_format(fmt, options=parse_options({"kind": "sft", "style": style}, project=demos))
+        assert exc.value.field == "format"
+        return
     path, result = export(demos, tmp_path, fmt, kind="sft", style=style)
     ds = load(path, fmt)
     assert len(ds) == result.row_count == 3
@@ -161,8 +166,7 @@ def test_the_sft_export_loads_with_datasets_in_every_format(demos, tmp_path, fmt
         assert {"prompt", "completion", "origin", "draft_id", "draft_model"} <= set(ds.column_names)
     else:
         assert {"messages", "origin"} <= set(ds.column_names)
-        if fmt != "csv":
-            assert ds[0]["messages"][-1]["role"] == "assistant"
+        assert ds[0]["messages"][-1]["role"] == "assistant"
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,17 @@ def test_pairwise_keys_on_the_form_the_shortcut_list_and_the_guidelines_are_the_
     assert "Keys: 1 or A A is better · 2 or B B is better · T Tie · X Both are bad" in guidelines
 
 
+def test_the_demo_guidelines_name_only_keys_that_work(client):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("seed_demo", "--no-loop", stdout=open("/dev/null", "w"))
+    client.force_login(get_user_model().objects.get(username="alice"))
+    guidelines = text_of(dialog(client.get("/p/demo-pairwise/").content.decode(), "guidelines"))
+    assert "3 tie" not in guidelines and "4 both bad" not in guidelines
+    assert "T Tie" in guidelines and "X Both are bad" in guidelines
+
+
 def test_rater_js_has_no_key_map_of_its_own():
     js = (Path(__file__).resolve().parents[2] / "frontend/static/frontend/rater.js").read_text()
     assert '"t": "tie"' not in js and '"q": "negligible"' not in js

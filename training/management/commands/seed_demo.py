@@ -76,8 +76,6 @@ would not want either.
 
 Rate each criterion separately when they disagree: a response can be more helpful but less safe.
 Some items are checked against known answers.
-
-Keys: `1` A, `2` B, `3` tie, `4` both bad.
 """
 
 RANKING_GUIDELINES = """\

@@ -31,9 +31,17 @@ def page(browser):
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.set_default_timeout(10_000)
-    errors = []
+    errors, csp, missing = [], [], []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
+    # Chromium logs each Content-Security-Policy violation to the console as a browser message (the Log domain,
+    # which Playwright's console event does not carry)
+    cdp = context.new_cdp_session(page)
+    cdp.on("Log.entryAdded", lambda e: csp.append(f"{page.url}: {e['entry']['text']}")
+           if "Content Security Policy" in e["entry"].get("text", "") else None)
+    cdp.send("Log.enable")
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 and r.request.resource_type != "document"
+            else None)
+    page.js_errors, page.csp_violations, page.missing_files = errors, csp, missing
     yield page
     context.close()
 

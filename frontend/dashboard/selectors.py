@@ -11,11 +11,13 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from annotation.models import Annotation, Assignment, Item, ItemResponse, Project
 from annotation.quality import PAIR_LABELS, agreement, cached_project_quality
+
+from . import charts
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +98,13 @@ def annotations_per_hour(*, now=None, hours: int = HOURS, project: Project | Non
     counts: dict[str, dict[int, int]] = defaultdict(dict)
     for row in qs.annotate(hour=TruncHour("created_at")).values("hour", "source").annotate(n=Count("id")):
         counts[row["source"]][_epoch(row["hour"])] = row["n"]
-    x = [_epoch(start + timedelta(hours=i)) for i in range(hours)]
+    starts = [_epoch(start + timedelta(hours=i)) for i in range(hours)]
     labels = dict(Annotation.Source.choices)
     order = [s for s in Annotation.Source.values if s in counts] or [Annotation.Source.HUMAN]
-    return {"x": x, "series": [{"label": str(labels.get(s, s)).capitalize(), "values": [counts[s].get(t, 0) for t in x]}
-                               for s in order],
+    x = [t + 1800 for t in starts]  # each bar in the middle of its hour, between the whole-hour ticks
+    return {"x": x, "series": [{"label": str(labels.get(s, s)).capitalize(),
+                                "values": [counts[s].get(t, 0) for t in starts]} for s in order],
+            "axis": charts.time_axis(starts[0], starts[-1] + 3600, pad_s=0),
             "total": sum(sum(v.values()) for v in counts.values())}
 
 
@@ -137,25 +141,19 @@ def _coded_rows(project: Project):
 
 
 def agreement_over_time(project: Project, *, max_points: int = 40) -> dict:
-    """Cumulative agreement (percent and Krippendorff's alpha) at the end of each hour or day with answers."""
+    """Cumulative agreement (percent and Krippendorff's alpha) as the answers came in.
+
+    The answers are grouped in buckets sized to their span (a minute to a week, at most ``max_points`` of them);
+    each bucket gives one point, plotted at the time of its last answer: the agreement of everything up to it.
+    """
     rows = list(_coded_rows(project))
     if not rows:
         return {"x": [], "series": [], "unit": "day"}
-    span = rows[-1][0] - rows[0][0]
-    trunc = TruncHour if span <= timedelta(days=3) else TruncDay
-    unit = "hour" if trunc is TruncHour else "day"
-    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    times = [r[0].timestamp() for r in rows]
+    size = charts.bucket_seconds(times[-1] - times[0], max_points)
     tz = timezone.get_current_timezone()
-
-    def bucket(dt):
-        local = dt.astimezone(tz)
-        return local.replace(minute=0, second=0, microsecond=0) if unit == "hour" else \
-            local.replace(hour=0, minute=0, second=0, microsecond=0)
-
-    ends = sorted({bucket(r[0]) + step for r in rows})
-    if len(ends) > max_points:  # keep the last point and an even spread of the others
-        stride = len(ends) / max_points
-        ends = [ends[int(i * stride)] for i in range(max_points - 1)] + [ends[-1]]
+    buckets = [charts.floor_time(t, size, tz) for t in times]
+    ends = [i for i in range(len(rows)) if i + 1 == len(rows) or buckets[i + 1] != buckets[i]]
     if project.mode == "pairwise":
         domain, level = PAIR_LABELS, "nominal"
     elif project.mode == "rating":
@@ -163,20 +161,25 @@ def agreement_over_time(project: Project, *, max_points: int = 40) -> dict:
     else:
         domain, level = list(range(project.config.get("k", 4))), "nominal"
     x, percent, alpha, items = [], [], [], []
-    i = 0
     units, raters, values = [], [], []
+    i = 0
     for end in ends:
-        while i < len(rows) and rows[i][0] < end:
+        while i <= end:
             units.append(rows[i][1])
             raters.append(rows[i][2])
             values.append(min(rows[i][3], len(domain) - 1))
             i += 1
         figures = agreement(units, raters, values, domain=domain, level=level)
-        x.append(_epoch(end - step))  # plotted at the start of the hour or day it covers
+        if figures["percent_agreement"] is None and not x:
+            continue  # no item has two answers yet: the curve starts where there is agreement to show
+        x.append(int(times[end]))
         percent.append(figures["percent_agreement"])
         alpha.append(figures["krippendorff_alpha"])
         items.append(figures["items"])
-    return {"x": x, "unit": unit, "items": items,
+    if not x:
+        return {"x": [], "series": [], "unit": charts.bucket_label(size), "answers": len(rows)}
+    return {"x": x, "unit": charts.bucket_label(size), "items": items, "answers": len(rows),
+            "axis": charts.time_axis(x[0], x[-1], pad_s=max((x[-1] - x[0]) * 0.05, size / 2), tz=tz),
             "series": [{"label": "Percent agreement", "values": percent},
                        {"label": "Krippendorff's alpha", "values": alpha}]}
 

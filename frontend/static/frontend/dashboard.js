@@ -15,17 +15,6 @@
 
   function widthOf(el) { return Math.max(240, Math.floor(el.clientWidth || el.parentNode.clientWidth || 600)); }
 
-  function fmtTime(unit) {
-    return function (u, vals) {
-      return vals.map(function (v) {
-        var d = new Date(v * 1000);
-        var hh = String(d.getHours()).padStart(2, "0");
-        if (unit === "day") return (d.getMonth() + 1) + "/" + d.getDate();
-        return hh === "00" ? (d.getMonth() + 1) + "/" + d.getDate() : hh + ":00";
-      });
-    };
-  }
-
   function options(el, data) {
     var kind = el.dataset.kind || "lines";
     var xKind = el.dataset.x || "steps";
@@ -42,10 +31,17 @@
       series.push(one);
     });
     var xAxis = { stroke: "#5b6470", grid: { stroke: "#eceef2" } };
-    var scales = { x: { time: xKind === "time" } };
-    if (xKind === "time") {
-      xAxis.values = fmtTime(data.unit || "hour");
-      xAxis.space = 60;
+    var scales = { x: { time: false } };
+    if (xKind === "time" && data.axis) {
+      // range, ticks and labels come from the server (frontend/dashboard/charts.py): they fit the data's span
+      var axis = data.axis;
+      scales.x.range = function () { return [axis.range[0], axis.range[1]]; };
+      xAxis.splits = function () { return axis.ticks; };
+      xAxis.values = function () { el.dataset.xLabels = JSON.stringify(axis.labels); return axis.labels; };
+      xAxis.space = 40;
+      var when = new Intl.DateTimeFormat(undefined, { timeZone: axis.tz || "UTC", month: "short", day: "numeric",
+                                                      hour: "2-digit", minute: "2-digit", hour12: false });
+      series[0] = { label: "time", value: function (u, v) { return v == null ? "--" : when.format(new Date(v * 1000)); } };
     } else if (xKind === "labels") {
       var labels = data.labels || [];
       scales.x = { time: false, range: function () { return [-0.6, Math.max(labels.length, 1) - 0.4]; } };
@@ -60,9 +56,9 @@
       series[0] = { label: "step" };
     }
     var yAxis = { stroke: "#5b6470", grid: { stroke: "#eceef2" }, size: 56, label: el.dataset.y || "" };
-    if (el.dataset.y === "annotations") {
-      yAxis.incrs = WHOLE;
-      scales.y = { range: function (u, min, max) { return [0, Math.max(1, max)]; } };
+    if (el.dataset.y === "annotations") yAxis.incrs = WHOLE;
+    if (kind === "bars") { // a bar's length is its value: bars start at zero
+      scales.y = { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
     }
     return {
       width: widthOf(el),
@@ -71,8 +67,15 @@
       series: series,
       legend: { show: series.length > 2 || kind !== "bars" },
       cursor: { drag: { x: false, y: false } },
+      hooks: { draw: [function (u) { drawnScales(el, u); }] },
       axes: [xAxis, yAxis]
     };
+  }
+
+  function drawnScales(el, plot) {
+    // what was drawn, on the element: the axes' ranges (for a reader of the page's source, and for tests)
+    el.dataset.xMin = plot.scales.x.min; el.dataset.xMax = plot.scales.x.max;
+    el.dataset.yMin = plot.scales.y.min; el.dataset.yMax = plot.scales.y.max;
   }
 
   function aligned(data) {

@@ -144,7 +144,7 @@ def test_quality_page_plots_agreement_over_time_bias_and_raters(admin_client):
     assert response.status_code == 200
     html = response.content.decode()
     over_time = json_block(response, "agreement-time")
-    assert over_time["unit"] in ("day", "hour") and len(over_time["x"]) >= 2
+    assert over_time["unit"] == "3 hours" and len(over_time["x"]) >= 2
     percent = over_time["series"][0]["values"]
     assert percent[-1] == 0.0  # the two raters never agree
     assert 'id="fig-percent">0%' in html

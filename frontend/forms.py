@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from annotation.errors import ServiceError
 from annotation.models import Project
+from annotation.project_config import validate_project_config
 
 from . import keys
 
@@ -111,6 +112,13 @@ class ProjectCreateForm(forms.Form):
             raise ValidationError("must be a JSON object")
         return value
 
+    def clean(self):
+        data = super().clean()
+        if data.get("mode") and data.get("config"):
+            for field, message in config_errors(data["mode"], data["config"]):
+                self.add_error("config", f"{field}: {message}" if field else message)
+        return data
+
     def add_service_errors(self, exc: ValidationError):
         """Put a service's field errors (``config.scale``, ``name``...) next to the right field."""
         for field, message in _flat(exc):
@@ -133,7 +141,21 @@ class MemberAddForm(forms.Form):
     username = forms.CharField(max_length=150)
 
 
-def _flat(exc: ValidationError):
+def config_errors(mode: str, config: dict) -> list[tuple[str | None, str]]:
+    """Every problem of a project config, each option checked on its own (the validator stops at the first)."""
+    errors = []
+    for key, value in config.items():
+        try:
+            validate_project_config(mode, {key: value})
+        except (ValidationError, ServiceError) as exc:
+            errors.extend(_flat(exc))
+    return errors
+
+
+def _flat(exc):
+    if isinstance(exc, ServiceError):
+        yield exc.field, exc.message
+        return
     if hasattr(exc, "error_dict"):
         for field, errors in exc.error_dict.items():
             for error in errors:

@@ -32,6 +32,7 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+IMPORT_ERRORS_SHOWN = 100  # a refused import lists at most this many problems on the page
 EXPORT_URL = "/api/v1/projects/{id}/export/?kind={kind}&format={fmt}"
 EXPORTS = [("TRL preference", "trl", "jsonl"), ("TRL preference", "trl", "parquet"), ("KTO", "kto", "jsonl"),
            ("Raw annotations", "raw", "jsonl"), ("Raw annotations", "raw", "csv")]
@@ -297,7 +298,10 @@ def _manage_ctx(project: Project, **extra) -> dict:
 @staff_page
 def manage_project(request, project_id):
     project = access_project(request.user, project_id, admin=True)
-    return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project))
+    outcome = request.session.pop(_import_key(project), None) or {}
+    return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(
+        project, import_name=outcome.get("name"), import_result=outcome.get("result"),
+        import_errors=outcome.get("errors"), import_more_errors=outcome.get("more_errors")))
 
 
 @staff_page
@@ -309,16 +313,20 @@ def manage_import(request, project_id):
         return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project, import_form=form),
                                 status=422)
     upload = form.cleaned_data["file"]
+    outcome = {"name": upload.name}
     try:
-        result = import_items(project=project, stream=upload.file, filename=upload.name,
-                              round_name=form.cleaned_data["round"])
+        outcome["result"] = import_items(project=project, stream=upload.file, filename=upload.name,
+                                         round_name=form.cleaned_data["round"]).as_dict()
     except ImportFailed as exc:
-        return TemplateResponse(
-            request, "frontend/manage_project.html",
-            _manage_ctx(project, import_form=form, import_errors=exc.errors, import_name=upload.name), status=422,
-        )
-    return TemplateResponse(request, "frontend/manage_project.html",
-                            _manage_ctx(project, import_result=result.as_dict(), import_name=upload.name))
+        outcome["errors"] = [e.as_dict() for e in exc.errors[:IMPORT_ERRORS_SHOWN]]
+        outcome["more_errors"] = max(len(exc.errors) - IMPORT_ERRORS_SHOWN, 0)
+    # Post/redirect/get: the page shows the outcome once, and a reload does not send the file again
+    request.session[_import_key(project)] = outcome
+    return HttpResponseRedirect(reverse("manage-project", args=[project.pk]) + "#h-import", status=303)
+
+
+def _import_key(project: Project) -> str:
+    return f"ps:import:{project.pk}"
 
 
 @staff_page
@@ -326,6 +334,8 @@ def manage_import(request, project_id):
 def manage_member_add(request, project_id):
     project = access_project(request.user, project_id, admin=True)
     form = f.MemberAddForm(request.POST)
+    if form.is_valid() and project.memberships.filter(user__username=form.cleaned_data["username"].strip()).exists():
+        form.add_error("username", f"{form.cleaned_data['username'].strip()} is already a rater on this project")
     if form.is_valid():
         try:
             services.member_add(project=project, username=form.cleaned_data["username"].strip())

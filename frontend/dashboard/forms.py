@@ -8,10 +8,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotation.errors import ServiceError
-from annotation.models import Project
+from annotation.models import Annotation, Project
 from training.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
 from training.engine.config import ADAPTERS, DPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
 from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+from training.services import SNAPSHOT_KINDS, run_config_validate
 
 METHOD_HELP = {
     "reward": "Reward model (Bradley–Terry on chosen/rejected pairs).",
@@ -47,18 +48,43 @@ BETA_DEFAULT = {"dpo": DPOSection().beta, "kto": KTOSection().beta, "rloo": RLOO
                 "ppo": PPOSection().kl_coef}
 
 
-def dataset_choices() -> list:
-    """'New snapshot of project X' for each project, then the frozen snapshots."""
+KIND_WORDS = {"trl": "preference pairs", "kto": "thumbs-up / thumbs-down rows", "raw": "raw annotation rows",
+              "prompts": "prompts only"}
+
+
+def snapshot_methods(kind: str) -> list[str]:
+    """The methods that train on a snapshot of this kind (training.services.SNAPSHOT_KINDS)."""
+    return [m for m in METHOD_LABELS if kind in SNAPSHOT_KINDS.get(m, ())]
+
+
+def dataset_choices() -> tuple[list, dict[str, str]]:
+    """'New snapshot of project X' for each project, then the frozen snapshots; and for each choice the methods it
+    fits (a project fits every method; a snapshot those that train on its kind), for the form to offer only those."""
     projects = [(f"project:{p.pk}", f"New snapshot of {p.name}")
                 for p in Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name")]
+    rows = DatasetSnapshot.objects.select_related("project").filter(format="jsonl")[:200]
     snapshots = [(f"snapshot:{s.pk}", f"#{s.pk} {s.name or s.project.name} · {s.kind} · {s.row_count} rows")
-                 for s in DatasetSnapshot.objects.select_related("project").filter(format="jsonl")[:200]]
+                 for s in rows]
+    fits = {value: " ".join(METHOD_LABELS) for value, _ in projects}
+    fits.update({f"snapshot:{s.pk}": " ".join(snapshot_methods(s.kind)) for s in rows})
     choices = [("", "— choose —")]
     if projects:
         choices.append(("Freeze the project's annotations now", projects))
     if snapshots:
         choices.append(("Existing snapshots", snapshots))
-    return choices
+    return choices, fits
+
+
+class DatasetSelect(forms.Select):
+    """A select whose options say which methods they fit (``data-methods``); dashboard.js hides the others."""
+
+    fits: dict[str, str] = {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if str(value) in self.fits:
+            option["attrs"]["data-methods"] = self.fits[str(value)]
+        return option
 
 
 def reward_checkpoint_choices() -> list:
@@ -75,7 +101,8 @@ class RunLaunchForm(forms.Form):
                                initial="dpo",
                                help_text=" ".join(f"<b>{k}</b>: {v}" for k, v in METHOD_HELP.items()))
     base_model = forms.ChoiceField(help_text="The built-in <code>tiny</code> model runs anywhere in seconds.")
-    dataset = forms.ChoiceField(label="Training data")
+    dataset = forms.ChoiceField(label="Training data", widget=DatasetSelect,
+                                help_text="Only the data the chosen method trains on is offered.")
     reward_checkpoint = forms.ChoiceField(required=False, label="Reward checkpoint",
                                           help_text="Required for PPO and RLOO; ignored otherwise.")
     adapter = forms.ChoiceField(choices=[(a, ADAPTER_LABELS[a]) for a in ADAPTERS], initial=_DEFAULTS.adapter)
@@ -102,14 +129,33 @@ class RunLaunchForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["base_model"].choices = [(m.name, m.name) for m in BaseModel.objects.order_by("name")]
         self.fields["base_model"].initial = "tiny"
-        self.fields["dataset"].choices = dataset_choices()
+        self.fields["dataset"].choices, self.fields["dataset"].widget.fits = dataset_choices()
         self.fields["reward_checkpoint"].choices = reward_checkpoint_choices()
 
     def clean(self):
         data = super().clean()
-        if data.get("method") in ("ppo", "rloo") and not data.get("reward_checkpoint"):
+        method = data.get("method")
+        if method in ("ppo", "rloo") and not data.get("reward_checkpoint"):
             self.add_error("reward_checkpoint", f"is required for {data['method']}")
+        if method and data.get("dataset"):
+            self._check_data(method)
         return data
+
+    def _check_data(self, method: str) -> None:
+        """Refuse, before any run exists, data the method cannot train on or a project with nothing to train on."""
+        kind, pk = self.source()
+        name = METHOD_LABELS[method]
+        if kind == "snapshot":
+            snapshot = DatasetSnapshot.objects.filter(pk=pk).only("kind").first()
+            if snapshot is not None and method not in snapshot_methods(snapshot.kind):
+                wants = " or ".join(KIND_WORDS.get(k, k) for k in SNAPSHOT_KINDS[method])
+                self.add_error("dataset", f"snapshot #{pk} holds {KIND_WORDS.get(snapshot.kind, snapshot.kind)} "
+                                          f"({snapshot.kind}); {name} trains on {wants}")
+        elif kind == "project":
+            project = Project.objects.filter(pk=pk).only("name").first()
+            if project is not None and not Annotation.objects.filter(item__project=project).exists():
+                self.add_error("dataset", f"{project.name} has no annotations yet: there is nothing to train on. "
+                                          "Annotate some items first, or choose a snapshot.")
 
     def config(self) -> dict:
         """The run's config: only the values that differ from the engine's defaults (the rest stay implicit)."""
@@ -126,12 +172,19 @@ class RunLaunchForm(forms.Form):
             config[section] = {key: data["beta"]}
         return config
 
+    def is_ready(self) -> bool:
+        """The form's own checks and the engine's, all of them: every problem is named in one answer."""
+        valid = self.is_valid()
+        if "method" in self.cleaned_data:
+            valid = self.check_config() and valid
+        return valid and not self.errors
+
     def check_config(self) -> bool:
         """Check each hyperparameter alone with the engine's rules, so every bad field is named at once."""
-        from training.services import run_config_validate
-
         method = self.cleaned_data["method"]
         for key, value in self.config().items():
+            if key in self.errors:
+                continue  # already refused by the form itself
             try:
                 run_config_validate(method=method, config={key: value})
             except ServiceError as exc:

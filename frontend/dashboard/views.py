@@ -126,7 +126,7 @@ def runs(request):
     """The run list and the launch form."""
     training.base_model_get(name=training.TINY)  # the built-in model is always offered
     form = f.RunLaunchForm(request.POST or None, initial=_launch_initial(request))
-    if request.method == "POST" and form.is_valid() and form.check_config():
+    if request.method == "POST" and form.is_ready():
         try:
             run = _launch(request, form)
         except ServiceError as exc:

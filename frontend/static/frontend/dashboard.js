@@ -158,8 +158,27 @@
     if (bad) { bad.focus(); bad.scrollIntoView({ block: "center" }); }
   }
 
+  function fitDataToMethod() {
+    // the launch form offers only the data the chosen method trains on (each option's data-methods)
+    var method = document.getElementById("id_method"), data = document.getElementById("id_dataset");
+    if (!method || !data) return;
+    function apply() {
+      Array.prototype.forEach.call(data.querySelectorAll("option[data-methods]"), function (opt) {
+        var fits = opt.dataset.methods.split(" ").indexOf(method.value) >= 0;
+        opt.hidden = opt.disabled = !fits;
+        if (!fits && opt.selected) data.value = "";
+      });
+      Array.prototype.forEach.call(data.querySelectorAll("optgroup"), function (group) {
+        group.hidden = !group.querySelector("option:not([hidden])");
+      });
+    }
+    method.addEventListener("change", apply);
+    apply();
+  }
+
   function init() {
     focusFirstError();
+    fitDataToMethod();
     if (typeof uPlot === "undefined") return;
     drawStatic();
     refreshCurves();

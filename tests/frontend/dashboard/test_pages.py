@@ -9,6 +9,7 @@ from django.utils import timezone
 from annotation.models import Annotation
 from annotation.services import annotation_submit, queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
+from tests.helpers import annotated_project
 from training.models import BaseModel, Checkpoint, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -181,7 +182,7 @@ def field_errors(response, name) -> list[str]:
 
 
 def test_launch_form_starts_a_run_on_a_new_snapshot_of_the_project(admin_client, admin):
-    project = make_project("pairwise")
+    project, _ = annotated_project(2)
     response = launch(admin_client, dataset=f"project:{project.pk}", max_steps=5, beta="0.2")
     run = TrainingRun.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/manage/training/runs/{run.pk}/"
@@ -192,7 +193,7 @@ def test_launch_form_starts_a_run_on_a_new_snapshot_of_the_project(admin_client,
 
 
 def test_launch_form_shows_the_engines_errors_next_to_the_field(admin_client):
-    project = make_project("pairwise")
+    project, _ = annotated_project(2)
     response = launch(admin_client, dataset=f"project:{project.pk}", max_steps=0, beta="-1", eval_fraction="1.5")
     assert response.status_code == 422
     assert field_errors(response, "max_steps") == ["must be &gt;= 1, or -1 to use num_epochs"]
@@ -205,7 +206,7 @@ def test_launch_form_shows_the_engines_errors_next_to_the_field(admin_client):
 
 
 def test_launch_form_requires_data_and_a_reward_checkpoint_for_ppo(admin_client):
-    project = make_project("pairwise")
+    project, _ = annotated_project(2)
     response = launch(admin_client, dataset="")
     assert response.status_code == 422 and field_errors(response, "dataset") == ["This field is required."]
     response = launch(admin_client, method="ppo", dataset=f"project:{project.pk}")
@@ -219,7 +220,7 @@ def test_launch_form_requires_data_and_a_reward_checkpoint_for_ppo(admin_client)
 
 
 def test_launch_form_offers_reward_checkpoints_and_starts_ppo(admin_client):
-    project = make_project("pairwise")
+    project, _ = annotated_project(2)
     reward_run = make_run(project, method="reward", status="succeeded")
     reward = Checkpoint.objects.create(run=reward_run, step=10, path="runs/r", kind="lora")
     page = admin_client.get("/manage/training/").content.decode()
@@ -232,7 +233,7 @@ def test_launch_form_offers_reward_checkpoints_and_starts_ppo(admin_client):
 
 
 def test_a_double_submitted_launch_form_starts_one_run(admin_client):
-    project = make_project("pairwise")
+    project, _ = annotated_project(2)
     page = admin_client.get("/manage/training/").content.decode()
     key = re.search(r'<input type="hidden" name="idempotency_key" value="([0-9a-f]{32})"', page).group(1)
     assert key not in admin_client.get("/manage/training/").content.decode()  # one key per rendered form

@@ -25,6 +25,7 @@ from annotation.selectors import has_written_answers
 
 from . import services
 from .models import Checkpoint, DatasetSnapshot, TrainingRun
+from .run_log import FULL_LOG_NAME, RunLog
 from .runner import EngineProcess, Outcome, engine_command
 from .snapshots import snapshot_create
 
@@ -158,8 +159,10 @@ class RunRecorder:
         self.metrics_changed = False
         self.result: dict = {}
         self.result_changed = False
+        self.log = RunLog()  # the events in words: the run page's log
 
     def on_event(self, event: dict) -> None:
+        self.log.add(event)
         kind = event["event"]
         if kind == "started":
             self.total = int(event.get("total_steps") or self.total or 0)
@@ -196,7 +199,7 @@ class RunRecorder:
     def flush(self) -> bool:
         """Write progress, metrics, log tail and heartbeat; return True when the engine should stop."""
         fields = dict(step=self.step, total_steps=self.total, eta_seconds=self.eta,
-                      log_tail="\n".join(self.engine.tail), heartbeat_at=timezone.now())
+                      log_tail=self.log.text(), heartbeat_at=timezone.now())
         if self.metrics_changed:  # the series is the one large column: written only when it grew
             fields["metrics"], self.metrics_changed = self.metrics, False
         if self.result_changed:
@@ -215,7 +218,6 @@ class RunRecorder:
             total_steps=self.total,
             eta_seconds=None,
             metrics=self.metrics,
-            log_tail="\n".join(outcome.tail),
             heartbeat_at=timezone.now(),
             finished_at=timezone.now(),
             pid=None,
@@ -229,6 +231,9 @@ class RunRecorder:
             fields.update(status=Status.SUCCEEDED, error="", eta_seconds=0.0)
         else:
             fields.update(status=Status.FAILED, error=outcome.failure_message())
+        self.log.ended(status=fields.get("status", ""), reported_error=outcome.error is not None,
+                       failure=fields.get("error", ""))
+        fields["log_tail"] = self.log.text()
         TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
 
 
@@ -265,7 +270,7 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
         run_fail(run, f"Could not start the run: {_describe(exc)}")
         return Status.FAILED
 
-    engine = EngineProcess(engine_command(config_path, gpus=run.gpus))
+    engine = EngineProcess(engine_command(config_path, gpus=run.gpus), log_path=output_dir / FULL_LOG_NAME)
     pid = engine.start()
     TrainingRun.objects.filter(pk=run.pk).update(pid=pid)
     logger.info("run %s: engine started, pid %s", run.pk, pid)

@@ -93,6 +93,7 @@ class EngineProcess:
     cwd: str | os.PathLike = PROJECT_ROOT
     proc: subprocess.Popen | None = None
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    log_path: Path | None = None  # every line the engine prints, events included, is also written here
 
     def start(self) -> int:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
@@ -110,6 +111,7 @@ class EngineProcess:
             start_new_session=True,  # its own process group: killpg stops it and all it started
             preexec_fn=_die_with_parent,
         )
+        self._log = open(self.log_path, "a", encoding="utf-8", buffering=1) if self.log_path else None
         self._lines: queue.Queue = queue.Queue()
         self._open = 2
         for stream, name in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
@@ -160,6 +162,8 @@ class EngineProcess:
                 if line is None:
                     self._open -= 1
                 else:
+                    if self._log is not None:
+                        self._log.write(line + "\n")
                     event = _parse_event(line) if name == "out" else None
                     if event is None:
                         self.tail.append(line)
@@ -177,6 +181,8 @@ class EngineProcess:
                 if not outcome.stopped and on_tick():
                     outcome.stopped = True
                     self.stop()
+        if self._log is not None:
+            self._log.close()
         outcome.returncode, outcome.peak_rss_mb, outcome.cpu_s = self._wait()
         self._kill_group(signal.SIGKILL)  # anything the engine left behind in its group
         outcome.tail = list(self.tail)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("training/runs/<int:run_id>/", views.run_page, name="dash-run"),
     path("training/runs/<int:run_id>/live/", views.run_live, name="dash-run-live"),
     path("training/runs/<int:run_id>/checkpoints/", views.run_checkpoints, name="dash-run-checkpoints"),
+    path("training/runs/<int:run_id>/log/", views.run_full_log, name="dash-run-full-log"),
     path("training/runs/<int:run_id>/cancel/", views.run_cancel, name="dash-run-cancel"),
     path("training/runs/<int:run_id>/resume/", views.run_resume, name="dash-run-resume"),
     path("training/checkpoints/<int:checkpoint_id>/merge/", views.checkpoint_merge, name="dash-checkpoint-merge"),

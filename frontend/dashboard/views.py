@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
+from django.http import FileResponse, Http404
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -25,6 +26,7 @@ from training.access import access_base_model, access_checkpoint, access_run, ac
 from training.active_learning import active_learning_clear, active_learning_score
 from training.judge import API, judge_run
 from training.models import Checkpoint, ProjectJob, TrainingRun
+from training.run_log import FULL_LOG_NAME
 
 from ..views import staff_page
 from . import forms as f
@@ -168,10 +170,15 @@ def _launch(request, form: f.RunLaunchForm) -> TrainingRun:
     return run
 
 
+def _full_log(run: TrainingRun):
+    return training.run_output_dir(run) / FULL_LOG_NAME
+
+
 def _live_ctx(run: TrainingRun, **extra) -> dict:
     """What the polled part of the run page needs (kept small: it is fetched every second while a run is open)."""
     return {
         "run": run,
+        "full_log": _full_log(run).is_file(),
         "live": run.status in OPEN,
         "percent": round(run.progress * 100, 1) if run.status != TrainingRun.Status.SUCCEEDED else 100.0,
         "curves": selectors.run_curves(run.metrics),
@@ -222,6 +229,17 @@ def run_live(request, run_id):
     """The polled part of the run page: status, progress bar, ETA, curves' data, log tail, cancel / resume."""
     run = access_run(request.user, run_id)
     return TemplateResponse(request, "frontend/dashboard/_run_live.html", _live_ctx(run, oob=True))
+
+
+@staff_page
+def run_full_log(request, run_id):
+    """Everything the engine printed (progress bars, library warnings, its events as JSON), as a text file."""
+    run = access_run(request.user, run_id)
+    path = _full_log(run)
+    if not path.is_file():
+        raise Http404("This run has no full log (its engine never started).")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=f"run-{run.pk}-engine.log",
+                        content_type="text/plain; charset=utf-8")
 
 
 @staff_page

@@ -51,7 +51,21 @@ class RunLog:
 
     def add(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "started":
+        if kind == "setup":
+            n = event.get("world_size") or 1
+            dtype = event.get("dtype") if isinstance(event.get("dtype"), dict) else {}
+            precision = f", weights {dtype['weights']}, compute {dtype['compute']}" if {"weights", "compute"} <= set(
+                dtype) else ""
+            self._say(event, f"Set up: {n} process{'es' if n != 1 else ''} on {event.get('device') or 'cpu'}"
+                             f"{precision}.")
+        elif kind == "data_stats":
+            stats = event.get("data_stats") if isinstance(event.get("data_stats"), dict) else {}
+            left_out = [f"{stats[k]} {words}" for k, words in (("dropped_too_long", "dropped as too long"),
+                                                               ("truncated", "truncated"),
+                                                               ("ties_excluded", "ties left out")) if stats.get(k)]
+            self._say(event, f"Data: {stats.get('train_rows', 0)} rows to train on, {stats.get('eval_rows', 0)} held "
+                             "out" + (f"; {', '.join(left_out)}" if left_out else "") + ".")
+        elif kind == "started":
             self.total, self.started_at = event.get("total_steps"), event.get("time")
             method = METHOD_NAMES.get(event.get("method"), event.get("method") or "the run")
             steps = f" for {self.total} steps" if self.total else ""

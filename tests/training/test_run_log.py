@@ -15,6 +15,10 @@ T = 1_767_225_600.0  # a fixed time: the lines carry the site's clock time of ea
 def test_events_become_sentences_and_the_rest_stays_out():
     log = RunLog()
     events = [
+        {"event": "setup", "world_size": 1, "device": "cpu", "dtype": {"weights": "fp32", "compute": "fp32"},
+         "time": T},
+        {"event": "data_stats", "data_stats": {"train_rows": 640, "eval_rows": 72, "dropped_too_long": 8,
+                                               "truncated": 0, "ties_excluded": 12}, "time": T},
         {"event": "started", "method": "dpo", "total_steps": 30, "time": T},
         *[{"event": "progress", "step": s, "total": 30, "eta_s": 1.0, "epoch": s / 10, "time": T + s}
           for s in range(1, 31)],
@@ -28,6 +32,8 @@ def test_events_become_sentences_and_the_rest_stays_out():
         log.add(event)
     lines = [line.split(" ", 1)[1] for line in log.lines]  # without the clock time
     assert lines == [
+        "Set up: 1 process on cpu, weights fp32, compute fp32.",
+        "Data: 640 rows to train on, 72 held out; 8 dropped as too long, 12 ties left out.",
         "Training started: DPO for 30 steps.",
         "Epoch 1 done at step 10 of 30.",
         "Epoch 2 done at step 20 of 30.",
@@ -63,7 +69,7 @@ def test_a_real_run_logs_words_and_keeps_everything_in_its_full_log(worker, admi
     run = wait_finished(run, worker=worker)
     assert run.status == "succeeded", run.error
     words = [line.split(" ", 1)[1] for line in run.log_tail.splitlines()]
-    assert words[0] == "Training started: DPO for 6 steps."
+    assert "Training started: DPO for 6 steps." in words and words[0].startswith("Set up: 1 process on cpu")
     assert any(w.startswith("Checkpoint saved at step 6 (LoRA adapter") for w in words)
     assert words[-1].startswith("Finished: 6 steps")
     assert not any(noise in run.log_tail for noise in ("it/s", "%|", "Warning", "warn", "{"))

@@ -270,7 +270,8 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
         run_fail(run, f"Could not start the run: {_describe(exc)}")
         return Status.FAILED
 
-    engine = EngineProcess(engine_command(config_path, gpus=run.gpus), log_path=output_dir / FULL_LOG_NAME)
+    command = engine_command(config_path, gpus=run.gpus, distributed=run.config.get("distributed", "ddp"))
+    engine = EngineProcess(command, log_path=output_dir / FULL_LOG_NAME)
     pid = engine.start()
     TrainingRun.objects.filter(pk=run.pk).update(pid=pid)
     logger.info("run %s: engine started, pid %s", run.pk, pid)

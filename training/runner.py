@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,15 +31,62 @@ STOP_GRACE_S = 10.0
 PR_SET_PDEATHSIG = 1
 
 
-def engine_command(config_path: str | os.PathLike, *, gpus: int = 1) -> list[str]:
-    """The command line for one engine run: plain Python, or ``accelerate launch`` across ``gpus`` GPUs."""
-    if gpus > 1:
-        return [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--num_processes", str(gpus), "--num_machines", "1",
-            "-m", "training.engine", str(config_path),
-        ]  # fmt: skip
-    return [sys.executable, "-m", "training.engine", str(config_path)]
+def engine_command(config_path: str | os.PathLike, *, gpus: int = 1, distributed: str = "ddp") -> list[str]:
+    """The command line for one engine run: plain Python, or ``accelerate launch`` with ``gpus`` processes.
+
+    Several processes get an accelerate config written beside the engine's config (``accelerate.json``): DDP, one
+    process per GPU, or FSDP (``distributed: fsdp``) for a model that does not fit one GPU. On a machine with no
+    GPU the same DDP config runs ``gpus`` CPU processes over gloo, which is how the tests exercise this path.
+    """
+    if gpus <= 1:
+        return [sys.executable, "-m", "training.engine", str(config_path)]
+    launch = Path(config_path).with_name("accelerate.json")
+    launch.write_text(json.dumps(launch_config(gpus, distributed, main_process_port=free_port()), indent=2))
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch),
+        "-m", "training.engine", str(config_path),
+    ]  # fmt: skip
+
+
+def launch_config(processes: int, distributed: str = "ddp", *, main_process_port: int = 29500) -> dict:
+    """accelerate's own config (what ``accelerate config`` would write) for one node.
+
+    Precision is left to the engine (its dtype policy sets autocast through TRL), so accelerate adds none. FSDP
+    shards whole decoder layers (the model's ``_no_split_modules``), version 2, and saves a full state dict, so a
+    checkpoint is the same files as on one GPU. Several nodes: see the README ("Several nodes").
+    """
+    config = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": {"ddp": "MULTI_GPU", "fsdp": "FSDP"}[distributed],
+        "num_processes": processes,
+        "num_machines": 1,
+        "machine_rank": 0,
+        "main_process_port": main_process_port,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "gpu_ids": "all",
+        "mixed_precision": "no",
+        "downcast_bf16": "no",
+        "use_cpu": False,
+    }
+    if distributed == "fsdp":
+        config["fsdp_config"] = {
+            "fsdp_version": 2,
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_reshard_after_forward": True,
+            "fsdp_offload_params": False,
+            "fsdp_state_dict_type": "FULL_STATE_DICT",
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_activation_checkpointing": False,
+        }
+    return config
+
+
+def free_port() -> int:
+    """A TCP port free right now, for the processes' rendezvous (several runs may share a node)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _die_with_parent() -> None:

@@ -66,8 +66,28 @@ def test_an_error_event_gives_the_engine_message():
     assert "dataset: line 3 is not JSON" in outcome.failure_message()
 
 
-def test_a_run_on_several_gpus_goes_through_accelerate_launch():
-    assert engine_command("/c.json") == [sys.executable, "-m", "training.engine", "/c.json"]
-    cmd = engine_command("/c.json", gpus=4)
-    assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "4"
-    assert cmd[-3:] == ["-m", "training.engine", "/c.json"]
+def launch_args(cmd):
+    """What accelerate itself makes of a launch command (its parser and its validation, config file merged in)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(cmd[3:]))
+    return args
+
+
+def test_a_run_on_several_gpus_goes_through_accelerate_launch_with_its_own_config(tmp_path):
+    config = tmp_path / "engine-config.json"
+    assert engine_command(config) == [sys.executable, "-m", "training.engine", str(config)]
+
+    cmd = engine_command(config, gpus=4)
+    assert cmd[1:5] == ["-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "accelerate.json")]
+    assert cmd[-3:] == ["-m", "training.engine", str(config)]
+    args = launch_args(cmd)
+    assert args.multi_gpu and not args.use_fsdp and args.num_processes == 4 and args.num_machines == 1
+    assert args.mixed_precision == "no"  # the engine's dtype policy sets autocast, not accelerate
+    port = args.main_process_port
+    assert port and launch_args(engine_command(config, gpus=4)).main_process_port != port  # runs may share a node
+
+    args = launch_args(engine_command(config, gpus=8, distributed="fsdp"))
+    assert args.use_fsdp and not args.multi_gpu and args.num_processes == 8
+    assert args.fsdp_version == 2 and args.fsdp_state_dict_type == "FULL_STATE_DICT"
+    assert args.fsdp_auto_wrap_policy == "TRANSFORMER_BASED_WRAP"

@@ -307,6 +307,7 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
     trainable_in_fp32(trainer.model)  # before train() builds the optimizer over them
     trainer.remove_callback(PrinterCallback)  # it prints python dicts to stdout; our events carry the same numbers
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    in_sync = replicas_in_sync(trainer.model)
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ReporterCallback))
     step = trainer.state.global_step
     eval_metrics: dict[str, float] = {}
@@ -330,8 +331,29 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
         "first_loss": train_losses[0] if train_losses else None,
         "final_loss": train_losses[-1] if train_losses else None,
         "history": [h for h in callback.history if "loss" in h],  # per logged step
+        "replicas_in_sync": in_sync,
         **run_setup(cfg),
     }
+
+
+def replicas_in_sync(model) -> bool | None:
+    """Under several processes, whether every rank holds the same trainable weights (a digest of them per rank,
+    all-gathered); None on one process. Every rank must call it."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        if param.requires_grad:
+            tensor = param.full_tensor() if hasattr(param, "full_tensor") else param  # FSDP shards: gathered
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    digests = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, digest.hexdigest())
+    return len(set(digests)) == 1
 
 
 def data_stats(reporter: Reporter, *, train_rows: int, eval_rows: int, dropped_too_long: int = 0, truncated: int = 0,

@@ -100,14 +100,19 @@ class PPOSection:
     max_new_tokens: int = 24
     temperature: float = 1.0
     top_p: float = 1.0
-    kl_coef: float = 0.05  # per-token KL penalty to the reference (the base with adapters off)
+    kl_coef: float = 0.05  # per-token KL penalty to the reference (the base with adapters off); the start value
+    #                        when kl_target is set
+    kl_target: float | None = None  # adaptive KL (Ziegler et al. 2019): steer kl_coef to keep the KL per response
+    #                                 near this many nats; None keeps kl_coef fixed
+    kl_horizon: int = 10000  # adaptive KL: samples over which kl_coef moves by at most 20% of the error
     gamma: float = 1.0  # discount
     lam: float = 0.95  # GAE lambda
     cliprange: float = 0.2  # policy ratio clip
     cliprange_value: float = 0.2  # value prediction clip
     vf_coef: float = 0.1  # value loss weight
     whiten_rewards: bool = False
-    missing_eos_penalty: float | None = None  # subtract from the score of responses that never end their turn
+    missing_eos_penalty: float | None = 1.0  # subtracted from the score of a response that reaches max_new_tokens
+    #                                          without ending its turn; None turns it off
 
     def __post_init__(self):
         for name in ("rollout_batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens"):
@@ -121,6 +126,8 @@ class PPOSection:
         _check(self.cliprange > 0, "ppo.cliprange", "must be > 0")
         _check(self.cliprange_value > 0, "ppo.cliprange_value", "must be > 0")
         _check(self.vf_coef >= 0, "ppo.vf_coef", "must be >= 0")
+        _check(self.kl_target is None or self.kl_target > 0, "ppo.kl_target", "must be > 0, or null for a fixed kl_coef")
+        _check(self.kl_horizon >= 1, "ppo.kl_horizon", "must be >= 1")
 
 
 @dataclass
@@ -219,7 +226,7 @@ class RunConfig:
     # Schedule
     max_steps: int = -1  # optimizer steps (PPO: updates); -1 = run num_epochs over the dataset
     num_epochs: float = 1.0
-    batch_size: int = 8  # per device
+    batch_size: int = 8  # per device (PPO: rows per forward pass without gradients; ppo.* sets its batches)
     grad_accum: int = 1
     learning_rate: float | None = None  # None = DEFAULT_LEARNING_RATES[adapter family][method]
     lr_scheduler: str = "linear"  # any transformers scheduler name: linear, cosine, constant, ...
@@ -239,6 +246,7 @@ class RunConfig:
     #                          Trainable weights are fp32 masters whatever this says (see common.DtypePolicy).
     attn_implementation: str = "auto"  # auto | sdpa | flash_attention_2 | eager; auto = flash_attention_2 on a GPU
     #                                    with flash-attn installed, else sdpa
+    distributed: str = "ddp"  # with several GPUs (the run's `gpus`): ddp (a model per GPU) | fsdp (sharded)
     threads: int | None = None  # torch CPU threads; None = 1 on CPU (oversubscription is 15-50x slower), untouched on GPU
     gradient_checkpointing: bool = False
 
@@ -301,6 +309,11 @@ class RunConfig:
         _check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
+        _check(self.distributed in ("ddp", "fsdp"), "distributed", f"must be ddp or fsdp; got {self.distributed!r}")
+        if self.distributed == "fsdp":
+            _check(self.method not in ("ppo", "generate", "evaluate", "merge", "score"), "distributed",
+                   f"fsdp shards TRL trainers (reward, dpo, kto, sft, rloo, grpo); {self.method} runs with ddp")
+            _check(self.adapter != "qlora", "distributed", "fsdp is not offered with qlora; use ddp")
         _check(self.attn_implementation in ATTN_IMPLEMENTATIONS, "attn_implementation",
                f"must be one of {', '.join(ATTN_IMPLEMENTATIONS)}; got {self.attn_implementation!r}")
         if self.method == "rloo":
@@ -311,6 +324,11 @@ class RunConfig:
             )
         if self.method == "kto":
             _check(self.batch_size >= 2, "batch_size", "KTO needs batch_size >= 2 (its KL term)")
+        if self.method == "ppo":
+            minibatches = self.ppo.rollout_batch_size // self.ppo.mini_batch_size
+            _check(minibatches % self.grad_accum == 0, "grad_accum",
+                   f"must divide the {minibatches} minibatches of a PPO rollout (rollout_batch_size / mini_batch_size)")
+            _check(self.precision != "fp16", "precision", "fp16 is not offered for ppo (no loss scaling); use bf16")
         if self.method == "sft" and self.sft.packing:
             # Packed rows are told apart by position ids restarting at 0; virtual tokens in front break that.
             _check(self.adapter != "prompt_tuning", "sft.packing", "cannot be used with adapter prompt_tuning")

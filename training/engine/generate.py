@@ -18,7 +18,15 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .common import base_source, is_adapter_dir, adapter_base, load_causal_lm_for_inference, load_tokenizer, stop_token_ids
+from .common import (
+    adapter_base,
+    base_source,
+    device,
+    is_adapter_dir,
+    load_causal_lm_for_inference,
+    load_tokenizer,
+    stop_token_ids,
+)
 from .config import RunConfig
 from .data import as_messages, prompt_rows, read_jsonl
 from .events import ProgressTimer, Reporter
@@ -102,7 +110,7 @@ def load_for_generation(checkpoint: str | None, cfg: RunConfig):
     tokenizer_source = checkpoint if checkpoint and (Path(checkpoint) / "tokenizer_config.json").is_file() else base
     tokenizer = load_tokenizer(tokenizer_source)
     model = load_causal_lm_for_inference(checkpoint, base)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model.to(device()).eval()
     return model, tokenizer
 
 

@@ -24,6 +24,7 @@ A checkpoint dir holds the adapter (or full model), the tokenizer, value_head.sa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -35,7 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import base_source, load_model, load_tokenizer, peft_config, precision, stop_token_ids
+from .common import (
+    TORCH_DTYPES,
+    base_source,
+    load_model,
+    load_tokenizer,
+    peft_config,
+    precision,
+    replicas_in_sync,
+    run_setup,
+    stop_token_ids,
+    trainable_in_fp32,
+)
 from .config import RunConfig
 from .data import is_messages, prompt_rows, read_jsonl
 from .events import ProgressTimer, Reporter
@@ -216,6 +228,11 @@ class Rollout:
     def attention_mask(self) -> torch.Tensor:
         return torch.cat([self.query_mask, self.mask.long()], dim=1)
 
+    def select(self, idx: torch.Tensor) -> Rollout:
+        """The rows `idx` (prompt padding and response length kept, so positions line up with the whole batch)."""
+        return Rollout([self.prompts[i] for i in idx.tolist()], self.queries[idx], self.query_mask[idx],
+                       self.responses[idx], self.mask[idx], self.ended[idx])
+
 
 def encode_prompt(tokenizer, prompt) -> list[int]:
     if is_messages(prompt):
@@ -245,6 +262,7 @@ def truncate_at_stop(responses: torch.Tensor, stop_ids: list[int], pad_id: int):
 @torch.no_grad()
 def rollout(model: PolicyWithValue, tokenizer, prompts: list, cfg: RunConfig, stop_ids: list[int], device) -> Rollout:
     """Sample one response per prompt from the policy, cut after its first stop token."""
+    model.eval()  # generation uses the KV cache, which activation checkpointing turns off in training mode
     queries, query_mask = left_pad([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id, device)
     out = model.policy.generate(
         input_ids=queries,
@@ -267,7 +285,9 @@ def rollout(model: PolicyWithValue, tokenizer, prompts: list, cfg: RunConfig, st
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(model: PolicyWithValue, tokenizer, optimizer, step: int, cfg: RunConfig) -> Path:
+def save_checkpoint(model: PolicyWithValue, tokenizer, state: dict[str, Any], step: int, cfg: RunConfig) -> Path:
+    """The adapter (or full model) and tokenizer, for inference; the value head and ppo_state.pt (optimizer,
+    scheduler, step, KL coefficient), for resuming."""
     from safetensors.torch import save_file
 
     path = Path(cfg.output_dir) / f"checkpoint-{step}"
@@ -276,12 +296,12 @@ def save_checkpoint(model: PolicyWithValue, tokenizer, optimizer, step: int, cfg
     tokenizer.save_pretrained(path)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
               str(path / "value_head.safetensors"))
-    torch.save({"step": step, "optimizer": optimizer.state_dict()}, path / "ppo_state.pt")
+    torch.save({"step": step, **state}, path / "ppo_state.pt")
     return path
 
 
-def load_checkpoint(model: PolicyWithValue, optimizer, path: str | Path) -> int:
-    """Restore adapter (or full) weights, value head and optimizer from a checkpoint dir; return its step."""
+def load_checkpoint(model: PolicyWithValue, path: str | Path) -> dict[str, Any]:
+    """Restore adapter (or full) weights and value head from a checkpoint dir; return its ppo_state.pt."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -294,19 +314,38 @@ def load_checkpoint(model: PolicyWithValue, optimizer, path: str | Path) -> int:
 
         model.policy.load_state_dict(AutoModelForCausalLM.from_pretrained(path).state_dict())
     model.value_head.load_state_dict(load_file(str(path / "value_head.safetensors")))
-    state = torch.load(path / "ppo_state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    return torch.load(path / "ppo_state.pt", weights_only=False)
 
 
 # ---------------------------------------------------------------- the run
 
 
+class KLController:
+    """The KL coefficient: fixed, or adaptive when `ppo.kl_target` is set (Ziegler et al. 2019): it moves towards the
+    value that keeps the per-response KL near the target, by at most 20% of the error per `ppo.kl_horizon` samples."""
+
+    def __init__(self, value: float, target: float | None, horizon: int):
+        self.value, self.target, self.horizon = value, target, horizon
+
+    def update(self, kl: float, samples: int) -> None:
+        if self.target is not None:
+            error = min(max(kl / self.target - 1, -0.2), 0.2)
+            self.value *= 1 + error * samples / self.horizon
+
+
 def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = None) -> dict[str, Any]:
     """PPO on the prompts of cfg.dataset; the reward is cfg.reward_checkpoint unless `reward_fn` is given.
 
-    Each update reads top to bottom: sample (`rollout`), score (`score_responses`), learn (`ppo_update`).
+    Under `accelerate launch` each process (rank) rolls out its own share of the prompts on its own device and
+    scores them with its own reward model; the update's gradients are all-reduced (DDP), so every rank holds the
+    same weights; rank 0 saves the one checkpoint. Each update reads top to bottom: sample (`rollout`), score
+    (`score_responses`), learn (`ppo_update`).
     """
+    from accelerate import Accelerator
+    from transformers import get_scheduler
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank = accelerator.num_processes, accelerator.process_index
     if reward_fn is None:
         if not cfg.reward_checkpoint:
             raise ValueError("reward_checkpoint: is required for ppo")
@@ -314,21 +353,33 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
 
         reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = base_source(cfg)
     tokenizer = load_tokenizer(source)
     stop_ids = stop_token_ids(tokenizer)
-    model, reference = build_models(cfg, source, device)
-    model.eval()  # no dropout: old and new log-probs must come from the same function
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(cfg) == "bf16")
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(cfg, params)
+    model, reference = build_models(cfg, source, accelerator.device)
+    optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     prompts = [row["prompt"] for row in prompt_rows(read_jsonl(cfg.dataset))]
-    n_batches = math.ceil(len(prompts) / cfg.ppo.rollout_batch_size)
+    ppo = cfg.ppo
+    n_batches = math.ceil(len(prompts) / (ppo.rollout_batch_size * world))  # updates per pass over the prompts
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(n_batches * cfg.num_epochs))
-    start = load_checkpoint(model, optimizer, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else 0
-    next_prompts = prompt_sampler(prompts, cfg.ppo.rollout_batch_size, cfg.seed)
+    optimizer_steps = total * ppo.ppo_epochs * ppo.rollout_batch_size // (ppo.mini_batch_size * cfg.grad_accum)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_training_steps=optimizer_steps,
+                              num_warmup_steps=math.ceil(cfg.warmup_ratio * optimizer_steps))
+    kl_ctl = KLController(ppo.kl_coef, ppo.kl_target, ppo.kl_horizon)
+    start = 0
+    if cfg.resume_from_checkpoint:
+        state = load_checkpoint(model, cfg.resume_from_checkpoint)
+        optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            scheduler.load_state_dict(state["scheduler"])
+        start, kl_ctl.value = int(state["step"]), state.get("kl_coef", kl_ctl.value)
+    model, optimizer = accelerator.prepare(model, optimizer)  # DDP across processes; unchanged on one
+    unwrapped = accelerator.unwrap_model(model)
+    compute = precision(cfg)
+    autocast = torch.autocast(accelerator.device.type, dtype=TORCH_DTYPES[compute], enabled=compute != "fp32")
+    next_prompts = prompt_sampler(prompts, ppo.rollout_batch_size * world, cfg.seed)  # one order on every rank
+    for _ in range(start):
+        next_prompts()  # a resumed run continues the same order
 
     history: list[dict[str, float]] = []
     timer = ProgressTimer()
@@ -336,22 +387,28 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
     t0 = time.monotonic()
     checkpoint_path = None
     for step in range(start + 1, total + 1):
-        torch.manual_seed(cfg.seed + step)
+        torch.manual_seed(cfg.seed + step * world + rank)  # each rank samples its own responses
+        batch_prompts = next_prompts()[rank * ppo.rollout_batch_size : (rank + 1) * ppo.rollout_batch_size]
         with autocast:
-            batch = rollout(model, tokenizer, next_prompts(), cfg, stop_ids, device)  # 1. sample
+            batch = rollout(unwrapped, tokenizer, batch_prompts, cfg, stop_ids, accelerator.device)  # 1. sample
         scores = score_responses(batch, reward_fn, tokenizer, cfg)  # 2. score
-        metrics = ppo_update(model, reference, optimizer, params, batch, scores, cfg, autocast)  # 3. learn
+        metrics = ppo_update(model, reference, optimizer, scheduler, batch, scores, cfg, kl_ctl.value,  # 3. learn
+                             accelerator, autocast)
+        metrics["kl_coef"] = kl_ctl.value
+        kl_ctl.update(metrics["kl"], ppo.rollout_batch_size * world)
 
         history.append({"step": step, **metrics})
-        reporter.progress(step, total, timer.eta(step, total), epoch=step / n_batches)
-        if step % cfg.logging_steps == 0 or step == total:
-            reporter.metrics(step, metrics)
+        if accelerator.is_main_process:
+            reporter.progress(step, total, timer.eta(step, total), epoch=step / n_batches)
+            if step % cfg.logging_steps == 0 or step == total:
+                reporter.metrics(step, metrics)
         if step == total or (cfg.save_steps and step % cfg.save_steps == 0):
-            checkpoint_path = save_checkpoint(model, tokenizer, optimizer, step, cfg)
-            reporter.checkpoint(step, checkpoint_path, cfg.checkpoint_kind, metrics)
+            checkpoint_path = save(unwrapped, tokenizer, optimizer, scheduler, kl_ctl, step, cfg, accelerator)
+            if accelerator.is_main_process:
+                reporter.checkpoint(step, checkpoint_path, cfg.checkpoint_kind, metrics)
 
     if checkpoint_path is None:  # resumed at or past the end
-        checkpoint_path = save_checkpoint(model, tokenizer, optimizer, start, cfg)
+        checkpoint_path = save(unwrapped, tokenizer, optimizer, scheduler, kl_ctl, start, cfg, accelerator)
     first, final = (history[0], history[-1]) if history else ({}, {})
     return {
         "method": "ppo",
@@ -365,12 +422,25 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
         "final_reward_mean": final.get("reward_mean"),
         "history": history,
         "runtime_s": round(time.monotonic() - t0, 2),
+        "replicas_in_sync": replicas_in_sync(unwrapped),
+        **run_setup(cfg),
     }
+
+
+def save(model: PolicyWithValue, tokenizer, optimizer, scheduler, kl_ctl: KLController, step: int, cfg: RunConfig,
+         accelerator) -> Path:
+    """Rank 0 writes the checkpoint (every rank holds the same weights); the others wait for it."""
+    path = Path(cfg.output_dir) / f"checkpoint-{step}"
+    if accelerator.is_main_process:
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "kl_coef": kl_ctl.value}
+        save_checkpoint(model, tokenizer, state, step, cfg)
+    accelerator.wait_for_everyone()
+    return path
 
 
 def build_models(cfg: RunConfig, source: str, device) -> tuple[PolicyWithValue, nn.Module | None]:
     """The policy with its value head, and the reference: None with an adapter (the base with adapters off), a
-    frozen copy for a full fine-tune."""
+    frozen copy for a full fine-tune. Dropout is off (old and new log-probs must come from the same function)."""
     from peft import get_peft_model
 
     policy = load_model(cfg, source)
@@ -379,8 +449,22 @@ def build_models(cfg: RunConfig, source: str, device) -> tuple[PolicyWithValue, 
         reference = load_model(cfg, source).to(device).eval().requires_grad_(False)
     else:
         policy = get_peft_model(policy, peft_config(cfg, policy))
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    disable_dropout(policy)
     hidden_size = policy.config.get_text_config().hidden_size
-    return PolicyWithValue(policy, hidden_size).to(device), reference
+    model = PolicyWithValue(policy, hidden_size).to(device)
+    trainable_in_fp32(model)
+    return model, reference
+
+
+def disable_dropout(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    text_config = model.config.get_text_config()
+    if hasattr(text_config, "attention_dropout"):
+        text_config.attention_dropout = 0.0
 
 
 def prompt_sampler(prompts: list, batch_size: int, seed: int) -> Callable[[], list]:
@@ -411,23 +495,34 @@ def score_responses(batch: Rollout, reward_fn: RewardFn, tokenizer, cfg: RunConf
     return scores
 
 
-def ppo_update(model: PolicyWithValue, reference, optimizer, params, batch: Rollout, scores: torch.Tensor,
-               cfg: RunConfig, autocast) -> dict[str, float]:
-    """One PPO update on a scored rollout: old log-probs and values, KL-shaped rewards, GAE, then the epochs."""
-    ppo = cfg.ppo
-    query_response, attention_mask, mask = batch.query_response, batch.attention_mask, batch.mask
-    context_length = batch.context_length
+def ppo_update(model, reference, optimizer, scheduler, batch: Rollout, scores: torch.Tensor, cfg: RunConfig,
+               kl_coef: float, accelerator, autocast) -> dict[str, float]:
+    """One PPO update on a scored rollout: old log-probs and values, KL-shaped rewards, GAE, then the epochs.
 
-    # Log-probs and values of the behaviour policy, and the reference's log-probs.
+    `model` is the prepared (DDP) PolicyWithValue: its backward passes all-reduce the gradients. An optimizer step
+    follows every `grad_accum` minibatches of `ppo.mini_batch_size`; the passes without gradients run in chunks
+    of `batch_size` rows.
+    """
+    ppo = cfg.ppo
+    unwrapped = accelerator.unwrap_model(model)
+    mask = batch.mask
+
+    # Log-probs and values of the behaviour policy, and the reference's log-probs (no value head there).
     with torch.no_grad(), autocast:
-        logits, old_values = model(query_response, attention_mask, context_length, ppo.temperature)
-        old_logprobs = token_logprobs(logits, batch.responses) * mask
-        ref_logprobs = reference_logprobs(model, reference, batch, ppo.temperature)
-    old_values = old_values * mask
+        old_logprobs, old_values, ref_logprobs = [], [], []
+        for idx in torch.arange(len(batch.prompts)).split(cfg.batch_size):
+            chunk = batch.select(idx)
+            logits, values = unwrapped(chunk.query_response, chunk.attention_mask, chunk.context_length,
+                                       ppo.temperature)
+            old_logprobs.append(token_logprobs(logits, chunk.responses))
+            old_values.append(values)
+            ref_logprobs.append(reference_logprobs(unwrapped, reference, chunk, ppo.temperature))
+    old_logprobs, old_values = torch.cat(old_logprobs) * mask, torch.cat(old_values) * mask
+    ref_logprobs = torch.cat(ref_logprobs)
 
     # Per-token rewards: the KL penalty everywhere, the score on the last response token.
     kl = (old_logprobs - ref_logprobs) * mask
-    rewards = -ppo.kl_coef * kl
+    rewards = -kl_coef * kl
     last = (mask.sum(-1).long() - 1).clamp(min=0)
     rewards[torch.arange(len(last)), last] += scores
     if ppo.whiten_rewards:
@@ -435,21 +530,27 @@ def ppo_update(model: PolicyWithValue, reference, optimizer, params, batch: Roll
     advantages, returns = compute_gae(rewards, old_values, mask, ppo.gamma, ppo.lam)
     advantages = whiten(advantages, mask)
 
-    # PPO epochs over minibatches.
+    # PPO epochs over minibatches; an optimizer step every grad_accum of them (gradients all-reduced on that one).
+    model.train()
     stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "vf_clipfrac", "entropy", "approx_kl")}
     for _ in range(ppo.ppo_epochs):
-        for idx in torch.randperm(len(batch.prompts)).split(ppo.mini_batch_size):
-            with autocast:
-                new_logits, new_values = model(query_response[idx], attention_mask[idx], context_length, ppo.temperature)
-            new_logprobs = token_logprobs(new_logits, batch.responses[idx])
-            m = mask[idx]
-            pg_loss, pg_clipfrac = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, ppo.cliprange)
-            vf_loss, vf_clipfrac = value_loss(new_values, old_values[idx], returns[idx], m, ppo.cliprange_value)
-            loss = pg_loss + ppo.vf_coef * vf_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
+        for i, idx in enumerate(torch.randperm(len(batch.prompts)).split(ppo.mini_batch_size)):
+            steps_now = (i + 1) % cfg.grad_accum == 0
+            with contextlib.nullcontext() if steps_now else accelerator.no_sync(model):
+                chunk = batch.select(idx)
+                with autocast:
+                    new_logits, new_values = model(chunk.query_response, chunk.attention_mask, chunk.context_length,
+                                                   ppo.temperature)
+                new_logprobs = token_logprobs(new_logits, chunk.responses)
+                m = chunk.mask
+                pg_loss, pg_clipfrac = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, ppo.cliprange)
+                vf_loss, vf_clipfrac = value_loss(new_values, old_values[idx], returns[idx], m, ppo.cliprange_value)
+                accelerator.backward((pg_loss + ppo.vf_coef * vf_loss) / cfg.grad_accum)
+            if steps_now:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
                 stats["policy_loss"].append(pg_loss.item())
                 stats["value_loss"].append(vf_loss.item())
@@ -457,15 +558,23 @@ def ppo_update(model: PolicyWithValue, reference, optimizer, params, batch: Roll
                 stats["vf_clipfrac"].append(vf_clipfrac.item())
                 stats["entropy"].append(masked_mean(entropy_from_logits(new_logits), m).item())
                 stats["approx_kl"].append(0.5 * masked_mean((new_logprobs - old_logprobs[idx]) ** 2, m).item())
+    model.eval()
 
-    return {
-        "reward_mean": scores.mean().item(),
-        "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+    # Figures over every rank's rollouts.
+    all_scores = accelerator.gather(scores)
+    local = {
         "kl": kl.sum(-1).mean().item(),
-        "non_score_reward": (-ppo.kl_coef * kl).sum(-1).mean().item(),
+        "non_score_reward": (-kl_coef * kl).sum(-1).mean().item(),
         "response_length": mask.sum(-1).mean().item(),
         "ended_fraction": batch.ended.float().mean().item(),
         **{k: sum(v) / len(v) for k, v in stats.items()},
+    }
+    means = accelerator.reduce(torch.tensor(list(local.values()), device=scores.device), "mean").tolist()
+    return {
+        "reward_mean": all_scores.mean().item(),
+        "reward_std": all_scores.std().item() if len(all_scores) > 1 else 0.0,
+        **dict(zip(local, means)),
+        "learning_rate": scheduler.get_last_lr()[0],
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .common import adapter_base, base_source, is_adapter_dir, load_tokenizer
+from .common import adapter_base, base_source, device, is_adapter_dir, load_tokenizer
 from .config import RunConfig
 from .data import is_messages, read_jsonl
 from .events import ProgressTimer, Reporter
@@ -54,7 +54,7 @@ class RewardModelScorer:
         self.model, self.tokenizer = load_reward_model(checkpoint, base)
         self.max_length = max_length
         self.batch_size = batch_size
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device()  # this rank's own GPU under accelerate launch
         self.model.to(self.device)
 
     def token_ids(self, prompt, completion) -> list[int]:

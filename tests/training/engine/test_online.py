@@ -109,3 +109,61 @@ def test_rloo_with_a_reward_checkpoint(tmp_path, data_dir, datasets, reward_chec
     result, _ = run_method(cfg)
     assert result["step"] == 2
     assert all("rewards/reward_model/mean" in h for h in result["history"])
+
+
+def zero_reward(prompts, completions, completion_ids=None, **kwargs):
+    return [0.0] * len(prompts)
+
+
+def length_reward(prompts, completions, completion_ids=None, **kwargs):
+    return [float(len(ids)) for ids in completion_ids]
+
+
+def test_ppo_honours_the_schedule_and_gradient_accumulation(tmp_path, data_dir, datasets):
+    import torch
+
+    cfg = make_config(tmp_path, data_dir, method="ppo", dataset=datasets["pref"], max_steps=2, learning_rate=1e-3,
+                      lr_scheduler="cosine", warmup_ratio=0.5, grad_accum=2, gradient_checkpointing=True,
+                      ppo={"rollout_batch_size": 8, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 4})
+    result, _ = run_method(cfg, reward_fn=length_reward)
+    # 8 rollouts in minibatches of 2, an optimizer step every 2 of them: 2 steps per update, 4 in all. Cosine with
+    # half of them warming up: the peak rate after the second step, zero after the fourth.
+    assert [h["learning_rate"] for h in result["history"]] == pytest.approx([1e-3, 0.0])
+    state = torch.load(Path(result["checkpoint"]) / "ppo_state.pt", weights_only=False)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {4}
+    assert state["scheduler"]["last_epoch"] == 4
+
+
+def test_ppo_penalises_responses_that_never_end_by_default(tmp_path, data_dir, datasets):
+    from training.engine.config import PPOSection
+
+    assert PPOSection().missing_eos_penalty == 1.0
+    cfg = make_config(tmp_path, data_dir, method="ppo", dataset=datasets["pref"], max_steps=1,
+                      ppo={"rollout_batch_size": 8, "mini_batch_size": 4, "ppo_epochs": 1, "max_new_tokens": 2})
+    result, _ = run_method(cfg, reward_fn=zero_reward)
+    (h,) = result["history"]
+    assert h["ended_fraction"] < 1 and h["reward_mean"] == pytest.approx(-(1 - h["ended_fraction"]))
+
+
+def test_ppo_adaptive_kl_moves_its_coefficient_and_fixed_kl_does_not(tmp_path, data_dir, datasets):
+    ppo = {"rollout_batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1, "max_new_tokens": 4, "kl_coef": 0.05}
+    fixed, _ = run_method(make_config(tmp_path / "fixed", data_dir, method="ppo", dataset=datasets["pref"],
+                                      max_steps=3, learning_rate=3e-3, ppo=ppo), reward_fn=length_reward)
+    assert {h["kl_coef"] for h in fixed["history"]} == {0.05}
+    adaptive, _ = run_method(make_config(tmp_path / "adaptive", data_dir, method="ppo", dataset=datasets["pref"],
+                                         max_steps=3, learning_rate=3e-3, ppo={**ppo, "kl_target": 100.0, "kl_horizon": 4}),
+                             reward_fn=length_reward)
+    # The KL stays far below 100 nats: the coefficient falls by the largest move, 20% per kl_horizon samples.
+    assert [h["kl_coef"] for h in adaptive["history"]] == pytest.approx([0.05, 0.04, 0.032])
+
+
+def test_ppo_refuses_settings_it_cannot_honour():
+    from training.engine.config import RunConfig
+
+    base = {"method": "ppo", "output_dir": "o", "dataset": "d", "ppo": {"rollout_batch_size": 8, "mini_batch_size": 4}}
+    with pytest.raises(ValueError, match="^grad_accum: must divide the 2 minibatches"):
+        RunConfig.from_dict({**base, "grad_accum": 4})
+    with pytest.raises(ValueError, match="^precision: fp16 is not offered for ppo"):
+        RunConfig.from_dict({**base, "precision": "fp16"})
+    with pytest.raises(ValueError, match="^distributed: fsdp shards TRL trainers"):
+        RunConfig.from_dict({**base, "distributed": "fsdp"})

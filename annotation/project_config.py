@@ -55,8 +55,8 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         "start_from_draft": True,  # the editor opens with the model draft (if the item has one), else empty
     },
     "arena": {
-        # Who answers: [{"base_model": NAME} | {"checkpoint": ID} | {"endpoint": NAME}], at least two. Annotation
-        # checks their shape; training checks that they exist (training.arena).
+        # Who answers: [{"base_model": NAME} | {"checkpoint": ID} | {"endpoint": NAME}], two or more (none: the arena
+        # holds recorded battles only). Annotation checks their shape; training checks that they exist (training.arena).
         "sources": [],
         "allow_tie": True,
         "allow_both_bad": True,
@@ -111,11 +111,12 @@ def _names(cfg, field):
 
 
 def _arena_sources(cfg) -> None:
-    """``sources``: two or more distinct ``{"base_model": NAME}``, ``{"checkpoint": ID}`` or ``{"endpoint": NAME}``."""
+    """``sources``: two or more distinct ``{"base_model": NAME}``, ``{"checkpoint": ID}`` or ``{"endpoint": NAME}``, or
+    none (an arena of recorded battles, until it has sources)."""
     sources = cfg["sources"]
-    if not isinstance(sources, list) or not 2 <= len(sources) <= MAX_ARENA_SOURCES:
+    if not isinstance(sources, list) or len(sources) == 1 or len(sources) > MAX_ARENA_SOURCES:
         _fail("sources", f"must be a list of 2 to {MAX_ARENA_SOURCES} sources, each "
-                         '{"base_model": name}, {"checkpoint": id} or {"endpoint": name}')
+                         '{"base_model": name}, {"checkpoint": id} or {"endpoint": name} (or empty: no new battles)')
     seen = set()
     for i, source in enumerate(sources):
         field = f"sources[{i}]"

@@ -79,9 +79,12 @@ def rater_progress(user, project: Project) -> dict:
     """What a rater sees about their own work in a project."""
     done = Annotation.objects.filter(item__project=project, rater=user).count()
     membership = Membership.objects.filter(project=project, user=user).first()
-    open_items = Item.objects.filter(project=project, is_complete=False, is_gold=False).exclude(
-        assignments__rater=user, assignments__status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
-    ).count()
+    if project.mode == Project.Mode.ARENA:  # no queue: what is left are the rater's own battles not voted yet
+        open_items = Item.objects.filter(project=project, is_complete=False, assignments__rater=user).count()
+    else:
+        open_items = Item.objects.filter(project=project, is_complete=False, is_gold=False).exclude(
+            assignments__rater=user, assignments__status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
+        ).count()
     return {
         "annotated": done,
         "open_items": open_items,

@@ -491,15 +491,16 @@ ARENA_VOTES_ELSEWHERE = "Arena battles are voted with POST /api/v1/battles/{id}/
 @transaction.atomic
 def arena_item_create(*, project: Project, rater, external_id: str, messages: list[dict], metadata: dict,
                       responses: list[dict], now=None) -> tuple[Item, list[int]]:
-    """A battle's item: the prompt the rater wrote, one empty response per source (``{model_name, checkpoint_id,
-    params}``, in the order A, B) and the rater's assignment showing them in that order. Returns (item, response
-    ids). Nobody else is served it: an arena has no queue."""
+    """A battle's item: the prompt the rater wrote, one response per source (``{model_name, checkpoint_id, params}``,
+    and ``text`` for a battle recorded elsewhere; empty until generated otherwise), in the order A, B, and the
+    rater's assignment showing them in that order. Returns (item, response ids). Nobody else is served it: an
+    arena has no queue."""
     now = now or timezone.now()
     prompt = Prompt.objects.create(project=project, external_id=external_id, messages=messages, metadata=metadata,
                                    round="arena")
     rows = Response.objects.bulk_create([
-        Response(prompt=prompt, text="", model_name=r.get("model_name") or "", checkpoint_id=r.get("checkpoint_id"),
-                 params=r.get("params") or {})
+        Response(prompt=prompt, text=r.get("text") or "", model_name=r.get("model_name") or "",
+                 checkpoint_id=r.get("checkpoint_id"), params=r.get("params") or {})
         for r in responses
     ])
     item = Item.objects.create(project=project, prompt=prompt, overlap=1, round="arena")

@@ -24,13 +24,14 @@ STRENGTHS = (
 SUBMIT, SKIP, EDIT_LAST, GUIDELINES, HELP, COMMENT, NOT_RANKABLE, TIE_ABOVE = "enter", "s", "u", "g", "?", "c", "n", "t"
 MOVE_UP, MOVE_DOWN = "arrowup", "arrowdown"
 WRITE, USE_DRAFT, FROM_SCRATCH = "e", "d", "x"  # demonstrations: into the answer box, the model draft, a blank box
+NEW_BATTLE, SUGGEST = "n", "p"  # arena: a new battle once voted, a prompt suggested from the project's own
 
 # The keys rater.js reads (json_script "rater-keys"); the answer keys it finds on the inputs' data-keys.
 JS_KEYS = {"submit": SUBMIT, "skip": SKIP, "edit_last": EDIT_LAST, "guidelines": GUIDELINES, "help": HELP,
            "comment": COMMENT, "not_rankable": NOT_RANKABLE, "tie_above": TIE_ABOVE, "move_up": MOVE_UP,
            "move_down": MOVE_DOWN, "write": WRITE, "use_draft": USE_DRAFT, "from_scratch": FROM_SCRATCH}
 
-_SHOWN = {"enter": "Enter", "arrowup": "↑", "arrowdown": "↓", "tab": "Tab", "esc": "Esc"}
+_SHOWN = {"enter": "Enter", "ctrl": "Ctrl", "arrowup": "↑", "arrowdown": "↓", "tab": "Tab", "esc": "Esc"}
 
 
 def shown(key: str) -> str:
@@ -96,6 +97,28 @@ def shortcuts(mode: str, config: dict, *, cards: int | None = None) -> list[dict
     return rows
 
 
+# The keys arena.js reads (json_script "arena-keys"); the vote keys are the pairwise ones, on the inputs' data-keys.
+ARENA_JS_KEYS = {"vote": SUBMIT, "new_battle": NEW_BATTLE, "suggest": SUGGEST, "guidelines": GUIDELINES, "help": HELP}
+
+
+def arena_shortcuts(config: dict) -> list[dict]:
+    """Every shortcut of an arena battle's screen, as ``shortcuts`` gives them."""
+    rows: list[dict] = []
+
+    def add(keys, text, sep=""):
+        rows.append({"keys": [shown(k) for k in keys], "sep": sep, "text": text})
+
+    add(["ctrl", SUBMIT], "Start the battle (in the prompt box)", "+")
+    add([SUGGEST], "Suggest a prompt from the project's own")
+    for _, label, keys in pairwise_choices(config):
+        add(keys, label, "or")
+    add([SUBMIT], "Vote, once both answers are complete: the names of A and B are shown then")
+    add([NEW_BATTLE], "A new battle, after the vote")
+    add([GUIDELINES], "Guidelines")
+    add([HELP], "This list")
+    return rows
+
+
 def choice_keys_line(mode: str, config: dict) -> str:
     """One line for under the guidelines: the keys that answer an item in this project."""
     if mode == "pairwise":
@@ -105,6 +128,10 @@ def choice_keys_line(mode: str, config: dict) -> str:
     elif mode == "rating":
         scale = int(config.get("scale") or 7)
         parts = [f"{'–'.join(_range(scale))} the overall score" + (" (0 is 10)" if scale == 10 else "")]
+    elif mode == "arena":
+        parts = [f"{' or '.join(shown(k) for k in keys)} {label}" for _, label, keys in pairwise_choices(config)]
+        return "Keys: " + " · ".join(parts + [f"{shown(SUBMIT)} vote", f"{shown(NEW_BATTLE)} new battle",
+                                               f"{shown(HELP)} every shortcut"])
     elif mode == "demonstration":
         parts = [f"{shown(WRITE)} write the answer", f"{shown(USE_DRAFT)} start from the draft",
                  f"{shown(FROM_SCRATCH)} from scratch", "Ctrl+Enter submit"]

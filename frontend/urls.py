@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import arena_views, views
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(
@@ -20,6 +20,13 @@ urlpatterns = [
     path("p/<slug:slug>/items/<int:item_id>/skip/", views.skip, name="annotate-skip"),
     path("p/<slug:slug>/items/<int:item_id>/autosave/", views.autosave, name="annotate-autosave"),
     path("p/<slug:slug>/annotations/<int:annotation_id>/edit/", views.edit, name="annotate-edit"),
+    path("p/<slug:slug>/arena/", arena_views.arena_page, name="arena"),
+    path("p/<slug:slug>/arena/suggest/", arena_views.arena_suggest, name="arena-suggest"),
+    path("p/<slug:slug>/arena/battles/", arena_views.arena_start, name="arena-start"),
+    path("p/<slug:slug>/arena/battles/<int:battle_id>/", arena_views.battle_page, name="arena-battle"),
+    path("p/<slug:slug>/arena/battles/<int:battle_id>/live/", arena_views.battle_live, name="arena-battle-live"),
+    path("p/<slug:slug>/arena/battles/<int:battle_id>/vote/", arena_views.battle_vote, name="arena-vote"),
+    path("p/<slug:slug>/leaderboard/", arena_views.leaderboard_page, name="arena-leaderboard"),
     path("manage/", views.manage_projects, name="manage"),
     path("manage/<int:project_id>/", views.manage_project, name="manage-project"),
     path("manage/<int:project_id>/import/", views.manage_import, name="manage-import"),

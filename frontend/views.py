@@ -132,6 +132,8 @@ def _time_spent(request):
 @page
 def annotate(request, slug):
     project = access_project_by_slug(request.user, slug)
+    if project.mode == Project.Mode.ARENA:  # raters start battles there; an arena has no queue
+        return redirect("arena", slug=slug)
     return _render_stage(request, _stage(request, project), partial=False)
 
 

@@ -51,7 +51,7 @@ def test_an_arena_config_is_checked_for_shape_then_for_sources_that_exist(api, a
         return api.post(url, {"name": "Arena", "mode": "arena", "config": config}, format="json")
 
     cases = [
-        ({}, "config.sources"),
+        ({"sources": {"base_model": "tiny"}}, "config.sources"),
         ({"sources": [{"base_model": "tiny"}]}, "config.sources"),
         ({"sources": [{"base_model": "tiny"}, {"checkpoint": "seven"}]}, "config.sources[1].checkpoint"),
         ({"sources": [{"base_model": "tiny"}, {"model": "x"}]}, "config.sources[1]"),
@@ -75,6 +75,7 @@ def test_an_arena_config_is_checked_for_shape_then_for_sources_that_exist(api, a
     register("local", chat)
     response = create({"sources": [{"base_model": "tiny"}, {"endpoint": "local"}]})
     assert response.status_code == 201 and response.json()["mode"] == "arena"
+    assert create({}).json()["config"]["sources"] == []  # no sources yet: recorded battles only, none started
 
 
 def _tiny():
@@ -276,3 +277,19 @@ def test_votes_export_with_provenance_and_train_dpo(api, duel, ann, tmp_path):
                          args=_args(DPOConfig, tmp_path / "dpo", max_length=128, beta=0.1),
                          train_dataset=load(path, "jsonl"), processing_class=AutoTokenizer.from_pretrained(tiny))
     _trained_steps(trainer)
+
+
+def test_an_arena_without_sources_holds_recorded_battles_and_starts_none(api, ann):
+    project = make_arena([])
+    add_member(project, ann)
+    api.force_authenticate(ann)
+    response = api.post(reverse(BATTLES, args=[project.pk]), {"prompt": "Hello?"}, format="json")
+    assert response.status_code == 409 and "fewer than two sources" in response.json()["detail"]
+    battle = arena.battle_import(project=project, rater=ann, external_id="log-1",
+                                 messages=[{"role": "user", "content": "Hi"}],
+                                 answers=[("old-model", "Hello."), ("new-model", "Hello there!")], choice="B")
+    assert arena.battle_import(project=project, rater=ann, external_id="log-1", messages=[], answers=[],
+                               choice="A") == battle  # the same battle again: nothing new
+    assert battle.status == "voted" and battle.source_names == ["old-model", "new-model"]
+    board = api.get(reverse("api-leaderboard", args=[project.pk])).json()
+    assert [r["source"] for r in board["rows"]] == ["new-model", "old-model"] and board["battles"] == 1

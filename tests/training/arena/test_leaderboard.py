@@ -100,3 +100,22 @@ def test_widest_interval_sampling_draws_the_least_known_source_first(trio, ann):
     trio.config["sampling"] = "uniform"
     uniform = Counter(s.name for _ in range(300) for s in arena._draw_pair(trio, arena._answering_sources(trio), rng))
     assert 150 < uniform["endpoint:three"] < 250  # two of three on average: 200
+
+
+def test_the_fit_is_choixs_maximum_likelihood_for_one_matrix_or_a_stack():
+    import choix
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    matrices = []
+    for k in (2, 3, 5, 8):
+        wins = rng.integers(0, 15, (k, k)).astype(float)
+        np.fill_diagonal(wins, 0)
+        wins[0, :] = 0  # a source that never won
+        reference = choix.ilsr_pairwise_dense(wins + arena.PRIOR_WINS * (1 - np.eye(k)), alpha=0, max_iter=10_000,
+                                              tol=1e-12)
+        assert np.allclose(arena.bradley_terry(wins), reference - reference.mean(), atol=1e-8)
+        matrices.append(wins) if k == 5 else None
+    stack = np.stack([matrices[0], matrices[0].T, matrices[0] * 3])
+    fitted = arena.bradley_terry(stack)
+    assert np.allclose(fitted[0], arena.bradley_terry(matrices[0])) and np.allclose(fitted[1], -fitted[0], atol=1e-8)

@@ -41,6 +41,7 @@ from annotation.services import (
     project_create,
     queue_next,
 )
+from training.demo.arena import ARENA_STEPS
 from training.demo.loop import LOOP_STEPS
 
 User = get_user_model()
@@ -299,6 +300,7 @@ STEPS: list[Callable[[SeedContext], None]] = [
     step_members,
     step_gold,
     step_annotations,
+    *ARENA_STEPS,  # an arena with recorded battles and simulated votes: a leaderboard with intervals
     *LOOP_STEPS,  # a DPO run, a generated round and a human evaluation (tiny model)
 ]
 

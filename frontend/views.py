@@ -28,10 +28,6 @@ from annotation.selectors import projects_visible_to
 from . import forms as f
 from . import keys, selectors
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 IMPORT_ERRORS_SHOWN = 100  # a refused import lists at most this many problems on the page
 EXPORT_URL = "/api/v1/projects/{id}/export/?kind={kind}&format={fmt}"
 EXPORTS = [("TRL preference", "trl", "jsonl"), ("TRL preference", "trl", "parquet"), ("KTO", "kto", "jsonl"),
@@ -39,7 +35,7 @@ EXPORTS = [("TRL preference", "trl", "jsonl"), ("TRL preference", "trl", "parque
 
 
 def page(view):
-    """Login required, a strict Content-Security-Policy, and service errors as pages."""
+    """Login required, and service errors as pages (the Content-Security-Policy is on every response: settings)."""
 
     @functools.wraps(view)
     @login_required
@@ -48,7 +44,6 @@ def page(view):
             response = view(request, *args, **kwargs)
         except NotFound as exc:
             raise Http404(exc.message)
-        response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     return wrapper

@@ -36,3 +36,12 @@ def p_value(p):
 def as_json(value):
     """A config or any JSON value as indented JSON (true/false/null), not a Python repr."""
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@register.filter
+def minutes(delta):
+    """A timedelta in whole minutes (at least 1)."""
+    try:
+        return max(1, round(delta.total_seconds() / 60))
+    except AttributeError:
+        return delta

@@ -27,7 +27,7 @@ from annotation.models import Item, Project
 from annotation.project_config import STRENGTHS
 from annotation.services import judge_annotations_store, judge_rater
 
-from .endpoints import EndpointError, chat_complete, endpoint_get, judge_endpoint_name
+from .endpoints import Endpoint, EndpointError, chat_complete, endpoint_get, judge_endpoint_name
 from .endpoints import client as endpoint_client
 from .models import Checkpoint, ProjectJob
 from .project_jobs import check_reward_checkpoint, job_open, job_progress, job_queue, job_workdir, reward_scores
@@ -57,9 +57,12 @@ Reply with one JSON object and nothing else:
 
 
 def judge_name(judge) -> str:
-    """The bot's name for a judge: ``reward-<checkpoint id>`` or the chat endpoint's model name."""
+    """The bot's name for a judge: ``reward-<checkpoint id>``, or the chat endpoint's name (the configured one's is
+    its model's name)."""
     if judge == API:
         return judge_endpoint_name() or "api"
+    if isinstance(judge, Endpoint):
+        return judge.name
     return f"reward-{judge.pk}"
 
 
@@ -70,15 +73,16 @@ def judge_name(judge) -> str:
 def judge_run(*, project: Project, judge, limit: int = 100, rubric: str = "", created_by=None):
     """Queue the judge over up to ``limit`` items of ``project`` it has not judged yet; returns the ProjectJob.
 
-    ``judge`` is a reward ``Checkpoint`` or ``"api"`` (the configured chat endpoint). ``rubric`` replaces the
-    default constitution for a chat judge. A second call while one is queued or running returns that one.
+    ``judge`` is a reward ``Checkpoint``, ``"api"`` (the chat endpoint configured by settings) or a registered chat
+    ``Endpoint`` (``training.endpoints.endpoint_get``). ``rubric`` replaces the default constitution for a chat
+    judge. A second call while one is queued or running returns that one.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"must be an integer from 1 to {MAX_LIMIT}", field="limit")
     if not isinstance(rubric, str) or len(rubric) > 20_000:
         raise Invalid("must be text of at most 20000 characters", field="rubric")
-    if judge == API:
-        if not (settings.PS_JUDGE_API_BASE and settings.PS_JUDGE_MODEL):
+    if judge == API or isinstance(judge, Endpoint):
+        if judge == API and not (settings.PS_JUDGE_API_BASE and settings.PS_JUDGE_MODEL):
             raise Invalid("no chat endpoint is configured: set PS_JUDGE_API_BASE and PS_JUDGE_MODEL",
                                field="judge")
         if project.mode != "pairwise":
@@ -91,14 +95,16 @@ def judge_run(*, project: Project, judge, limit: int = 100, rubric: str = "", cr
             raise Invalid("a reward-model judge compares responses: use it on pairwise or ranking projects",
                                field="judge")
     else:
-        raise Invalid("must be a reward checkpoint or 'api'", field="judge")
+        raise Invalid("must be a reward checkpoint, 'api' or a chat endpoint", field="judge")
     name = judge_name(judge)
     existing = job_open(project, ProjectJob.Kind.JUDGE, params__judge=name)
     if existing is not None:
         return existing
     job = ProjectJob.objects.create(
         project=project, kind=ProjectJob.Kind.JUDGE, reward_checkpoint=checkpoint, created_by=created_by,
-        params={"judge": name, "limit": limit, "rubric": rubric, "endpoint": settings.PS_JUDGE_API_BASE if checkpoint is None else ""},
+        params={"judge": name, "limit": limit, "rubric": rubric,
+                "endpoint": "" if checkpoint is not None else judge.api_base if isinstance(judge, Endpoint)
+                else settings.PS_JUDGE_API_BASE},
     )
     job_queue(job)
     return job

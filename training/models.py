@@ -2,7 +2,10 @@
 endpoints and arena battles."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -240,6 +243,17 @@ class ProjectJob(models.Model):
 ENDPOINT_NAME_RE = r"^[A-Za-z0-9_.@+-]{1,100}$"  # as an AI judge's bot is named after its endpoint's model
 
 
+def validate_endpoint_url(value: str) -> None:
+    """An http(s) URL with a host: a public name, an address, or a name on the local network (``http://vllm:8000``)."""
+    parts = urlsplit(value or "")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValidationError("has a port that is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValidationError("must be an http or https URL with a host, e.g. http://vllm:8000/v1")
+
+
 class ChatEndpoint(models.Model):
     """An OpenAI-compatible chat endpoint that an AI judge, a generation round or an arena names (``training.endpoints``).
 
@@ -249,7 +263,8 @@ class ChatEndpoint(models.Model):
 
     name = models.CharField(max_length=100, unique=True,
                             validators=[RegexValidator(ENDPOINT_NAME_RE, "letters, digits and _ . @ + - only")])
-    api_base = models.URLField(max_length=500, help_text="The base URL, e.g. https://api.example.com/v1.")
+    api_base = models.CharField(max_length=500, validators=[validate_endpoint_url],
+                                help_text="The base URL, e.g. https://api.example.com/v1 or http://vllm:8000/v1.")
     model = models.CharField(max_length=200, help_text="The model name sent with each request.")
     api_key_env = models.CharField(max_length=100, blank=True,
                                    help_text="The environment variable that holds the API key (blank: none).")

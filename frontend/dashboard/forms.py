@@ -11,7 +11,7 @@ from annotation.errors import ServiceError
 from annotation.models import Annotation, Project
 from training.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
 from training.engine.config import ADAPTERS, DPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
-from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
+from training.models import BaseModel, ChatEndpoint, Checkpoint, DatasetSnapshot, TrainingRun
 from training.services import SNAPSHOT_KINDS, run_config_validate
 
 METHOD_HELP = {
@@ -310,13 +310,16 @@ def add_round_error(form: forms.Form, exc: ServiceError) -> None:
 
 
 class JudgeRunForm(forms.Form):
-    """Run an AI judge over a project's items: a reward checkpoint or, when configured, the chat endpoint."""
+    """Run an AI judge over a project's items: a reward checkpoint, or a chat endpoint (registered, or configured)."""
     judge = forms.ChoiceField(label="Judge")
     limit = forms.IntegerField(min_value=1, max_value=JUDGE_MAX_LIMIT, initial=100, label="Items at most")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         choices = [(f"checkpoint:{pk}", label) for pk, label in reward_checkpoint_choices() if pk]
+        endpoints = [(f"endpoint:{name}", f"Chat endpoint · {name}") for name in
+                     ChatEndpoint.objects.order_by("name").values_list("name", flat=True)]
         if settings.PS_JUDGE_API_BASE and settings.PS_JUDGE_MODEL:
-            choices.insert(0, (JUDGE_API, f"Chat endpoint · {settings.PS_JUDGE_MODEL}"))
+            endpoints.insert(0, (JUDGE_API, f"Chat endpoint · {settings.PS_JUDGE_MODEL}"))
+        choices = endpoints + choices
         self.fields["judge"].choices = [("", "— choose —")] + choices

@@ -24,6 +24,7 @@ from training import selectors as training_selectors
 from training import services as training
 from training.access import access_base_model, access_checkpoint, access_run, access_snapshot
 from training.active_learning import active_learning_clear, active_learning_score
+from training.endpoints import endpoint_get
 from training.judge import API, judge_run
 from training.models import Checkpoint, ProjectJob, TrainingRun
 from training.run_log import FULL_LOG_NAME
@@ -79,7 +80,13 @@ def quality_judge(request, project_id):
         return _back_to_quality(project)
     data = form.cleaned_data
     try:
-        judge = API if data["judge"] == API else access_checkpoint(request.user, data["judge"].partition(":")[2])
+        kind, _, value = data["judge"].partition(":")
+        if data["judge"] == API:
+            judge = API
+        elif kind == "endpoint":
+            judge = endpoint_get(value, field="judge")
+        else:
+            judge = access_checkpoint(request.user, value)
         job = judge_run(project=project, judge=judge, limit=data["limit"], created_by=request.user)
     except ServiceError as exc:
         messages.error(request, "Judge not started: " + "; ".join(f.flat_errors(exc)))

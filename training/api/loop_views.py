@@ -14,6 +14,7 @@ from annotation.quality import judge_agreement
 from training import rounds
 from training.access import access_base_model, access_checkpoint, access_job, access_round
 from training.active_learning import active_learning_clear, active_learning_score
+from training.endpoints import endpoint_get
 from training.judge import API, judge_run
 
 from .views import AdminView, _valid
@@ -92,6 +93,8 @@ class JudgeSerializer(serializers.Serializer):
     checkpoint = serializers.IntegerField(required=False, allow_null=True, default=None,
                                           help_text="A reward checkpoint; leave out to use the chat endpoint.")
     api = serializers.BooleanField(required=False, default=False, help_text="Use the configured chat endpoint.")
+    endpoint = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
+                                     help_text="A registered chat endpoint, by name (/api/v1/endpoints/).")
     limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=10_000)
     rubric = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
 
@@ -161,9 +164,13 @@ class JudgeView(AdminView):
         user = request.user
         project = access_project(user, project_id, admin=True)
         data = _valid(JudgeSerializer, request.data)
-        if bool(data["checkpoint"]) == bool(data["api"]):
-            raise Invalid('give a reward "checkpoint" or "api": true (one of them)', field="checkpoint")
-        judge = API if data["api"] else access_checkpoint(user, data["checkpoint"])
+        if sum(map(bool, (data["checkpoint"], data["api"], data["endpoint"]))) != 1:
+            raise Invalid('give a reward "checkpoint", "api": true or a chat "endpoint" (one of them)',
+                          field="checkpoint")
+        if data["endpoint"]:
+            judge = endpoint_get(data["endpoint"], field="endpoint")
+        else:
+            judge = API if data["api"] else access_checkpoint(user, data["checkpoint"])
         job = judge_run(project=project, judge=judge, limit=data["limit"], rubric=data["rubric"], created_by=user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

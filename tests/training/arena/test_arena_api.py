@@ -221,13 +221,15 @@ def test_rounds_do_not_write_into_an_arena(duel, admin):
 def test_chat_endpoints_are_registered_by_admins(api, admin, ann):
     api.force_authenticate(admin)
     url = reverse("api-endpoints")
-    body = {"name": "vllm-8b", "api_base": "http://10.0.0.5:8000/v1", "model": "meta/llama-8b", "api_key_env": "VLLM_KEY"}
+    body = {"name": "vllm-8b", "api_base": "http://vllm:8000/v1", "model": "meta/llama-8b", "api_key_env": "VLLM_KEY"}
     created = api.post(url, body, format="json")
     assert created.status_code == 201 and "api_key" not in created.json()
     assert api.post(url, body, format="json").status_code == 409
     for bad, field in [({**body, "name": "a b"}, "name"), ({**body, "name": "x", "api_base": "ftp:/x"}, "api_base"),
                        ({**body, "name": "y", "api_key_env": "sk-123"}, "api_key_env"),
-                       ({**body, "name": "z", "timeout": 0}, "timeout")]:
+                       ({**body, "name": "z", "timeout": 0}, "timeout"),
+                       ({**body, "name": "w", "api_base": "http://vllm:port/v1"}, "api_base"),
+                       ({**body, "name": "v", "api_base": "vllm:8000/v1"}, "api_base")]:
         response = api.post(url, bad, format="json")
         assert response.status_code == 400 and field in json.dumps(response.json()), (bad, response.content)
     assert [e["name"] for e in api.get(url).json()["results"]] == ["vllm-8b"]

@@ -198,3 +198,21 @@ def test_active_learning_api_refuses_when_off_and_clears_priorities(admin, api):
     response = api.delete(reverse("api-active-learning", args=[project.pk]))
     assert response.json() == {"items_reset": 2}
     assert set(Item.objects.filter(project=project).values_list("priority", flat=True)) == {0}
+
+
+def test_a_registered_chat_endpoint_judges_by_its_name(admin, api):
+    from training.endpoints import endpoint_register
+
+    project, _ = annotated_project(6)
+    api.force_authenticate(admin)
+    url = reverse("api-judge", args=[project.pk])
+    assert api.post(url, {"endpoint": "nowhere"}, format="json").json()["field"] == "endpoint"
+    assert api.post(url, {"endpoint": "x", "api": True}, format="json").status_code == 400
+    with LoopbackChat(polite_judge()) as server:
+        endpoint_register(name="house-judge", api_base=server.base, model="judge-7b")
+        response = api.post(url, {"endpoint": "house-judge", "limit": 6}, format="json")
+        assert response.status_code == 202 and response.json()["params"]["judge"] == "house-judge"
+        assert project_job_task(response.json()["id"]) == "succeeded"
+    assert {r["body"]["model"] for r in server.requests} == {"judge-7b"}
+    judged = Annotation.objects.filter(item__project=project, source="judge")
+    assert judged.count() == 6 and {a.rater.username for a in judged} == {"judge:house-judge"}

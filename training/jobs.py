@@ -127,6 +127,7 @@ def engine_config(run: TrainingRun, snapshot: DatasetSnapshot, output_dir: Path)
     }
     if run.reward_checkpoint_id:
         config["reward_checkpoint"] = str(services.data_path(run.reward_checkpoint.path))
+        config["reward_base_model"] = run.reward_checkpoint.run.base_model.source  # checkpoints name no server path
     if run.resumed_from_id:
         config["resume_from_checkpoint"] = str(services.data_path(run.resumed_from.path))
     return config
@@ -366,6 +367,7 @@ def checkpoint_evaluate_execute(*, checkpoint_id: int, kind: str) -> str | None:
         "data_dir": str(services.data_dir()),
         "dataset": str(services.data_path(snapshot.path)),
         "reward_checkpoint": str(services.data_path(reward.path)),
+        "reward_base_model": reward.run.base_model.source,
         "evaluate": section,
     }
     outcome = _engine_job(config, output_dir / "engine-config.json")

@@ -39,9 +39,13 @@ def base_models_list():
     return BaseModel.objects.order_by("name")
 
 
-def checkpoint_archive(directory: Path, arcname: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+def checkpoint_archive(directory: Path, arcname: str, chunk_size: int = 1 << 20, *,
+                       include_training_state: bool = False) -> Iterator[bytes]:
     """A .tar.gz of ``directory`` as a stream of chunks: a thread writes the archive into a pipe and the
-    response reads it, so memory stays at one chunk however large the model is."""
+    response reads it, so memory stays at one chunk however large the model is. What inference needs, plus the
+    training state (optimizer, scheduler, RNG, trainer state) when asked for."""
+    from .engine.checkpoints import is_training_state
+
     read_fd, write_fd = os.pipe()
 
     def write_archive():
@@ -51,6 +55,8 @@ def checkpoint_archive(directory: Path, arcname: str, chunk_size: int = 1 << 20)
                     dirs.sort()
                     for name in sorted(files):
                         path = Path(root) / name
+                        if not include_training_state and is_training_state(path.relative_to(directory)):
+                            continue
                         tar.add(str(path), arcname=f"{arcname}/{path.relative_to(directory)}", recursive=False)
         except BrokenPipeError:
             pass  # the client went away

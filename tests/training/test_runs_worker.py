@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import tarfile
@@ -207,6 +208,21 @@ def test_checkpoints_are_evaluated_merged_and_downloaded(worker, admin, api):
     assert download.status_code == 200
     archive = tarfile.open(fileobj=io.BytesIO(b"".join(download.streaming_content)), mode="r:gz")
     assert any(name.endswith("/model.safetensors") for name in archive.getnames())
+
+    # an adapter's download holds what inference needs; its training state only when asked for
+    def names(query=""):
+        response = api.get(f"/api/v1/checkpoints/{policy.pk}/download/{query}")
+        assert response.status_code == 200
+        archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+        return {Path(name).name: archive.extractfile(name) for name in archive.getnames() if archive.getmember(name).isfile()}
+
+    files = names()
+    assert {"adapter_model.safetensors", "adapter_config.json", "base_model.json"} <= set(files)
+    assert "optimizer.pt" not in files and "trainer_state.json" not in files
+    assert json.load(files["adapter_config.json"])["base_model_name_or_path"] == "tiny"
+    assert {"optimizer.pt", "trainer_state.json"} <= set(names("?include=training_state"))
+    response = api.get(f"/api/v1/checkpoints/{policy.pk}/download/?include=everything")
+    assert response.status_code == 400 and "include" in response.json()["errors"]
 
 
 def test_qlora_with_an_8bit_optimizer_trains_on_cpu(worker):

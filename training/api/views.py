@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from annotation.access import access_project
 from annotation.api.permissions import IsAdmin
-from annotation.errors import Conflict
+from annotation.errors import Conflict, Invalid
 from training import selectors, services
 from training.access import access_checkpoint, access_run, access_snapshot
 
@@ -102,14 +102,24 @@ class CheckpointDetailView(AdminView):
 
 
 class CheckpointDownloadView(AdminView):
-    @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(description="A .tar.gz of the checkpoint")})
+    @extend_schema(
+        parameters=[OpenApiParameter("include", str, enum=["training_state"], required=False,
+                                     description="training_state: also the optimizer, scheduler, RNG and trainer "
+                                                 "state (for resuming elsewhere)")],
+        responses={(200, "application/gzip"): OpenApiResponse(description="A .tar.gz of the checkpoint: what "
+                                                                          "inference needs")},
+    )
     def get(self, request, checkpoint_id):
         checkpoint = access_checkpoint(request.user, checkpoint_id)
+        include = request.query_params.get("include", "")
+        if include not in ("", "training_state"):
+            raise Invalid(f"must be 'training_state' or left out, got {include!r}", field="include")
         directory = selectors.checkpoint_files_dir(checkpoint)
         if not directory.is_dir():
             raise Conflict(f"Checkpoint {checkpoint.pk}'s files are gone from {checkpoint.path}.")
         name = f"run{checkpoint.run_id}-{directory.name}"
-        response = StreamingHttpResponse(selectors.checkpoint_archive(directory, name), content_type="application/gzip")
+        archive = selectors.checkpoint_archive(directory, name, include_training_state=include == "training_state")
+        response = StreamingHttpResponse(archive, content_type="application/gzip")
         response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
         return response
 

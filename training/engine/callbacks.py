@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from transformers import TrainerCallback
 
@@ -16,8 +17,10 @@ class ReporterCallback(TrainerCallback):
     evaluation metrics; saves before the last step are reported here as they happen.
     """
 
-    def __init__(self, reporter: Reporter, method: str, checkpoint_kind: str):
+    def __init__(self, reporter: Reporter, method: str, checkpoint_kind: str,
+                 on_save: Callable[[Path], None] | None = None):
         self.reporter = reporter
+        self.on_save_hook = on_save  # called on the main process with every checkpoint dir the trainer writes
         self.method = method
         self.checkpoint_kind = checkpoint_kind
         self.timer = ProgressTimer()
@@ -43,6 +46,10 @@ class ReporterCallback(TrainerCallback):
             self.reporter.metrics(state.global_step, metrics)
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and state.global_step < state.max_steps:
-            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not state.is_world_process_zero:
+            return
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.on_save_hook is not None:
+            self.on_save_hook(path)
+        if state.global_step < state.max_steps:
             self.reporter.checkpoint(state.global_step, path, self.checkpoint_kind, dict(self.last_metrics))

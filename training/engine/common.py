@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from .config import RunConfig
 from .callbacks import ReporterCallback
+from .checkpoints import make_self_contained
 from .events import Reporter
 from .tiny import END_OF_TURN, resolve_model_source
 
@@ -244,12 +245,6 @@ def is_adapter_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def adapter_base(path: str | os.PathLike) -> str:
-    """The base model an adapter was trained on (absolute path or Hub id, from adapter_config.json)."""
-    with open(Path(path) / "adapter_config.json", encoding="utf-8") as f:
-        return json.load(f)["base_model_name_or_path"]
-
-
 def load_causal_lm_for_inference(checkpoint: str | None, base: str, dtype=None):
     """A causal LM for generation: the base, a full-model checkpoint, or the base with an adapter checkpoint."""
     kwargs = {"dtype": dtype} if dtype is not None else {}
@@ -318,6 +313,7 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
         trainer.save_model(str(checkpoint_dir))
     metrics = {**_quality_metrics(callback.last_metrics), **eval_metrics}
     if trainer.is_world_process_zero():
+        make_self_contained(checkpoint_dir, cfg.base_model, base_source(cfg))
         reporter.checkpoint(step, checkpoint_dir, cfg.checkpoint_kind, metrics)
     train_losses = [h["loss"] for h in callback.history if "loss" in h]
     return {
@@ -377,7 +373,9 @@ def _quality_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def callbacks(cfg: RunConfig, reporter: Reporter) -> list:
-    return [ReporterCallback(reporter, cfg.method, cfg.checkpoint_kind)]
+    source = base_source(cfg)
+    return [ReporterCallback(reporter, cfg.method, cfg.checkpoint_kind,
+                             on_save=lambda path: make_self_contained(path, cfg.base_model, source))]
 
 
 def to_dataset(rows: list[dict]):

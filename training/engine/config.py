@@ -214,6 +214,8 @@ class RunConfig:
     data_dir: str = "var/data"  # where the built-in tiny model is built (data_dir/models/tiny-v2)
     dataset: str | None = None  # JSONL file in TRL's formats (see training/engine/data.py); score: {key, prompt, completion}
     reward_checkpoint: str | None = None  # ppo / rloo / evaluate / score: reward adapter dir or full reward-model dir
+    reward_base_model: str | None = None  # the reward adapter's base ("tiny", a directory, a Hub id); None: the one
+    #                                       the checkpoint names
 
     # Adapter
     adapter: str = "lora"  # lora | qlora (4-bit NF4 base, double quant) | prompt_tuning | full

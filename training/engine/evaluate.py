@@ -51,9 +51,9 @@ def interval(outcomes: list[float], cfg: RunConfig) -> tuple[float, float]:
 def train_evaluate(cfg: RunConfig, reporter: Reporter, reward_fn=None) -> dict[str, Any]:
     """Dispatch on evaluate.kind; `reward_fn` replaces the reward checkpoint (tests)."""
     if reward_fn is None:
-        from .scoring import RewardModelScorer
+        from .scoring import reward_scorer
 
-        reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
+        reward_fn = reward_scorer(cfg)
     if cfg.evaluate.kind == "reward_accuracy":
         return reward_accuracy(cfg, reporter, reward_fn)
     return win_rate(cfg, reporter, reward_fn)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from .checkpoints import adapter_base
 from .common import (
-    adapter_base,
     base_source,
     device,
     is_adapter_dir,
@@ -106,7 +106,9 @@ def sample_streamed(model, tokenizer, prompt, *, temperature: float, top_p: floa
 
 def load_for_generation(checkpoint: str | None, cfg: RunConfig):
     """(model, tokenizer) for a checkpoint (adapter or full) or, with None, for the run's base model."""
-    base = adapter_base(checkpoint) if checkpoint and is_adapter_dir(checkpoint) else base_source(cfg)
+    base = base_source(cfg)
+    if checkpoint and is_adapter_dir(checkpoint):
+        base = adapter_base(checkpoint, data_dir=cfg.data_dir, default=base)
     tokenizer_source = checkpoint if checkpoint and (Path(checkpoint) / "tokenizer_config.json").is_file() else base
     tokenizer = load_tokenizer(tokenizer_source)
     model = load_causal_lm_for_inference(checkpoint, base)

@@ -10,17 +10,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .common import adapter_base, base_source, load_tokenizer
+from .common import base_source, load_tokenizer
 from .config import RunConfig
 from .events import Reporter, dir_size
 
 
-def merge_adapter(adapter_dir: str, output_dir: str, base: str | None = None, task: str = "causal") -> str:
-    """Write base + adapter, merged, to output_dir; return its path. task: "causal" or "seq_cls" (reward)."""
+def merge_adapter(adapter_dir: str, output_dir: str, base: str, task: str = "causal") -> str:
+    """Write `base` + adapter, merged, to output_dir; return its path. task: "causal" or "seq_cls" (reward)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    base = base or adapter_base(adapter_dir)
     if task == "seq_cls":
         model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     else:

@@ -48,6 +48,7 @@ from .common import (
     stop_token_ids,
     trainable_in_fp32,
 )
+from .checkpoints import make_self_contained
 from .config import RunConfig
 from .data import is_messages, prompt_rows, read_jsonl
 from .events import ProgressTimer, Reporter
@@ -297,6 +298,7 @@ def save_checkpoint(model: PolicyWithValue, tokenizer, state: dict[str, Any], st
     save_file({k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
               str(path / "value_head.safetensors"))
     torch.save({"step": step, **state}, path / "ppo_state.pt")
+    make_self_contained(path, cfg.base_model, base_source(cfg))
     return path
 
 
@@ -349,9 +351,9 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
     if reward_fn is None:
         if not cfg.reward_checkpoint:
             raise ValueError("reward_checkpoint: is required for ppo")
-        from .scoring import RewardModelScorer
+        from .scoring import reward_scorer
 
-        reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
+        reward_fn = reward_scorer(cfg)
 
     source = base_source(cfg)
     tokenizer = load_tokenizer(source)

@@ -22,9 +22,9 @@ def train_rloo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = 
     if reward_fn is None:
         if not cfg.reward_checkpoint:
             raise ValueError("reward_checkpoint: is required for rloo")
-        from .scoring import RewardModelScorer
+        from .scoring import reward_scorer
 
-        reward_fn = RewardModelScorer(cfg.reward_checkpoint, max_length=cfg.max_length)
+        reward_fn = reward_scorer(cfg)
 
     source = base_source(cfg)
     tokenizer = load_tokenizer(source)

@@ -18,14 +18,19 @@ from typing import Any
 
 import torch
 
-from .common import adapter_base, base_source, device, is_adapter_dir, load_tokenizer
+from .checkpoints import adapter_base
+from .common import base_source, device, is_adapter_dir, load_tokenizer
 from .config import RunConfig
 from .data import is_messages, read_jsonl
 from .events import ProgressTimer, Reporter
+from .tiny import resolve_model_source
 
 
 def load_reward_model(checkpoint: str | Path, base: str | None = None, dtype=None):
-    """(model, tokenizer) for a reward checkpoint; adapters are merged into their base for fast inference."""
+    """(model, tokenizer) for a reward checkpoint; adapters are merged into their base for fast inference.
+
+    `base`: the adapter's base as `from_pretrained` takes it (see `reward_base`); by default what the adapter names.
+    """
     from transformers import AutoModelForSequenceClassification
 
     checkpoint = str(checkpoint)
@@ -84,13 +89,28 @@ class RewardModelScorer:
         return scores
 
 
+def reward_base(cfg: RunConfig) -> str | None:
+    """The base model of cfg.reward_checkpoint when it is an adapter: `reward_base_model` (the server knows it),
+    else what the checkpoint names, with the run's own base for a checkpoint trained on a local directory."""
+    if not is_adapter_dir(cfg.reward_checkpoint):
+        return None
+    if cfg.reward_base_model:
+        return resolve_model_source(cfg.reward_base_model, cfg.data_dir)
+    return adapter_base(cfg.reward_checkpoint, data_dir=cfg.data_dir, default=base_source(cfg))
+
+
+def reward_scorer(cfg: RunConfig, batch_size: int = 16) -> RewardModelScorer:
+    """The run's reward checkpoint as a reward function."""
+    return RewardModelScorer(cfg.reward_checkpoint, base=reward_base(cfg), max_length=cfg.max_length,
+                             batch_size=batch_size)
+
+
 def run_score(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
     """The `score` method: one `{"key", "score"}` line in output_dir/scores.jsonl per `{"key", "prompt", "completion"}`
     row of cfg.dataset, in batches of cfg.batch_size; the file is written under a temporary name and renamed when
     complete."""
     rows = read_jsonl(cfg.dataset)
-    base = base_source(cfg) if is_adapter_dir(cfg.reward_checkpoint) else None
-    scorer = RewardModelScorer(cfg.reward_checkpoint, base=base, max_length=cfg.max_length, batch_size=cfg.batch_size)
+    scorer = reward_scorer(cfg, batch_size=cfg.batch_size)
     total = max(1, -(-len(rows) // cfg.batch_size))
     reporter.started("score", total)
     timer = ProgressTimer()

@@ -38,7 +38,7 @@ def test_reward_lora_uses_margins_and_reports_held_out_accuracy(reward_checkpoin
     assert reward_checkpoint["step"] == 30 and reward_checkpoint["eval_rows"] == 12
     assert 0.0 <= reward_checkpoint["accuracy"] <= 1.0
     assert reward_checkpoint["final_loss"] < reward_checkpoint["first_loss"]
-    scorer = RewardModelScorer(reward_checkpoint["checkpoint"])
+    scorer = RewardModelScorer(reward_checkpoint["checkpoint"], base=reward_checkpoint["base_model"])
     prompt = [{"role": "user", "content": "people time year"}]
     good, bad = scorer([prompt, prompt], ["good world life thanks", "bad world life sorry"])
     assert good > bad
@@ -130,7 +130,24 @@ def test_a_local_directory_base_model(tmp_path, data_dir, tiny_path, datasets):
     result, events = run_method(cfg)
     checkpoint = assert_trained(result, events, 2)
     assert result["base_model"] == str(local)
-    assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == str(local)
+    # the checkpoint names the base by its name, never by the server's path, with the digests of its files
+    assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == "my-model"
+    manifest = json.loads((checkpoint / "base_model.json").read_text())
+    assert manifest["name"] == "my-model" and manifest["hub_id"] is None and "model.safetensors" in manifest["sha256"]
+    # the engine, told the base, samples from it
+    gen = make_config(tmp_path / "gen", data_dir, method="generate", base_model=str(local),
+                      generate={"prompts": datasets["prompts"], "checkpoint": str(checkpoint), "n": 1,
+                                "max_new_tokens": 4})
+    assert run_method(gen)[0]["responses"] == 6
+
+
+def test_a_builtin_base_is_named_by_its_name(tmp_path, data_dir, datasets):
+    cfg = make_config(tmp_path, data_dir, method="dpo", dataset=datasets["pref"], max_steps=1)
+    result, _ = run_method(cfg)
+    checkpoint = Path(result["checkpoint"])
+    assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"
+    assert data_dir not in (checkpoint / "adapter_config.json").read_text()
+    assert json.loads((checkpoint / "base_model.json").read_text())["name"] == "tiny"
 
 
 def test_merge_gives_the_adapter_logits(tmp_path, data_dir, datasets):
@@ -141,7 +158,7 @@ def test_merge_gives_the_adapter_logits(tmp_path, data_dir, datasets):
 
     cfg = make_config(tmp_path, data_dir, method="sft", dataset=datasets["pref"], max_steps=3, learning_rate=1e-2)
     result, _ = run_method(cfg)
-    merged_dir = merge_adapter(result["checkpoint"], str(tmp_path / "merged"))
+    merged_dir = merge_adapter(result["checkpoint"], str(tmp_path / "merged"), base=result["base_model"])
     ids = torch.tensor([[1, 50, 60, 70]])
     peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(result["base_model"]), result["checkpoint"])
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)

@@ -37,7 +37,7 @@ def test_reward_qlora_trains_and_its_checkpoint_scores_pairs(qlora_reward):
     assert any(".score." in name for name in weights)  # the trained head is saved beside the adapter
     assert all(torch.isfinite(w.float()).all() for w in weights.values())
 
-    scorer = RewardModelScorer(result["checkpoint"])
+    scorer = RewardModelScorer(result["checkpoint"], base=result["base_model"])
     good, bad = scorer([PROMPT, PROMPT], ["good world life thanks", "bad world life sorry"])
     assert math.isfinite(good) and math.isfinite(bad) and good > bad
 

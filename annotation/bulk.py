@@ -1,16 +1,15 @@
-"""Fast inserts for imports and benchmarks: PostgreSQL COPY with pre-allocated ids, bulk_create elsewhere.
+"""Fast inserts for imports and benchmarks: ``bulk_insert`` takes Python values and returns the new ids.
 
-``bulk_insert`` takes Python values. The helpers below it serve callers that build COPY's text format
-themselves (the importer): ``sequences`` / ``next_ids`` draw primary keys, ``copy_text`` escapes a value,
-``copy_rows`` sends the lines.
+bulk_create here; PostgreSQL's COPY (``annotation.pg.bulk``) on PostgreSQL.
 """
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
-from django.db import connection, models
+from django.db import models
 from django.utils import timezone
+
+from . import pg
 
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
@@ -32,69 +31,13 @@ def _fill_timestamps(fields: Sequence[str], rows: Sequence[tuple]) -> list[tuple
 
 def bulk_insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[tuple],
                 *, returning: bool = True) -> list[int]:
-    """Insert ``rows`` (tuples in ``fields`` order) and return the new primary keys in order."""
+    """Insert ``rows`` (tuples in ``fields`` order) and return the new primary keys in order (none when not
+    ``returning``)."""
     if not rows:
         return []
     rows = _fill_timestamps(fields, rows)
-    if connection.vendor != "postgresql":
-        objs = [model(**dict(zip(fields, row))) for row in rows]
-        model.objects.bulk_create(objs, batch_size=500)
-        return [obj.pk for obj in objs]
-
-    table = model._meta.db_table
-    json_slots = [i for i, f in enumerate(fields) if isinstance(model._meta.get_field(f), models.JSONField)]
-    columns = [model._meta.get_field(f).column for f in fields]
-    with connection.cursor() as cursor:
-        ids: list[int] = []
-        if returning:
-            (sequence,) = sequences(cursor, [model])
-            ids = next_ids(cursor, [(sequence, len(rows))])[0]
-            columns = ["id", *columns]
-        sql = f'COPY "{table}" ({", ".join(f"{c!s}" for c in columns)}) FROM STDIN'
-        with cursor.cursor.copy(sql) as copy:
-            for n, row in enumerate(rows):
-                values = list(row)
-                for i in json_slots:
-                    if values[i] is not None:
-                        values[i] = json.dumps(values[i], ensure_ascii=False)
-                copy.write_row([ids[n], *values] if returning else values)
-    return ids
-
-
-# --- COPY in text format, for callers that build the lines themselves --------------------------------
-
-
-def sequences(cursor, models_: Sequence[type[models.Model]]) -> list[str]:
-    """The sequence behind each model's ``id`` (looked up once: per row, the lookup costs more than nextval)."""
-    cursor.execute(
-        "SELECT " + ", ".join("pg_get_serial_sequence(%s, 'id')" for _ in models_),
-        [m._meta.db_table for m in models_],
-    )
-    return list(cursor.fetchone())
-
-
-def next_ids(cursor, wanted: Sequence[tuple[str, int]]) -> list[list[int]]:
-    """``n`` new values from each ``(sequence, n)``, in one round trip. A sequence never hands out a value
-    twice, so rows written with these ids cannot collide with rows that others insert meanwhile."""
-    cursor.execute(
-        "SELECT " + ", ".join("ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))" for _ in wanted),
-        [x for pair in wanted for x in pair],
-    )
-    return [list(ids) for ids in cursor.fetchone()]
-
-
-def copy_text(value: str) -> str:
-    """``value`` as a field of COPY's text format: backslash, tab, newline and carriage return escaped.
-    (JSON text needs only its backslashes doubled: JSON escapes the control characters itself.)"""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def copy_rows(cursor, model: type[models.Model], columns: Sequence[str], lines: list[str]) -> None:
-    """COPY ``lines`` (each ending in a newline, fields in ``columns`` order) into ``model``'s table."""
-    if not lines:
-        return
-    sql = f'COPY "{model._meta.db_table}" ({", ".join(columns)}) FROM STDIN'
-    with cursor.copy(sql) as copy:
-        copy.write("".join(lines).encode())
+    if pg.enabled():
+        return pg.bulk.copy_insert(model, fields, rows, returning=returning)
+    objs = [model(**dict(zip(fields, row))) for row in rows]
+    model.objects.bulk_create(objs, batch_size=500)
+    return [obj.pk for obj in objs] if returning else []

@@ -11,7 +11,8 @@ rolls everything back, and up to ``MAX_ERRORS`` problems are reported with their
 Prompts are keyed by ``id`` (or, without one, a hash of the row), so a re-import creates nothing.
 
 On PostgreSQL each batch is written with one COPY per table, and a worker thread sends batch n
-while this thread parses batch n + 1, so Python and PostgreSQL use a core each (``_Pipeline``).
+while this thread parses batch n + 1, so Python and PostgreSQL use a core each
+(``annotation.pg.imports.Pipeline``).
 """
 from __future__ import annotations
 
@@ -20,21 +21,19 @@ import hashlib
 import io
 import itertools
 import json
-import queue
-import threading
-from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
+from . import pg
+from .bulk import bulk_insert
 from .errors import ImportFailed, RowError
 from .memory import gc_paused
 from .models import Annotation, Item, ItemResponse, Project, Prompt, Response
-from .bulk import bulk_insert, copy_rows, copy_text, next_ids, sequences
+from .payloads import imported_payload
 
 MAX_ERRORS = 50
 ROLES = ("system", "user", "assistant")
@@ -401,85 +400,9 @@ def item_groups(mode: str, n: int, config: dict) -> list[list[int]]:
     return groups
 
 
-def _imported_payload(mode: str, chosen: int, others: list[int]) -> dict:
-    """The resolved payload of a pre-paired row's judgement (response ids)."""
-    if mode == "pairwise":
-        return {"outcome": "win", "chosen": chosen, "rejected": others[0], "strength": None,
-                "criteria": {}, "comment": ""}
-    return {"order": [[chosen]] + [[o] for o in others], "not_rankable": False, "comment": ""}
-
-
-def _json_text(value) -> str:
-    """A JSON value as a field of COPY's text format. Empty objects (most metadata and params) cost
-    nothing; others go through the json module, as the ORM would write them."""
-    if not value and isinstance(value, dict):
-        return "{}"
-    return json.dumps(value, ensure_ascii=False).replace("\\", "\\\\")
-
-
-def _messages_text(messages: list[dict]) -> str:
-    # orjson is safe here: messages hold only strings, checked by parse_row (or read back from a Prompt).
-    return orjson.dumps(messages).decode().replace("\\", "\\\\")
-
-
-NULL = "\\N"  # COPY's text format for NULL
-PROMPT_COLUMNS = ("id", "project_id", "external_id", "messages", "metadata", "round", "created_at")
-RESPONSE_COLUMNS = ("id", "prompt_id", "text", "model_name", "checkpoint_id", "params", "created_at")
-ITEM_COLUMNS = ("id", "project_id", "prompt_id", "is_gold", "gold_answer", "priority", "overlap",
-                "annotations_count", "is_complete", "round", "created_at")
-ITEM_RESPONSE_COLUMNS = ("item_id", "response_id", "position")
-ANNOTATION_COLUMNS = ("item_id", "rater_id", "assignment_id", "source", "payload", "raw_payload",
-                      "display_order", "time_spent_ms", "gold_correct", "idempotency_key", "created_at",
-                      "updated_at")
-
-
-def _use_copy() -> bool:
-    """PostgreSQL: batches go through COPY, built here. Elsewhere through the ORM."""
-    return connection.vendor == "postgresql"
-
-
-class _CopyBatch:
-    """One batch in COPY's text format: the lines for each table, and how many rows they make."""
-
-    __slots__ = ("prompts", "responses", "items", "members", "annotations")
-
-    def __init__(self):
-        self.prompts: list[str] = []
-        self.responses: list[str] = []
-        self.items: list[str] = []
-        self.members: list[str] = []
-        self.annotations: list[str] = []
-
-    def tables(self) -> tuple:
-        return ((Prompt, PROMPT_COLUMNS, self.prompts), (Response, RESPONSE_COLUMNS, self.responses),
-                (Item, ITEM_COLUMNS, self.items), (ItemResponse, ITEM_RESPONSE_COLUMNS, self.members),
-                (Annotation, ANNOTATION_COLUMNS, self.annotations))
-
-    @classmethod
-    def joined(cls, batches: list[_CopyBatch]) -> _CopyBatch:
-        if len(batches) == 1:
-            return batches[0]
-        out = cls()
-        for batch in batches:
-            for name in cls.__slots__:
-                getattr(out, name).extend(getattr(batch, name))
-        return out
-
-    def add_to(self, counts: ImportResult):
-        counts.prompts_created += len(self.prompts)
-        counts.responses_created += len(self.responses)
-        counts.items_created += len(self.items)
-        counts.annotations_created += len(self.annotations)
-
-
 class _Writer:
-    """Buffers parsed rows and writes them in batches with few statements.
-
-    On PostgreSQL a batch goes in three steps: ``prepare`` leaves out prompts the project has already
-    and draws ids for the rest from the tables' sequences (so children can name their parents),
-    ``format_copy`` builds COPY's text format, ``copy`` sends it, one COPY per table. Elsewhere a batch
-    goes through bulk_create (``write_orm``).
-    """
+    """Buffers parsed rows and writes them in batches with few statements: through bulk_create
+    (``write_orm``), or on PostgreSQL one COPY per table (``annotation.pg.imports.CopyWriter``)."""
 
     def __init__(self, project: Project, round_name: str, result: ImportResult, *, check_existing: bool = True):
         self.project, self.round, self.result = project, round_name, result
@@ -487,7 +410,7 @@ class _Writer:
         self.rows: list[ParsedRow] = []
         self.seen: set[str] = set()
         self._groups: dict[int, list[list[int]]] = {}  # items per prompt depend only on its response count
-        self._sequences: list[str] = []
+        self._copy = None  # the COPY side, made when first used
 
     def add(self, row: ParsedRow):
         if row.external_id in self.seen:
@@ -501,17 +424,19 @@ class _Writer:
         return rows
 
     def flush(self):
+        """Write the rows added since the last batch, at once."""
         rows = self.take()
         if not rows:
             return
-        if not _use_copy():
+        if not pg.enabled():
             self.write_orm(rows, self.result)
             return
-        connection.ensure_connection()
-        with connection.wrap_database_errors, connection.connection.cursor() as cursor:
-            keep, ids, skipped = self.prepare(cursor, self.needs(rows))
-            self.result.skipped += skipped
-            self.copy(cursor, self.format_copy(self.kept(rows, keep), ids), self.result)
+        self.copy_writer().write(rows, self.result)
+
+    def copy_writer(self):
+        if self._copy is None:
+            self._copy = pg.imports.CopyWriter(self)
+        return self._copy
 
     def groups_of(self, row: ParsedRow) -> list[list[int]]:
         if row.groups is not None:
@@ -521,88 +446,6 @@ class _Writer:
             n = len(row.responses)
             groups = self._groups[n] = item_groups(self.project.mode, n, self.project.config)
         return groups
-
-    def needs(self, rows: list[ParsedRow]) -> list[tuple[str, int, int]]:
-        """(external id, responses, items) of each row: what ``prepare`` looks up and draws ids for."""
-        return [(row.external_id, len(row.responses), len(self.groups_of(row))) for row in rows]
-
-    @staticmethod
-    def kept(rows: list[ParsedRow], keep: list[int] | None) -> list[ParsedRow]:
-        return rows if keep is None else [rows[i] for i in keep]
-
-    def prepare(self, cursor, needs: list[tuple[str, int, int]]) -> tuple[list[int] | None, list[list[int]], int]:
-        """Through the psycopg ``cursor``: which rows to write (their indexes; None: all), prompt, response
-        and item ids for them, and how many rows the project has already."""
-        keep, skipped = None, 0
-        if self.check_existing:
-            cursor.execute(
-                f'SELECT external_id FROM "{Prompt._meta.db_table}" WHERE project_id = %s AND external_id = ANY(%s)',
-                [self.project.pk, [external_id for external_id, _, _ in needs]],
-            )
-            existing = {external_id for (external_id,) in cursor.fetchall()}
-            if existing:
-                keep = [i for i, (external_id, _, _) in enumerate(needs) if external_id not in existing]
-                needs = [needs[i] for i in keep]
-                skipped = len(existing)
-        if not needs:
-            return keep, [[], [], []], skipped
-        if not self._sequences:
-            self._sequences = sequences(cursor, [Prompt, Response, Item])
-        wanted = (len(needs), sum(n for _, n, _ in needs), sum(n for _, _, n in needs))
-        return keep, next_ids(cursor, list(zip(self._sequences, wanted))), skipped
-
-    def format_copy(self, rows: list[ParsedRow], ids: list[list[int]]) -> _CopyBatch:
-        """``rows`` as COPY lines, numbered with ``ids`` (prompt, response and item ids, in order)."""
-        batch = _CopyBatch()
-        if not rows:
-            return batch
-        project_id, mode = self.project.pk, self.project.mode
-        add_prompt, add_response, add_item, add_member, add_annotation = (
-            batch.prompts.append, batch.responses.append, batch.items.append, batch.members.append,
-            batch.annotations.append)
-        esc, json_text, groups_of = copy_text, _json_text, self.groups_of
-        now = timezone.now().isoformat()
-        round_text = esc(self.round)
-        # The fields after the ones that vary, the same on every line of a table.
-        prompt_tail = f"\t{round_text}\t{now}\n"
-        response_tail = f"\t{NULL}\t{{}}\t{now}\n"  # no checkpoint, no params: the common case
-        item_tail = f"\tf\t{NULL}\t0\t{self.project.config.get('overlap', 1)}\t0\tf\t{round_text}\t{now}\n"
-        next_response, next_item = iter(ids[1]).__next__, iter(ids[2]).__next__
-        for row, prompt_id in zip(rows, ids[0]):
-            add_prompt(f"{prompt_id}\t{project_id}\t{esc(row.external_id)}\t{_messages_text(row.messages)}\t"
-                       f"{json_text(row.metadata)}{prompt_tail}")
-            rids = []
-            for resp in row.responses:
-                rid = next_response()
-                rids.append(rid)
-                if resp.checkpoint_id is None and not resp.params:
-                    add_response(f"{rid}\t{prompt_id}\t{esc(resp.text)}\t{esc(resp.model)}{response_tail}")
-                else:
-                    add_response(f"{rid}\t{prompt_id}\t{esc(resp.text)}\t{esc(resp.model)}\t"
-                                 f"{NULL if resp.checkpoint_id is None else resp.checkpoint_id}\t"
-                                 f"{json_text(resp.params)}\t{now}\n")
-            preferred = row.preferred
-            for group in groups_of(row):
-                item_id = next_item()
-                add_item(f"{item_id}\t{project_id}\t{prompt_id}{item_tail}")
-                item_members = [rids[i] for i in group]
-                for position, rid in enumerate(item_members):
-                    add_member(f"{item_id}\t{rid}\t{position}\n")
-                if preferred is not None and preferred in group:
-                    chosen = rids[preferred]
-                    payload = _imported_payload(mode, chosen, [r for r in item_members if r != chosen])
-                    add_annotation(
-                        f"{item_id}\t{NULL}\t{NULL}\t{Annotation.Source.IMPORTED.value}\t{json_text(payload)}\t"
-                        f"{{}}\t{json_text(item_members)}\t{NULL}\t{NULL}\t\t{now}\t{now}\n"
-                    )
-        return batch
-
-    @staticmethod
-    def copy(cursor, batch: _CopyBatch, counts: ImportResult):
-        """Send ``batch`` through the psycopg ``cursor``; add what it made to ``counts``."""
-        for model, columns, lines in batch.tables():
-            copy_rows(cursor, model, columns, lines)
-        batch.add_to(counts)
 
     def write_orm(self, rows: list[ParsedRow], counts: ImportResult):
         """Write one batch through the ORM (SQLite and other databases)."""
@@ -648,7 +491,7 @@ class _Writer:
             returning=False,
         )
         annotation_rows = [
-            (item_id, None, None, Annotation.Source.IMPORTED, _imported_payload(project.mode, *pref), {}, members,
+            (item_id, None, None, Annotation.Source.IMPORTED, imported_payload(project.mode, *pref), {}, members,
              None, None, "", None, None)
             for item_id, members, pref in zip(item_ids, item_members, imported) if pref is not None
         ]
@@ -662,107 +505,6 @@ class _Writer:
         counts.responses_created += len(response_rows)
         counts.items_created += len(item_ids)
         counts.annotations_created += len(annotation_rows)
-
-
-class _Pipeline:
-    """PostgreSQL: this thread parses and formats batches while a worker thread talks to the database,
-    so Python (on one core) and PostgreSQL (on another) work at the same time.
-
-    The worker is the only user of the caller's psycopg connection (inside the caller's transaction)
-    until ``close``. A parsed batch is first sent to be prepared (existing prompts looked up, ids
-    drawn) and is formatted only once the next batch is parsed, so this thread seldom waits. The worker
-    takes every job waiting in the queue at once: preparations first, then the formatted batches as
-    one COPY per table, so while PostgreSQL is the slower side its COPYs grow (fewer statements) and
-    while Python is, each batch goes at once. The queue holds ``QUEUED_JOBS`` jobs at most, so memory
-    stays bounded. After a failure the worker skips the jobs left, and ``put`` / ``close`` raise it.
-    """
-
-    QUEUED_JOBS = 8  # a preparation and a formatted batch per batch: four batches
-
-    def __init__(self, writer: _Writer, pg):
-        self.writer, self.pg = writer, pg
-        self.counts = ImportResult()  # what the worker made, merged by the caller after ``close``
-        self.error: BaseException | None = None  # the worker's failure: it skips every job after it
-        self.reported = False
-        self.jobs: queue.Queue = queue.Queue(maxsize=self.QUEUED_JOBS)
-        self.pending: tuple[list[ParsedRow], Future] | None = None  # parsed, being prepared
-        self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        with self.pg.cursor() as cursor:
-            running = True
-            while running:
-                jobs = [self.jobs.get()]
-                while True:
-                    try:
-                        jobs.append(self.jobs.get_nowait())
-                    except queue.Empty:
-                        break
-                running = None not in jobs
-                preparations = [job for job in jobs if job is not None and job[0] == "prepare"]
-                batches = [batch for kind, batch, _ in filter(None, jobs) if kind == "copy"]
-                for _, needs, future in preparations:
-                    self._do(future, self.writer.prepare, cursor, needs)
-                if batches:
-                    self._do(None, self.writer.copy, cursor, _CopyBatch.joined(batches), self.counts)
-
-    def _do(self, future: Future | None, work: Callable, *args):
-        if self.error is None:
-            try:
-                result = work(*args)
-            except BaseException as exc:  # handed to the caller's thread by ``_raise``
-                self.error = exc
-            else:
-                if future is not None:
-                    future.set_result(result)
-                return
-        if future is not None:
-            future.cancel()
-
-    def put(self, rows: list[ParsedRow]):
-        """Queue a parsed batch to be prepared; format and queue the one before it."""
-        self._raise()
-        prepared = None
-        if rows:
-            prepared = Future()
-            self.jobs.put(("prepare", self.writer.needs(rows), prepared))
-        self._write_pending()
-        if prepared:
-            self.pending = rows, prepared
-
-    def finish(self):
-        """Format and queue the last batch (at the end of the file)."""
-        self._write_pending()
-
-    def _write_pending(self):
-        if self.pending is None:
-            return
-        rows, prepared = self.pending
-        self.pending = None
-        try:
-            keep, ids, skipped = prepared.result()
-        except CancelledError:
-            self._raise()
-            raise
-        self.writer.result.skipped += skipped
-        rows = self.writer.kept(rows, keep)
-        if rows:
-            self._raise()
-            self.jobs.put(("copy", self.writer.format_copy(rows, ids), None))
-
-    def close(self):
-        """Wait for the queued jobs; raise what the worker met."""
-        if self.thread.is_alive():
-            self.jobs.put(None)
-            self.thread.join()
-        self._raise()
-
-    def _raise(self):
-        if self.error is not None and not self.reported:
-            self.reported = True
-            with connection.wrap_database_errors:  # psycopg's errors as Django's (IntegrityError, ...)
-                raise self.error
 
 
 def import_items(*, project: Project, stream: IO[bytes], filename: str, round_name: str = "",
@@ -783,9 +525,9 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
         writer = _Writer(project, round_name, result,
                          check_existing=Prompt.objects.filter(project=project).exists())
         pipeline = None
-        if _use_copy():
+        if pg.enabled():
             connection.ensure_connection()
-            pipeline = _Pipeline(writer, connection.connection)
+            pipeline = pg.imports.Pipeline(writer.copy_writer(), connection.connection, ImportResult())
 
         def write(rows: list[ParsedRow]):
             if pipeline:
@@ -829,30 +571,6 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
         progress(count % 1000)
     if errors:
         raise ImportFailed(errors)
-    if result.prompts_created >= 1000:
-        _analyze(annotations=result.annotations_created > 0)
+    if result.prompts_created >= 1000 and pg.enabled():
+        pg.stats.analyze_after_import(annotations=result.annotations_created > 0)
     return result
-
-
-# The columns that queries filter or join on. Statistics for the others (prompt messages, response text,
-# annotation payloads) took most of an ANALYZE's time and steer no plan.
-ANALYZE_COLUMNS = {
-    Prompt: ("project_id", "external_id", "round"),
-    Response: ("prompt_id", "model_name", "checkpoint_id"),
-    Item: (),  # every column: all are small
-    ItemResponse: (),
-    Annotation: ("item_id", "rater_id", "assignment_id", "source", "created_at"),
-}
-
-
-def _analyze(annotations: bool):
-    """Refresh planner statistics after a large import, so the queue query keeps a good plan at once
-    rather than after autovacuum's next pass. Annotations only when the import made some."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return
-    with connection.cursor() as cursor:
-        for model, columns in ANALYZE_COLUMNS.items():
-            if model is Annotation and not annotations:
-                continue
-            column_list = f' ({", ".join(columns)})' if columns else ""
-            cursor.execute(f'ANALYZE "{model._meta.db_table}"{column_list}')

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 
+from .errors import Invalid
 from .project_config import STRENGTHS, judgement_mode
 
 MAX_COMMENT_CHARS = 10_000
@@ -17,7 +17,7 @@ PAIR_CHOICES = ("A", "B", "tie", "both_bad")
 
 
 def _err(field: str, message: str):
-    raise ValidationError({f"payload.{field}": [message]})
+    raise Invalid(message, field=f"payload.{field}")
 
 
 def _comment(payload: dict) -> str:
@@ -196,10 +196,18 @@ RESOLVERS = {"rating": resolve_rating, "pairwise": resolve_pairwise, "ranking": 
              "demonstration": resolve_demonstration, "arena": resolve_arena}
 
 
-def resolve_payload(mode: str, payload: Any, config: dict, display_order: list[int]) -> dict:
-    if not isinstance(payload, dict):
-        raise ValidationError({"payload": ["must be an object"]})
+def resolve_payload(mode: str, payload: dict, config: dict, display_order: list[int]) -> dict:
+    """The payload (an object: ``annotation.submissions`` checks that) resolved for ``mode``; raises Invalid
+    naming the field."""
     return RESOLVERS[mode](payload, config, display_order)
+
+
+def imported_payload(mode: str, chosen: int, others: list[int]) -> dict:
+    """The resolved payload of a judgement that came with imported data: ``chosen`` preferred to ``others``."""
+    if mode == "pairwise":
+        return {"outcome": "win", "chosen": chosen, "rejected": others[0], "strength": None,
+                "criteria": {}, "comment": ""}
+    return {"order": [[chosen]] + [[o] for o in others], "not_rankable": False, "comment": ""}
 
 
 def gold_correct(mode: str, gold: dict | None, resolved: dict) -> bool | None:

@@ -20,11 +20,11 @@ from collections import Counter, defaultdict
 import numpy as np
 import orjson
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count, Max, Q
 from django.db.models.functions import Length
 
-from .models import Annotation, Item, ItemResponse, Membership, Project, Response
+from . import pg
+from .models import Annotation, ItemResponse, Membership, Project, Response
 from .project_config import STRENGTHS, judgement_mode
 
 MAX_COHEN_PAIRS = 200  # rater pairs with the most shared items
@@ -206,29 +206,16 @@ def _ranking_agreement(per_item: dict[int, list[tuple[int, np.ndarray]]]) -> dic
 
 def _annotation_rows(project: Project):
     """(item, rater, payload, first response shown, time) of rated annotations by people (the AI judge's are
-    compared with these separately, in ``judge_agreement``).
-
-    On PostgreSQL: plain SQL, comments left out, JSON decoded with orjson (the ORM's converters cost more
-    than everything else here at 100k items)."""
-    if connection.vendor != "postgresql":
-        for item_id, rater_id, payload, shown, time_ms in (
-                Annotation.objects.filter(item__project=project, rater__isnull=False)
-                .exclude(source=Annotation.Source.JUDGE)
-                .values_list("item_id", "rater_id", "payload", "display_order", "time_spent_ms")
-                .iterator(chunk_size=10_000)):
-            yield item_id, rater_id, payload, shown[0] if shown else None, time_ms
+    compared with these separately). On PostgreSQL: ``pg.quality.annotation_rows``, the same rows."""
+    if pg.enabled():
+        yield from pg.quality.annotation_rows(project.pk)
         return
-    import orjson
-    from psycopg.types.json import set_json_loads
-
-    sql = f"""SELECT a.item_id, a.rater_id, a.payload - 'comment', (a.display_order->>0)::bigint, a.time_spent_ms
-              FROM "{Annotation._meta.db_table}" a JOIN "{Item._meta.db_table}" i ON i.id = a.item_id
-              WHERE i.project_id = %s AND a.rater_id IS NOT NULL AND a.source <> 'judge'"""
-    with connection.cursor() as cursor:
-        set_json_loads(orjson.loads, cursor.cursor)
-        cursor.execute(sql, [project.pk])
-        while rows := cursor.fetchmany(20_000):
-            yield from rows
+    for item_id, rater_id, payload, shown, time_ms in (
+            Annotation.objects.filter(item__project=project, rater__isnull=False)
+            .exclude(source=Annotation.Source.JUDGE)
+            .values_list("item_id", "rater_id", "payload", "display_order", "time_spent_ms")
+            .iterator(chunk_size=10_000)):
+        yield item_id, rater_id, payload, shown[0] if shown else None, time_ms
 
 
 QUALITY_CACHE_SECONDS = 3600

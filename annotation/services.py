@@ -1,24 +1,24 @@
 """Writes: projects, members, the rater queue, submissions, edits and skips."""
 from __future__ import annotations
 
-import json
 import random
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .access import access_item, access_own_annotation, is_admin
+from . import pg
+from .access import access_item, access_item_to_submit, access_own_annotation
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import Annotation, Assignment, Item, ItemResponse, Membership, Project, Prompt, Response
+from .models import Annotation, Assignment, Item, Membership, Project
 from .payloads import gold_correct, resolve_payload
 from .project_config import validate_project_config
-from .rawsql import columns, fetch_one, split
+from .submissions import Submission, parse_submission
 
 User = get_user_model()
 
@@ -107,12 +107,12 @@ def _live_leases(now):
 
 
 def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item | None:
-    """Lock the best open item for ``rater`` (priority first), through the ORM (SQLite and others).
+    """Lock the best open item for ``rater`` (priority first); items other raters hold locked are skipped.
 
     Exact overlap: the item row lock serialises every lease and submission of one item, and an
     item is only leased while annotations + live leases < overlap; ``_claim_open_item`` checks the
     locked item again. Gold items are shown to every rater once, so they have no overlap cap.
-    PostgreSQL takes ``ps_next_lease`` (migration 0003) instead.
+    (SQLite has no row locks: its transactions take the database's write lock as they begin.)
     """
     done_by_rater = Assignment.objects.filter(
         item=OuterRef("pk"), rater=rater, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
@@ -126,7 +126,7 @@ def _claim_item(project: Project, rater, *, gold: bool, now, exclude=()) -> Item
         qs.select_related("prompt")
         .prefetch_related("item_responses")
         .order_by("-priority", "id")
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), skip_locked=True)
         .first()
     )
 
@@ -154,116 +154,9 @@ def _gold_due(project: Project, rater) -> bool:
     return counts["gold"] < int(rate * (counts["n"] + 1))
 
 
-# The rater hot path on PostgreSQL: fixed statements (prepared once per connection, so planned once)
-# that each do what several ORM queries did. Their rows become ordinary model instances.
-
-_T = {"item": Item._meta.db_table, "prompt": Prompt._meta.db_table, "assignment": Assignment._meta.db_table,
-      "item_response": ItemResponse._meta.db_table, "annotation": Annotation._meta.db_table,
-      "project": Project._meta.db_table, "membership": Membership._meta.db_table, "response": Response._meta.db_table}
-
-
-def _responses_of(item: str) -> str:
-    """Two columns: the response ids and texts of ``item`` (an SQL expression), in canonical order."""
-    return f"""ARRAY(SELECT ir.response_id FROM "{_T['item_response']}" ir WHERE ir.item_id = {item}
-                      ORDER BY ir.position),
-       ARRAY(SELECT r.text FROM "{_T['item_response']}" ir JOIN "{_T['response']}" r ON r.id = ir.response_id
-             WHERE ir.item_id = {item} ORDER BY ir.position)"""
-
-# The rater's live lease, or a new one on the best open item (the function ps_next_lease, created by
-# migration 0003), with its item, prompt and responses; then one column that sets how the statement's
-# transaction commits.
-def _next_sql(commit: str) -> str:
-    return f"""
-SELECT {columns(Assignment, "a")}, {columns(Item, "i")}, {columns(Prompt, "p")}, {_responses_of("a.item_id")},
-       {commit}
-FROM ps_next_lease(%(project)s, %(rater)s, %(gold)s, %(other_kind)s, %(now)s, %(expires)s) a
-JOIN "{_T['item']}" i ON i.id = a.item_id JOIN "{_T['prompt']}" p ON p.id = i.prompt_id
-"""
-
-
-# Inside a caller's transaction: its commit is the caller's.
-_NEXT_SQL = _next_sql("NULL")
-# As a transaction of its own, whose commit does not wait for the WAL flush. A lease is a reservation, not
-# data: if the server crashed within the flush delay (wal_writer_delay, 200 ms), the lease is gone and its
-# item is open again, and the rater's submit takes the full path, which accepts it while the item still
-# needs annotations (exact overlap holds either way). Annotations always wait.
-_NEXT_SQL_OWN_TRANSACTION = _next_sql("set_config('synchronous_commit', 'off', true)")
-
-# The rater's assignment of an item (if any) and the other raters' live leases on it.
-_OTHERS_LIVE = f"""
-    (SELECT count(*) FROM "{_T['assignment']}" o
-     WHERE o.item_id = %(item)s AND o.status = 'leased' AND o.expires_at > %(now)s AND o.rater_id <> %(rater)s)"""
-_ASSIGNMENT_FROM = f"""
-FROM (SELECT 1) one LEFT JOIN "{_T['assignment']}" a ON a.item_id = %(item)s AND a.rater_id = %(rater)s
-"""
-_ASSIGNMENT = _OTHERS_LIVE + _ASSIGNMENT_FROM
-
-# An item locked for a submission, with its project, the rater's membership (if any) and the above. They
-# are read on the statement's snapshot, taken before the lock was granted: a live lease seen there is
-# still live (only its rater changes it), but without one _ASSIGNMENT_SQL reads them again.
-_LOCK_ITEM_SQL = f"""
-SELECT {columns(Item, "i")}, {columns(Project, "p")}, {columns(Membership, "m")}, {columns(Assignment, "a")},
-{_ASSIGNMENT}
-    JOIN "{_T['item']}" i ON i.id = %(item)s JOIN "{_T['project']}" p ON p.id = i.project_id
-    LEFT JOIN "{_T['membership']}" m ON m.project_id = i.project_id AND m.user_id = %(rater)s
-FOR UPDATE OF i
-"""
-
-_ASSIGNMENT_SQL = f"SELECT {columns(Assignment, 'a')}, {_ASSIGNMENT}"
-
-# The item with its project, the rater's membership and assignment, unlocked: what a submission under a live
-# lease needs to check and resolve the payload before ps_store_annotation (migration 0004) writes it. It
-# does not need the other raters' leases, so it does not count them.
-_READ_ITEM_SQL = _LOCK_ITEM_SQL.replace(_OTHERS_LIVE, " NULL").replace("FOR UPDATE OF i", "")
-
-_STORE_SQL = f"""
-SELECT {columns(Annotation, "n")} FROM ps_store_annotation(
-    %(item)s, %(rater)s, %(assignment)s, %(payload)s::jsonb, %(raw_payload)s::jsonb, %(order)s::jsonb,
-    %(time_spent_ms)s, %(gold_correct)s, %(key)s, %(now)s) n
-"""
-
-
-def _on_postgresql() -> bool:
-    """Whether the queue and submissions take the SQL functions above; elsewhere (SQLite) the same rules
-    run through the ORM, under the same row lock."""
-    return connection.vendor == "postgresql"
-
-
-def _with_item(assignment: Assignment, item: Item, prompt: Prompt, responses) -> Assignment:
-    """The assignment with its item, prompt and response texts (``response_texts``: id -> text) attached."""
-    item.prompt, assignment.item = prompt, item
-    assignment.response_texts = dict(zip(*responses))
-    return assignment
-
-
-def _queue_next_pg(rater, project: Project, now) -> Assignment | None:
-    """One statement, in its own transaction: no BEGIN / COMMIT round trips."""
-    gold_rate = project.config.get("gold_rate", 0)
-    sql = _NEXT_SQL if connection.in_atomic_block else _NEXT_SQL_OWN_TRANSACTION
-    row = fetch_one(sql, {
-        "project": project.pk, "rater": rater.pk, "gold": bool(gold_rate) and _gold_due(project, rater),
-        "other_kind": bool(gold_rate), "now": now, "expires": now + timedelta(seconds=project.lease_seconds),
-    })
-    if row is None:
-        return None
-    return _with_item(*split(row[:-3], Assignment, Item, Prompt), row[-3:-1])
-
-
-def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
-    """The rater's current lease, or a new lease on the next item they have not seen; None when done.
-
-    ``project`` comes from ``access_project``, which attaches the rater's membership.
-    """
-    now = now or timezone.now()
-    membership = getattr(project, "membership", None)
-    if membership is None and not hasattr(project, "membership"):
-        membership = Membership.objects.filter(project=project, user=rater).first()
-    if membership and membership.is_paused:
-        raise Forbidden(membership.paused_reason or "You are paused on this project; ask an admin.")
-    if project.status != Project.Status.ACTIVE or project.mode == Project.Mode.ARENA:
-        return None  # an arena has no queue: each rater votes on the battles they start
-    if _on_postgresql():
-        return _queue_next_pg(rater, project, now)
+def _next_lease(rater, project: Project, now) -> Assignment | None:
+    """The rater's live lease, or a new lease on the best open item. PostgreSQL's ``ps_next_lease``
+    (``annotation.pg.functions``) does the same in one call."""
     live = (
         Assignment.objects.filter(rater=rater, project=project, status=Assignment.Status.LEASED, expires_at__gt=now)
         .select_related("item__prompt")
@@ -293,6 +186,28 @@ def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
     return assignment
 
 
+def queue_next(*, rater, project: Project, now=None) -> Assignment | None:
+    """The rater's current lease, or a new lease on the next item they have not seen; None when done.
+
+    ``project`` comes from ``access_project``, which attaches the rater's membership.
+    """
+    now = now or timezone.now()
+    membership = getattr(project, "membership", None)
+    if membership is None and not hasattr(project, "membership"):
+        membership = Membership.objects.filter(project=project, user=rater).first()
+    if membership and membership.is_paused:
+        raise Forbidden(membership.paused_reason or "You are paused on this project; ask an admin.")
+    if project.status != Project.Status.ACTIVE or project.mode == Project.Mode.ARENA:
+        return None  # an arena has no queue: each rater votes on the battles they start
+    if not pg.enabled():
+        return _next_lease(rater, project, now)
+    gold_rate = project.config.get("gold_rate", 0)
+    return pg.queue.next_lease(
+        project_id=project.pk, rater_id=rater.pk, gold=bool(gold_rate) and _gold_due(project, rater),
+        other_kind=bool(gold_rate), now=now, expires=now + timedelta(seconds=project.lease_seconds),
+    )
+
+
 def _others_live_leases(item: Item, rater, now) -> int:
     return (
         Assignment.objects.filter(item=item, status=Assignment.Status.LEASED, expires_at__gt=now)
@@ -320,66 +235,8 @@ def assignment_skip(*, rater, item_id, now=None) -> Assignment:
 # --- submissions ---------------------------------------------------------------------------
 
 
-MAX_TIME_SPENT_MS = 86_400_000  # one day
-MAX_IDEMPOTENCY_KEY_CHARS = 100
-
-
-def _check_time_spent(time_spent_ms) -> int | None:
-    if time_spent_ms is None:
-        return None
-    if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, int) or not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
-        raise ValidationError({"time_spent_ms": ["must be an integer number of milliseconds (0 to 1 day)"]})
-    return time_spent_ms
-
-
-def _check_idempotency_key(key) -> str:
-    key = key or ""
-    if not isinstance(key, str) or len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
-        raise ValidationError({"idempotency_key": ["must be a string of at most 100 characters"]})
-    return key
-
-
-def _item_state_pg(sql: str, rater, item_id, now) -> tuple[Item, Assignment | None, int | None]:
-    """``access_item(rater, item_id)`` (locked with _LOCK_ITEM_SQL), the rater's assignment and the others'
-    live leases (None with _READ_ITEM_SQL)."""
-    try:
-        row = fetch_one(sql, {"item": int(item_id), "rater": rater.pk, "now": now})
-    except (TypeError, ValueError, OverflowError):
-        row = None
-    if row is None:
-        raise NotFound("Item not found.")
-    item, project, membership, assignment = split(row[:-1], Item, Project, Membership, Assignment)
-    if membership is None and not is_admin(rater):
-        raise NotFound("Item not found.")
-    item.project, item.membership = project, membership
-    return item, assignment, row[-1]
-
-
 def _is_live(assignment: Assignment | None, now) -> bool:
     return assignment is not None and assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
-
-
-def _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now) -> Annotation | None:
-    """The common case in two statements and no transaction round trips: read, then ps_store_annotation.
-    None when it does not apply (no live lease, paused, closed project, an earlier annotation or key):
-    the full path then decides."""
-    item, assignment, _others = _item_state_pg(_READ_ITEM_SQL, rater, item_id, now)
-    project = item.project
-    if (item.membership and item.membership.is_paused) or project.status != Project.Status.ACTIVE \
-            or project.mode == Project.Mode.ARENA or not _is_live(assignment, now):
-        return None
-    resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
-    row = fetch_one(_STORE_SQL, {
-        "item": item.pk, "rater": rater.pk, "assignment": assignment.pk, "payload": json.dumps(resolved),
-        "raw_payload": json.dumps(payload), "order": json.dumps(assignment.display_order),
-        "time_spent_ms": time_spent_ms, "key": key, "now": now,
-        "gold_correct": gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
-    })
-    if row is None:
-        return None
-    if item.is_gold:
-        _check_gold_after_commit(project, rater)
-    return split(row, Annotation)[0]
 
 
 def _check_gold_after_commit(project: Project, rater) -> None:
@@ -401,38 +258,58 @@ def _earlier_annotation(item: Item, rater, key: str) -> Annotation | None:
 
 def annotation_submit(*, rater, item_id, payload, idempotency_key: str = "", time_spent_ms=None,
                       now=None) -> tuple[Annotation, bool]:
+    """``submission_store`` for callers in Python: the fields checked by ``parse_submission`` first."""
+    submission = parse_submission({"payload": payload, "idempotency_key": idempotency_key,
+                                   "time_spent_ms": time_spent_ms})
+    return submission_store(rater=rater, item_id=item_id, submission=submission, now=now)
+
+
+def submission_store(*, rater, item_id, submission: Submission, now=None) -> tuple[Annotation, bool]:
     """Store a rater's annotation. Returns (annotation, created); a replay returns the first one.
 
     On PostgreSQL a submission under a live lease (nearly all of them) takes two statements; anything
     else, and every submission elsewhere, takes the full path under the item's row lock.
     """
     now = now or timezone.now()
-    key = _check_idempotency_key(idempotency_key)
-    time_spent_ms = _check_time_spent(time_spent_ms)
-    if _on_postgresql():
-        annotation = _submit_under_live_lease_pg(rater, item_id, payload, key, time_spent_ms, now)
+    if pg.enabled():
+        annotation = _store_under_live_lease(rater, item_id, submission, now)
         if annotation is not None:
             return annotation, True
-    return _annotation_submit_locked(rater, item_id, payload, key, time_spent_ms, now)
+    return _submission_store_locked(rater, item_id, submission, now)
+
+
+def _store_under_live_lease(rater, item_id, submission: Submission, now) -> Annotation | None:
+    """PostgreSQL's common case in two statements and no transaction round trips: read, then store.
+    None when it does not apply (no live lease, paused, closed project, an earlier annotation or key):
+    the full path then decides."""
+    item, assignment, _others = access_item_to_submit(rater, item_id, now=now, lock=False)
+    project = item.project
+    if (item.membership and item.membership.is_paused) or project.status != Project.Status.ACTIVE \
+            or project.mode == Project.Mode.ARENA or not _is_live(assignment, now):
+        return None
+    resolved = resolve_payload(project.mode, submission.payload, project.config, assignment.display_order)
+    annotation = pg.submit.store(
+        item_id=item.pk, rater_id=rater.pk, assignment=assignment, payload=resolved, raw_payload=submission.payload,
+        key=submission.idempotency_key, time_spent_ms=submission.time_spent_ms, now=now,
+        gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
+    )
+    if annotation is not None and item.is_gold:
+        _check_gold_after_commit(project, rater)
+    return annotation
 
 
 @transaction.atomic
-def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, now) -> tuple[Annotation, bool]:
+def _submission_store_locked(rater, item_id, submission: Submission, now) -> tuple[Annotation, bool]:
     """Every check, under the item's row lock (which serialises all writes to an item)."""
-    if _on_postgresql():
-        item, assignment, others = _item_state_pg(_LOCK_ITEM_SQL, rater, item_id, now)
-    else:
-        item = access_item(rater, item_id, lock=True)
-        assignment, others = Assignment.objects.filter(item=item, rater=rater).first(), None
-    project = item.project
+    item, assignment, others = access_item_to_submit(rater, item_id, now=now, lock=True)
+    project, key = item.project, submission.idempotency_key
     if project.mode == Project.Mode.ARENA:
         raise Conflict(ARENA_VOTES_ELSEWHERE)
     if item.membership and item.membership.is_paused:
         raise Forbidden(item.membership.paused_reason or "You are paused on this project.")
     live = _is_live(assignment, now)
-    if _on_postgresql() and not live:  # read again now that the lock is held
-        row = fetch_one(_ASSIGNMENT_SQL, {"item": item.pk, "rater": rater.pk, "now": now})
-        (assignment,), others = split(row[:-1], Assignment), row[-1]
+    if pg.enabled() and not live:  # read on a snapshot from before the lock: read again
+        assignment, others = pg.submit.assignment_state(item.pk, rater.pk, now)
         live = _is_live(assignment, now)
     if previous := _earlier_annotation(item, rater, key):
         return previous, False
@@ -447,12 +324,12 @@ def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, 
         order = list(item.item_responses.values_list("response_id", flat=True))
         assignment = Assignment.objects.create(item=item, rater=rater, project=project, display_order=order,
                                                is_gold=item.is_gold, leased_at=now, expires_at=now)
-    resolved = resolve_payload(project.mode, payload, project.config, assignment.display_order)
+    resolved = resolve_payload(project.mode, submission.payload, project.config, assignment.display_order)
     count = item.annotations_count + 1  # exact: we hold the item's row lock
     annotation = Annotation.objects.create(
         item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN,
-        payload=resolved, raw_payload=payload, display_order=assignment.display_order,
-        time_spent_ms=time_spent_ms, idempotency_key=key,
+        payload=resolved, raw_payload=submission.payload, display_order=assignment.display_order,
+        time_spent_ms=submission.time_spent_ms, idempotency_key=key,
         gold_correct=gold_correct(project.mode, item.gold_answer, resolved) if item.is_gold else None,
     )
     Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
@@ -462,8 +339,14 @@ def _annotation_submit_locked(rater, item_id, payload, key: str, time_spent_ms, 
     return annotation, True
 
 
-@transaction.atomic
 def annotation_edit(*, rater, annotation_id, payload, time_spent_ms=None, now=None) -> Annotation:
+    """``submission_edit`` for callers in Python: the fields checked by ``parse_submission`` first."""
+    submission = parse_submission({"payload": payload, "time_spent_ms": time_spent_ms}, edit=True)
+    return submission_edit(rater=rater, annotation_id=annotation_id, submission=submission, now=now)
+
+
+@transaction.atomic
+def submission_edit(*, rater, annotation_id, submission: Submission, now=None) -> Annotation:
     """A rater edits their own annotation while its project is active and the edit window is open."""
     now = now or timezone.now()
     annotation = access_own_annotation(rater, annotation_id, lock=True)
@@ -473,12 +356,12 @@ def annotation_edit(*, rater, annotation_id, payload, time_spent_ms=None, now=No
     window = project.config.get("edit_window_seconds", 1800)
     if project.status != Project.Status.ACTIVE or annotation.created_at + timedelta(seconds=window) < now:
         raise Conflict("This annotation can no longer be edited.")
-    resolved = resolve_payload(project.mode, payload, project.config, annotation.display_order)
-    annotation.payload, annotation.raw_payload = resolved, payload
+    resolved = resolve_payload(project.mode, submission.payload, project.config, annotation.display_order)
+    annotation.payload, annotation.raw_payload = resolved, submission.payload
     if annotation.item.is_gold:
         annotation.gold_correct = gold_correct(project.mode, annotation.item.gold_answer, resolved)
-    if time_spent_ms is not None:
-        annotation.time_spent_ms = (annotation.time_spent_ms or 0) + _check_time_spent(time_spent_ms)
+    if submission.time_spent_ms is not None:
+        annotation.time_spent_ms = (annotation.time_spent_ms or 0) + submission.time_spent_ms
     annotation.save()
     return annotation
 
@@ -527,11 +410,11 @@ def arena_vote_store(*, rater, item_id: int, choice: str, time_spent_ms=None, no
         return previous, False
     assignment = Assignment.objects.get(item=item, rater=rater)
     project = item.project
-    resolved = resolve_payload(project.mode, {"choice": choice}, project.config, assignment.display_order)
+    vote = parse_submission({"payload": {"choice": choice}, "time_spent_ms": time_spent_ms}, edit=True)
+    resolved = resolve_payload(project.mode, vote.payload, project.config, assignment.display_order)
     annotation = Annotation.objects.create(
         item=item, rater=rater, assignment=assignment, source=Annotation.Source.HUMAN, payload=resolved,
-        raw_payload={"choice": choice}, display_order=assignment.display_order,
-        time_spent_ms=_check_time_spent(time_spent_ms),
+        raw_payload=vote.payload, display_order=assignment.display_order, time_spent_ms=vote.time_spent_ms,
     )
     Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, finished_at=now)
     Item.objects.filter(pk=item.pk).update(annotations_count=1, is_complete=True)
@@ -548,7 +431,9 @@ def item_set_gold(*, item: Item, is_gold: bool, payload=None) -> Item:
         raise Invalid("a demonstration has no one right answer, so its items cannot be gold", field="is_gold")
     if is_gold:
         if payload is None:
-            raise ValidationError({"payload": ["a gold item needs its right answer"]})
+            raise Invalid("a gold item needs its right answer", field="payload")
+        if not isinstance(payload, dict):
+            raise Invalid("must be an object", field="payload")
         order = list(item.item_responses.values_list("response_id", flat=True))
         item.gold_answer = resolve_payload(item.project.mode, payload, item.project.config, order)
     else:
@@ -604,7 +489,7 @@ def judge_annotations_store(*, project: Project, rater, answers: list[tuple[Item
     for item, order, raw in answers:
         try:
             resolved = resolve_payload(project.mode, raw, project.config, order)
-        except ValidationError:
+        except Invalid:
             refused += 1  # e.g. a tie in a project without ties
             continue
         rows.append(Annotation(

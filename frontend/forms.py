@@ -6,7 +6,7 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from annotation.errors import ServiceError
+from annotation.errors import Invalid, ServiceError
 from annotation.models import Project
 from annotation.project_config import validate_project_config
 
@@ -58,9 +58,9 @@ def order_from_ranks(post, display_order: list[int]) -> list[list[int]]:
         try:
             ranks[rid] = int(raw)
         except ValueError:
-            raise ValidationError({"payload.order": ["give every response a rank (1 is best; equal ranks tie)"]})
+            raise Invalid("give every response a rank (1 is best; equal ranks tie)", field="payload.order")
         if not 1 <= ranks[rid] <= len(display_order):
-            raise ValidationError({"payload.order": [f"ranks must be from 1 to {len(display_order)}"]})
+            raise Invalid(f"ranks must be from 1 to {len(display_order)}", field="payload.order")
     groups: dict[int, list[int]] = {}
     for rid in display_order:
         groups.setdefault(ranks[rid], []).append(rid)

@@ -19,11 +19,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import services
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
-from annotation.access import access_own_annotation, access_project, access_project_by_slug, is_admin
+from annotation.access import access_item, access_own_annotation, access_project, access_project_by_slug, is_admin
 from annotation.errors import Conflict, Forbidden, ImportFailed, Invalid, NotFound
 from annotation.importer import import_items
 from annotation.models import Item, Project
 from annotation.selectors import projects_visible_to
+from annotation.submissions import parse_submission
 
 from . import forms as f
 from . import keys, selectors
@@ -119,11 +120,6 @@ def _render_stage(request, ctx: dict, status: int = 200, *, partial: bool | None
     return TemplateResponse(request, template, ctx, status=status)
 
 
-def _time_spent(request):
-    raw = request.POST.get("time_spent_ms", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
-
-
 @page
 def annotate(request, slug):
     project = access_project_by_slug(request.user, slug)
@@ -138,28 +134,30 @@ def stage(request, slug):
     return _render_stage(request, _stage(request, project), partial=True)
 
 
-def _project_item(project: Project, item_id: int) -> Item:
-    item = Item.objects.filter(pk=item_id, project=project).select_related("prompt").first()
-    if item is None:
-        raise NotFound("Item not found.")
-    return item
+def _project_item(request, project: Project, item_id: int) -> Item:
+    return access_item(request.user, item_id, project=project)
+
+
+def _submission(request, project: Project, order: list[int], *, edit: bool = False):
+    """The posted form as a submission: its fields turned into a payload, then the one parser."""
+    post = request.POST
+    payload = f.payload_from_post(project.mode, project.config, post, order)
+    return parse_submission({"payload": payload, "idempotency_key": post.get("idempotency_key"),
+                             "time_spent_ms": post.get("time_spent_ms")}, edit=edit)
 
 
 @page
 @require_POST
 def submit(request, slug, item_id):
     project = access_project_by_slug(request.user, slug)
-    item = _project_item(project, item_id)
+    item = _project_item(request, project, item_id)
     assignment = item.assignments.filter(rater=request.user).first()
     order = assignment.display_order if assignment else list(item.item_responses.values_list("response_id", flat=True))
     notice = ""
     try:
-        payload = f.payload_from_post(project.mode, project.config, request.POST, order)
-        _, created = services.annotation_submit(
-            rater=request.user, item_id=item.pk, payload=payload,
-            idempotency_key=request.POST.get("idempotency_key", "")[:100], time_spent_ms=_time_spent(request),
-        )
-    except ValidationError as exc:
+        submission = _submission(request, project, order)
+        _, created = services.submission_store(rater=request.user, item_id=item.pk, submission=submission)
+    except Invalid as exc:
         return _invalid(request, project, item, order, exc, action=request.path)
     except (Conflict, Forbidden) as exc:
         created, notice = False, exc.message
@@ -178,7 +176,7 @@ def _invalid(request, project, item, order, exc, *, action, editing=None):
     post = request.POST
     try:
         prefill = f.payload_from_post(project.mode, project.config, post, order)
-    except ValidationError:  # unreadable ranks: show the cards in their first order
+    except Invalid:  # unreadable ranks: show the cards in their first order
         prefill = {"order": [], "comment": post.get("comment", "")}
     view = selectors.item_view(item, order)
     assignment = item.assignments.filter(rater=request.user).first()
@@ -197,7 +195,7 @@ def _invalid(request, project, item, order, exc, *, action, editing=None):
 def autosave(request, slug, item_id):
     """Keep what the rater has typed so far (htmx, a moment after they stop typing); answers a status line."""
     project = access_project_by_slug(request.user, slug)
-    item = _project_item(project, item_id)
+    item = _project_item(request, project, item_id)
     assignment = item.assignments.filter(rater=request.user).first()
     order = assignment.display_order if assignment else list(item.item_responses.values_list("response_id", flat=True))
     try:
@@ -215,7 +213,7 @@ def autosave(request, slug, item_id):
 @require_POST
 def skip(request, slug, item_id):
     project = access_project_by_slug(request.user, slug)
-    item = _project_item(project, item_id)
+    item = _project_item(request, project, item_id)
     notice = ""
     try:
         services.assignment_skip(rater=request.user, item_id=item.pk)
@@ -234,15 +232,14 @@ def edit(request, slug, annotation_id):
     annotation = access_own_annotation(request.user, annotation_id)
     if annotation.item.project_id != project.pk:
         raise NotFound("Annotation not found.")
-    item = _project_item(project, annotation.item_id)
+    item = _project_item(request, project, annotation.item_id)
     order = annotation.display_order
     action = reverse("annotate-edit", args=[slug, annotation.pk])
     if request.method == "POST":
         try:
-            payload = f.payload_from_post(project.mode, project.config, request.POST, order)
-            services.annotation_edit(rater=request.user, annotation_id=annotation.pk, payload=payload,
-                                     time_spent_ms=_time_spent(request))
-        except ValidationError as exc:
+            submission = _submission(request, project, order, edit=True)
+            services.submission_edit(rater=request.user, annotation_id=annotation.pk, submission=submission)
+        except Invalid as exc:
             return _invalid(request, project, item, order, exc, action=action, editing=annotation)
         except Conflict as exc:
             notice = exc.message

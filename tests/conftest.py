@@ -7,6 +7,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def on_postgresql() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``postgres`` are skipped on the embedded default (SQLite)."""
+    if on_postgresql():
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (this run is on SQLite)")
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=[pytest.param("sql", marks=pytest.mark.postgres), "orm"])
+def sql_and_orm(request):
+    """Run a test on both sides of annotation.pg: PostgreSQL's statements ("sql") and the ORM code that is
+    their reference and that every other database takes ("orm"; on SQLite only this one runs)."""
+    from annotation import pg
+
+    with pg.forced(request.param == "sql"):
+        yield request.param
+
+
 @pytest.fixture
 def api():
     from rest_framework.test import APIClient

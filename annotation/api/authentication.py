@@ -1,33 +1,35 @@
-"""Token authentication: DRF's, with the token and its user fetched by one prepared statement and
-remembered for a few seconds (``PS_TOKEN_CACHE_SECONDS``)."""
+"""Token authentication: DRF's, with the token and its user remembered for a few seconds
+(``PS_TOKEN_CACHE_SECONDS``) by each process, whichever database answers."""
 from __future__ import annotations
 
 import time
-from functools import cache
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
-from annotation.rawsql import columns, fetch_one, split
+from annotation import pg
+from annotation.pg.rows import split
 
 User = get_user_model()
 
-_USER_PK = [f.attname for f in User._meta.concrete_fields].index(User._meta.pk.attname)
+_USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
+_TOKEN_FIELDS = [f.attname for f in Token._meta.concrete_fields]
+_USER_PK = _USER_FIELDS.index(User._meta.pk.attname)
 MAX_CACHED = 10_000
-# token key -> (monotonic deadline, the row of _token_sql); plain dict operations are atomic across threads
+# token key -> (monotonic deadline, the user's then the token's column values); plain dict operations are
+# atomic across threads
 _recent: dict[str, tuple[float, tuple]] = {}
 
 
-@cache
-def _token_sql() -> str:
-    return (f'SELECT {columns(User, "u")}, {columns(Token, "t")} FROM "{Token._meta.db_table}" t '
-            f'JOIN "{User._meta.db_table}" u ON u."{User._meta.pk.column}" = t."user_id" WHERE t."key" = %s')
+def _token_row_orm(key: str) -> tuple | None:
+    """The same row as ``pg.auth.token_row``, through the ORM."""
+    return Token.objects.filter(key=key).values_list(
+        *(f"user__{name}" for name in _USER_FIELDS), *_TOKEN_FIELDS).first()
 
 
 def _token_row(key: str) -> tuple | None:
@@ -36,7 +38,7 @@ def _token_row(key: str) -> tuple | None:
     hit = _recent.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
-    row = fetch_one(_token_sql(), [key])
+    row = pg.auth.token_row(key) if pg.enabled() else _token_row_orm(key)
     if row is not None and ttl > 0:
         if len(_recent) >= MAX_CACHED:
             _recent.clear()
@@ -59,13 +61,11 @@ def _forget_user(sender, instance, **kwargs):
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """``Authorization: Token <key>``, as DRF checks it. Every API request pays for this lookup, so on
-    PostgreSQL it is one fixed statement (prepared once per connection), and a process reuses the answer
-    for ``PS_TOKEN_CACHE_SECONDS``; each request still gets its own user instance."""
+    """``Authorization: Token <key>``, as DRF checks it. Every API request pays for this lookup: it is one
+    statement (prepared once per connection on PostgreSQL), and a process reuses the answer for
+    ``PS_TOKEN_CACHE_SECONDS``; each request still gets its own user instance."""
 
     def authenticate_credentials(self, key):
-        if connection.vendor != "postgresql":
-            return super().authenticate_credentials(key)
         row = _token_row(key)
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))

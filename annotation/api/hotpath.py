@@ -10,8 +10,9 @@ renderer, headers and error bodies.
 
 Anything it would answer differently goes on to the views untouched: another way of signing in (a
 browser's session needs DRF's CSRF check), a token that does not authenticate, a query string, an Accept
-other than JSON, a body that is not a JSON object of the usual fields with the usual types. A test runs
-the API tests through both and compares their answers.
+other than JSON, a body that is not JSON. A JSON body goes to the same parser as the view's
+(``annotation.submissions.parse_submission``). A test runs the API tests through both and compares their
+answers.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from annotation.api.authentication import TokenAuthentication
 from annotation.api.errors import error_body
 from annotation.api.negotiation import JSON_ACCEPTS
 from annotation.api.views import next_item, submit_annotation
-from annotation.services import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS
+from annotation.submissions import parse_submission
 
 _NEXT = re.compile(r"/api/v1/projects/([0-9]+)/next/")
 _SUBMIT = re.compile(r"/api/v1/items/([0-9]+)/annotations/")
@@ -50,10 +51,10 @@ class RaterHotPathMiddleware:
             return self.get_response(request)
         if route is _NEXT:
             return _answer(route, next_item, user, match[1])
-        data = _submission(request)
-        if data is None:
+        read = _submission_body(request)
+        if read is None:
             return self.get_response(request)
-        return _answer(route, submit_annotation, user, match[1], data)
+        return _answer(route, _submit, user, match[1], read[0])
 
 
 def _plain_json_call(request) -> bool:
@@ -77,10 +78,9 @@ def _token_user(request):
     return user
 
 
-def _submission(request) -> dict | None:
-    """The submission as SubmitSerializer would validate it, when the body is a JSON object whose fields
-    already have their validated types and values; None sends anything else to the serializer, which
-    explains what is wrong (or converts, as it does for a numeric string)."""
+def _submission_body(request):
+    """The body of a JSON submission, in a 1-tuple; None sends anything else (a form, bad UTF-8 or JSON, NaN or Infinity,
+    too large a body) to DRF, whose parsers answer it. Its fields are for ``parse_submission``."""
     meta = request.META
     if meta.get("CONTENT_TYPE", "").lower() not in _JSON_BODIES:
         return None
@@ -91,17 +91,14 @@ def _submission(request) -> dict | None:
     if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         return None
     try:
-        body = json.loads(request.body.decode(), parse_constant=_refuse)
-    except ValueError:  # bad UTF-8 or JSON, NaN or Infinity
+        return (json.loads(request.body.decode(), parse_constant=_refuse),)  # JSON's null is a body too
+    except ValueError:
         return None
-    if not isinstance(body, dict) or body.get("payload") is None:
-        return None
-    key, spent = body.get("idempotency_key", ""), body.get("time_spent_ms")
-    if not (isinstance(key, str) and len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and key.isascii() and key.isprintable() and key == key.strip()):
-        return None
-    if spent is not None and (type(spent) is not int or not 0 <= spent <= MAX_TIME_SPENT_MS):
-        return None
-    return {"payload": body["payload"], "idempotency_key": key, "time_spent_ms": spent}
+
+
+def _submit(user, item_id, body):
+    """What SubmitView does with a body its JSON parser read: the one parser, then the service."""
+    return submit_annotation(user, item_id, parse_submission(body))
 
 
 def _refuse(constant):

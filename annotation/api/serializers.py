@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from annotation.models import Annotation, Autosave, Membership, Project
 from annotation.project_config import MODES
-from annotation.services import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS
+from annotation.submissions import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS, parse_submission
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -59,15 +59,23 @@ class ImportResultSerializer(serializers.Serializer):
 
 
 class SubmitSerializer(serializers.Serializer):
-    payload = serializers.JSONField()
+    """A submission. The fields describe it for the schema; ``annotation.submissions.parse_submission``
+    checks it (its ``validated_data`` is a Submission, and a bad field raises Invalid naming it)."""
+
+    edit = False
+    payload = serializers.JSONField(help_text="What the rater chose, in display positions ('A' is the first "
+                                              "response shown); its shape depends on the project's mode.")
     idempotency_key = serializers.CharField(required=False, allow_blank=True, default="",
                                             max_length=MAX_IDEMPOTENCY_KEY_CHARS)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TIME_SPENT_MS)
 
+    def run_validation(self, data=serializers.empty):
+        return parse_submission(None if data is serializers.empty else data, edit=self.edit)
 
-class EditSerializer(serializers.Serializer):
-    payload = serializers.JSONField()
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TIME_SPENT_MS)
+
+class EditSerializer(SubmitSerializer):
+    edit = True
+    idempotency_key = None
 
 
 class AnnotationSerializer(serializers.ModelSerializer):

@@ -13,10 +13,11 @@ from rest_framework.views import APIView
 from annotation import selectors, services
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project
-from annotation.errors import Forbidden, NotFound
+from annotation.errors import NotFound
 from annotation.importer import import_items
 from annotation.models import Annotation, Membership
 from annotation.quality import cached_project_quality, judge_agreement
+from annotation.submissions import Submission
 
 from . import serializers as s
 from .permissions import IsAdmin
@@ -41,10 +42,9 @@ def next_item(user, project_id) -> tuple[dict | None, int]:
     return {"item": selectors.assignment_view(assignment)}, status.HTTP_200_OK
 
 
-def submit_annotation(user, item_id, data: dict) -> tuple[dict, int]:
-    """Store a submission (201), or return the stored one for a replay (200); ``data`` as SubmitSerializer
-    validates it."""
-    annotation, created = services.annotation_submit(rater=user, item_id=item_id, **data)
+def submit_annotation(user, item_id, submission: Submission) -> tuple[dict, int]:
+    """Store a submission (201), or return the stored one for a replay (200)."""
+    annotation, created = services.submission_store(rater=user, item_id=item_id, submission=submission)
     return s.AnnotationSerializer(annotation).data, status.HTTP_201_CREATED if created else status.HTTP_200_OK
 
 
@@ -174,23 +174,16 @@ class SkipView(APIView):
         return Response({"skipped": True})
 
 
-def _admin_item(request, item_id):
-    item = access_item(request.user, item_id)
-    if not request.user.is_staff:
-        raise Forbidden("Only admins can do this.")
-    return item
-
-
 class ItemDetailView(APIView):
     """Admins see an item with its provenance and set its priority."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, item_id):
-        return Response(selectors.item_admin_view(_admin_item(request, item_id)))
+        return Response(selectors.item_admin_view(access_item(request.user, item_id, admin=True)))
 
     @extend_schema(request=s.ItemUpdateSerializer, responses={200: OpenApiTypes.OBJECT})
     def patch(self, request, item_id):
-        item = _admin_item(request, item_id)
+        item = access_item(request.user, item_id, admin=True)
         data = _valid(s.ItemUpdateSerializer, request.data)
         if "priority" in data:
             services.item_set_priority(item=item, priority=data["priority"])
@@ -200,7 +193,7 @@ class ItemDetailView(APIView):
 class GoldView(APIView):
     @extend_schema(request=s.GoldSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, item_id):
-        item = _admin_item(request, item_id)
+        item = access_item(request.user, item_id, admin=True)
         data = _valid(s.GoldSerializer, request.data)
         item = services.item_set_gold(item=item, is_gold=data["is_gold"], payload=data.get("payload"))
         return Response(selectors.item_admin_view(item))
@@ -223,8 +216,8 @@ class AnnotationDetailView(APIView):
 
     @extend_schema(request=s.EditSerializer, responses=s.AnnotationSerializer)
     def patch(self, request, annotation_id):
-        data = _valid(s.EditSerializer, request.data)
-        annotation = services.annotation_edit(rater=request.user, annotation_id=annotation_id, **data)
+        submission = _valid(s.EditSerializer, request.data)
+        annotation = services.submission_edit(rater=request.user, annotation_id=annotation_id, submission=submission)
         return Response(s.AnnotationSerializer(annotation).data)
 
 

@@ -1,9 +1,8 @@
 """Export rows, derived on the fly from the annotation tables and streamed.
 
-On PostgreSQL one COPY statement streams the project's items in prompt order, each as a JSON line that
-PostgreSQL builds (item, prompt, responses, matching annotations), so the database and Python work side
-by side. Elsewhere (SQLite) the ORM reads annotations in the same order and looks up prompts and
-responses a batch at a time. Either way only the current prompt's items are held in memory.
+The ORM reads annotations in (prompt, item) order and looks up prompts and responses a batch at a time; on
+PostgreSQL one COPY streams each item as one JSON value that PostgreSQL builds (``annotation.pg.exports``).
+Either way only the current prompt's items are held in memory.
 
 Row shapes (columns in ``annotation.exports.schema``):
   trl  prompt / chosen / rejected (strings, or message lists with style=conversational), margin,
@@ -21,17 +20,15 @@ from __future__ import annotations
 import itertools
 import operator
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timezone as dt_timezone
 from typing import Iterator
 
 import orjson
-from django.db import connection
 from django.db.models import Max
-from psycopg.pq import TransactionStatus
 
-from annotation.models import Annotation, Item, ItemResponse, Project, Prompt, Response
+from annotation import pg
+from annotation.models import Annotation, ItemResponse, Project, Prompt
 from annotation.project_config import judgement_mode
 
 from .options import ExportOptions
@@ -106,18 +103,8 @@ def _json(value) -> str:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _tables() -> dict[str, str]:
-    from django.contrib.auth import get_user_model  # noqa: PLC0415
-
-    return {"annotation": Annotation._meta.db_table, "item": Item._meta.db_table,
-            "user": get_user_model()._meta.db_table, "prompt": Prompt._meta.db_table,
-            "item_response": ItemResponse._meta.db_table, "response": Response._meta.db_table}
-
-
-
-
 def _annotations_orm(project: Project, options: ExportOptions, high_water: int) -> Iterator[Ann]:
-    """Annotations in (prompt, item, id) order through the ORM: the portable path (SQLite, the default)."""
+    """Annotations in (prompt, item, id) order through the ORM: the reference (SQLite, the default)."""
     qs = Annotation.objects.filter(item__project=project, id__lte=high_water)
     if options.since:
         qs = qs.filter(created_at__gte=options.since)
@@ -148,111 +135,27 @@ def _iso(value) -> str | None:
     return text
 
 
-@contextmanager
-def _jit_off(cursor):
-    """PostgreSQL's JIT compiler off for the session while the export's COPY runs (restored after).
-
-    The COPY's estimated cost is far above the JIT thresholds, so PostgreSQL compiles it first, before the
-    first row, while Python waits, and it runs no faster afterwards (the time goes to index lookups and JSON
-    building, not to expressions; figures in bench/exports/README.md).
-    """
-    cursor.execute("SHOW jit")
-    (previous,) = cursor.fetchone()
-    cursor.execute("SET jit = off")
-    try:
-        yield
-    finally:
-        # in a failed transaction the SET is undone with it, and no statement may run until then
-        if cursor.connection.info.transaction_status != TransactionStatus.INERROR:
-            cursor.execute("SELECT set_config('jit', %s, false)", [previous])
-
-
 def _item_groups_pg(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
-    """(prompt, items) in prompt order, streamed with COPY: one JSON value per item, built by PostgreSQL.
-
-    PostgreSQL joins each item with its prompt, responses and matching annotations while Python turns the
-    previous lines into rows, so the two run side by side; nothing but the current prompt is held.
-    Timestamps come as json_build_array writes them: ISO 8601 in the session's time zone (UTC under Django).
-    The aggregates have no ORDER BY (a sort per item costs PostgreSQL about a fifth of its time): responses
-    are keyed by id and ordered by position where used, and an item's annotations are sorted by id here.
-    """
-    t = _tables()
-    raw = options.kind == "raw"
-    where, params = ["a.item_id = i.id", "a.id <= %s"], [high_water]
-    if options.since:
-        where.append("a.created_at >= %s")
-        params.append(options.since)
-    if options.until:
-        where.append("a.created_at <= %s")
-        params.append(options.until)
-    if options.raters:
-        where.append("u.username = ANY(%s)")
-        params.append(list(options.raters))
-    if options.sources:
-        where.append("a.source = ANY(%s)")
-        params.append(list(options.sources))
-    item_where = ["i.project_id = %s"]
-    params.append(project.pk)
-    if options.gold != "include":
-        item_where.append("i.is_gold = %s")
-        params.append(options.gold == "only")
-    sql = f"""COPY (
-        SELECT json_build_array(
-            i.id, i.prompt_id, i.is_gold, p.external_id, p.messages,
-            (SELECT json_agg(json_build_array(r.id, r.text, CASE WHEN r.checkpoint_id IS NOT NULL
-                                                  THEN 'checkpoint:' || r.checkpoint_id
-                                                  ELSE COALESCE(NULLIF(r.model_name, ''), 'unknown') END,
-                                              ir.position))
-             FROM "{t['item_response']}" ir JOIN "{t['response']}" r ON r.id = ir.response_id
-             WHERE ir.item_id = i.id),
-            anns.list)
-        FROM "{t['item']}" i
-        JOIN "{t['prompt']}" p ON p.id = i.prompt_id
-        JOIN LATERAL (
-            SELECT json_agg(json_build_array(
-                       a.id, u.username, a.source, a.payload, {"a.raw_payload" if raw else "NULL"}, a.display_order,
-                       a.time_spent_ms, a.gold_correct, a.created_at,
-                       {"a.updated_at" if raw else "NULL"})) AS list
-            FROM "{t['annotation']}" a LEFT JOIN "{t['user']}" u ON u.id = a.rater_id
-            WHERE {" AND ".join(where)}
-        ) anns ON anns.list IS NOT NULL
-        WHERE {" AND ".join(item_where)}
-        ORDER BY i.prompt_id, i.id
-    ) TO STDOUT (FORMAT binary)"""
-    loads = orjson.loads
+    """(prompt, items) in prompt order from ``pg.exports.item_values``: nothing but the current prompt is
+    held. An item's responses are keyed by id (ordered by position where used) and its annotations sorted
+    by id here."""
     current_prompt, prompt, items = None, None, []
-    with connection.cursor() as cursor, _jit_off(cursor.cursor):
-        with cursor.cursor.copy(sql, params) as copy:
-            for data in _binary_copy_values(copy):
-                (item_id, prompt_id, is_gold, external_id, messages, responses, anns) = loads(data)
-                if prompt_id != current_prompt:
-                    if items:
-                        yield prompt, items
-                    current_prompt, prompt, items = prompt_id, {"external_id": external_id, "messages": messages}, []
-                group = ItemGroup(item_id, prompt_id, is_gold,
-                                  {rid: Resp(rid, text, model, pos) for rid, text, model, pos in responses or []})
-                anns.sort()  # by id: the first field, unique
-                group.annotations = [Ann(a[0], item_id, prompt_id, is_gold, *a[1:]) for a in anns]
-                items.append(group)
+    values = pg.exports.item_values(
+        project_id=project.pk, high_water=high_water, raw=options.kind == "raw", since=options.since,
+        until=options.until, raters=options.raters, sources=options.sources,
+        gold=None if options.gold == "include" else options.gold == "only")
+    for item_id, prompt_id, is_gold, external_id, messages, responses, anns in values:
+        if prompt_id != current_prompt:
+            if items:
+                yield prompt, items
+            current_prompt, prompt, items = prompt_id, {"external_id": external_id, "messages": messages}, []
+        group = ItemGroup(item_id, prompt_id, is_gold,
+                          {rid: Resp(rid, text, model, pos) for rid, text, model, pos in responses or []})
+        anns.sort()  # by id: the first field, unique
+        group.annotations = [Ann(a[0], item_id, prompt_id, is_gold, *a[1:]) for a in anns]
+        items.append(group)
     if items:
         yield prompt, items
-
-
-def _binary_copy_values(copy) -> Iterator[memoryview]:
-    """The value of each row of a one-column binary COPY: the bytes PostgreSQL sent (a json value: its text).
-
-    Binary rather than text format, so PostgreSQL does not escape every backslash of the JSON for COPY and
-    Python does not undo it. A row is a field count (2 bytes) and the field's length (4 bytes) before its
-    bytes; the first row also carries the file header (11-byte signature, flags, extension length and
-    extension), and a last message of 2 bytes (a count of -1) ends the data.
-    """
-    first = True
-    for row in copy:
-        if first:
-            first = False
-            row = row[19 + int.from_bytes(row[15:19], "big"):]
-        if len(row) > 2:
-            yield row[6:]
 
 
 def _batches(anns: Iterator[Ann], size: int) -> Iterator[list[Ann]]:
@@ -834,7 +737,7 @@ def export_rows(project: Project, options: ExportOptions, *, high_water: int | N
 
 
 def _groups(project: Project, options: ExportOptions, high_water: int) -> Iterator[tuple[dict, list[ItemGroup]]]:
-    if connection.vendor == "postgresql":
+    if pg.enabled():
         yield from _item_groups_pg(project, options, high_water)
         return
     for batch in _batches(_annotations_orm(project, options, high_water), BATCH_ANNOTATIONS):

@@ -18,17 +18,6 @@ def member(project, rater):
     return add_member(project, rater)
 
 
-@pytest.fixture(params=["sql", "orm"])
-def both_paths(request, monkeypatch):
-    """Run a test twice: through PostgreSQL's SQL functions and through the ORM path that other databases
-    (the SQLite default) take."""
-    if request.param == "orm":
-        from annotation import services
-
-        monkeypatch.setattr(services, "_on_postgresql", lambda: False)
-    return request.param
-
-
 @pytest.fixture(params=["drf", "token"])
 def api(request):
     """Every API test here runs twice: signed in the way DRF's test client does it (the DRF views answer),

@@ -212,17 +212,7 @@ def test_the_import_command(tmp_path):
         call_command("import_items", "--project", project.slug, str(path), stdout=out)
 
 
-@pytest.fixture(params=["copy", "orm"])
-def write_path(request, monkeypatch):
-    """Run a test through both writers: COPY (PostgreSQL) and the ORM (what SQLite, the default, takes)."""
-    if request.param == "orm":
-        from annotation import importer
-
-        monkeypatch.setattr(importer, "_use_copy", lambda: False)
-    return request.param
-
-
-def test_text_with_tabs_newlines_backslashes_and_unicode_comes_back_unchanged(write_path):
+def test_text_with_tabs_newlines_backslashes_and_unicode_comes_back_unchanged(sql_and_orm):
     project = make_project("pairwise")
     awkward = "tab\there\nnew line\r\nback\\slash \\N \\. é 😀 \u2028 \x01"
     data = [{"id": f"id\t{awkward}", "messages": [{"role": "system", "content": awkward},
@@ -239,7 +229,7 @@ def test_text_with_tabs_newlines_backslashes_and_unicode_comes_back_unchanged(wr
     assert Item.objects.get().round == "r\t1\\"
 
 
-def test_reimport_with_some_new_rows_creates_only_those_across_batches(settings, write_path):
+def test_reimport_with_some_new_rows_creates_only_those_across_batches(settings, sql_and_orm):
     settings.PS_IMPORT_BATCH_SIZE = 3
     project = make_project("pairwise")
     import_items(project=project, stream=jsonl(rows(8)), filename="a.jsonl")
@@ -251,7 +241,7 @@ def test_reimport_with_some_new_rows_creates_only_those_across_batches(settings,
         assert {r.prompt_id for r in item.responses.all()} == {item.prompt_id}
 
 
-def test_pre_paired_rows_in_a_ranking_project_become_an_order(write_path):
+def test_pre_paired_rows_in_a_ranking_project_become_an_order(sql_and_orm):
     project = make_project("ranking", k=2)
     result = import_items(project=project, stream=jsonl([{"id": "a", "prompt": "p", "chosen": "good", "rejected": "bad"}]),
                           filename="x.jsonl")
@@ -261,26 +251,25 @@ def test_pre_paired_rows_in_a_ranking_project_become_an_order(write_path):
     assert ann.payload["order"] == [[good.pk], [bad.pk]] and ann.display_order == [good.pk, bad.pk]
 
 
+@pytest.mark.postgres
 def test_a_database_error_while_writing_rolls_everything_back(settings, monkeypatch):
-    """A failure inside a write (here: a unique violation, as a concurrent import would meet) reaches the
+    """A failure inside a COPY (here: a unique violation, as a concurrent import would meet) reaches the
     caller as Django's error, and no batch stays stored."""
     import psycopg
-    from django.db import IntegrityError, connection
+    from django.db import IntegrityError
 
-    from annotation import importer
+    from annotation.pg import imports
 
-    if connection.vendor != "postgresql":
-        pytest.skip("the COPY path is PostgreSQL's")
     settings.PS_IMPORT_BATCH_SIZE = 4
     project = make_project("pairwise")
-    real = importer.copy_rows
+    real = imports.copy_rows
 
     def failing(cursor, model, columns, lines):
         if model is ItemResponse:  # after the prompts, responses and items of the first COPY
             raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
         real(cursor, model, columns, lines)
 
-    monkeypatch.setattr(importer, "copy_rows", failing)
+    monkeypatch.setattr(imports, "copy_rows", failing)
     with pytest.raises(IntegrityError):
         import_items(project=project, stream=jsonl(rows(20)), filename="a.jsonl")
     assert counts() == (0, 0, 0, 0)

@@ -6,7 +6,7 @@ from django.db import connection
 from tests.helpers import TokenClient
 from tests.factories import UserFactory, add_member, make_item, make_project
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 def prepared_statements() -> list[tuple[str, int]]:

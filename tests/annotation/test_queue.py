@@ -13,7 +13,7 @@ from annotation.services import annotation_submit, assignment_skip, queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
 
 PAIR = {"choice": "A", "strength": "slight"}
-pytestmark = pytest.mark.usefixtures("both_paths")
+pytestmark = pytest.mark.usefixtures("sql_and_orm")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -179,6 +179,7 @@ def test_raters_of_one_project_never_get_items_of_another(api):
     assert Assignment.objects.count() == 0
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_lease_is_committed_at_once_and_annotations_still_wait_for_a_durable_commit():
     """The lease's own commit may skip the WAL flush wait; it is still committed (another connection

@@ -8,7 +8,7 @@ from annotation.models import Annotation, Membership
 from annotation.services import annotation_submit, queue_next
 from tests.factories import UserFactory, add_member, make_item, make_project
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("both_paths")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_and_orm")]
 
 
 def serve(api, project, rater):

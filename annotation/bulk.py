@@ -1,6 +1,6 @@
 """Fast inserts for imports and benchmarks: ``bulk_insert`` takes Python values and returns the new ids.
 
-bulk_create here; PostgreSQL's COPY (``annotation.pg.bulk``) on PostgreSQL.
+bulk_create here; on PostgreSQL, COPY through ``annotation.pg.bulk``.
 """
 from __future__ import annotations
 

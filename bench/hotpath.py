@@ -5,6 +5,12 @@ Open loop: R simulated raters, each waiting T seconds between round trips -> lat
 Every loop is bounded in count and time and stops by itself.
 
     .venv/bin/python bench/hotpath.py [--clients 16] [--duration 20] [--raters 256] [--think 2]
+
+Against earlier code, interleaved: its server and this one take turns (A B B A ...), each on a freshly seeded
+database, under this load generator; the result gives the medians of both sides and their ratio.
+
+    git worktree add /tmp/before <commit>
+    .venv/bin/python bench/hotpath.py --compare-with /tmp/before --pairs 3
 """
 from __future__ import annotations
 
@@ -55,6 +61,9 @@ def seed(env: dict, items: int, raters: int) -> tuple[int, list[str]]:
     bulk_insert(Membership, ["project_id", "user_id", "is_paused", "paused_reason", "gold_since", "created_at"],
                 [(project.pk, u.pk, False, "", None, None) for u in users], returning=False)
     tokens = [Token.objects.create(user=u).key for u in users]
+    from django.db import connections
+
+    connections.close_all()  # the next turn drops this database
     return project.pk, tokens
 
 
@@ -226,28 +235,16 @@ def cpu_per_round_trip(before: dict, after: dict, round_trips: int) -> dict:
     return {f"{name}_ms": round((after[name] - before[name]) / max(round_trips, 1) * 1000, 2) for name in before}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--raters", type=int, default=256)
-    parser.add_argument("--think", type=float, default=2.0)
-    parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--worker-class", default="gthread")
-    args = parser.parse_args()
-
-    env = bench_env()
-    recreate_database(env)
-    project_id, tokens = seed(env, args.items, max(args.clients, args.raters))
+def measure(args, project_id: int, tokens: list[str], code: Path) -> dict:
+    """Both loops against a gunicorn serving the code of the tree ``code`` (this one, or another checkout
+    with the same schema, for an interleaved comparison) on the seeded database."""
     settle()
     probe = cpu_probe()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py", "-b", f"{HOST}:{PORT}",
-         "-w", str(args.workers),
-         "--worker-class", args.worker_class, "--threads", str(args.threads), "--keep-alive", "75", "--log-level", "warning"],
-        cwd=ROOT, env=env | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING"},
+         "-w", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
+         "--keep-alive", "75", "--log-level", "warning"],
+        cwd=code, env=bench_env() | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(code)},
     )
     try:
         for _ in range(100):
@@ -269,12 +266,74 @@ def main():
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
-    write_result("hotpath", {
-        "closed_loop": closed, "open_loop": opened, "gunicorn": f"{args.workers} {args.worker_class} workers x {args.threads} threads",
-        "load_average_before": load, "cpu_probe_s": probe,
+    return {"code": str(code), "closed_loop": closed, "open_loop": opened, "load_average_before": load,
+            "cpu_probe_s": probe}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def compare(runs: list[dict], this: Path, other: Path) -> dict:
+    """Medians of each side's runs and this code's ratio to the other's (above 1: this code does more round
+    trips per second, or spends more CPU per round trip, or has a slower p95)."""
+    figures = {
+        "closed_round_trips_per_s": lambda r: r["closed_loop"]["round_trips_per_s"],
+        "closed_web_cpu_ms": lambda r: r["closed_loop"]["cpu_per_round_trip"]["web_ms"],
+        "closed_postgresql_cpu_ms": lambda r: r["closed_loop"]["cpu_per_round_trip"]["postgresql_ms"],
+        "open_p95_ms": lambda r: r["open_loop"]["p95_ms"],
+        "open_web_cpu_ms": lambda r: r["open_loop"]["cpu_per_round_trip"]["web_ms"],
+    }
+    out = {}
+    for name, read in figures.items():
+        mine = _median([read(r) for r in runs if r["code"] == str(this)])
+        theirs = _median([read(r) for r in runs if r["code"] == str(other)])
+        out[name] = {"this": round(mine, 2), "other": round(theirs, 2), "ratio": round(mine / theirs, 3)}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--raters", type=int, default=256)
+    parser.add_argument("--think", type=float, default=2.0)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--worker-class", default="gthread")
+    parser.add_argument("--compare-with", type=Path, default=None,
+                        help="another checkout (a git worktree of an earlier commit): its server and this one "
+                             "take turns, each on a freshly seeded database, with this load generator")
+    parser.add_argument("--pairs", type=int, default=3, help="turns of each side with --compare-with")
+    args = parser.parse_args()
+
+    env = bench_env()
+    sides = [ROOT]
+    if args.compare_with is not None:
+        other = args.compare_with.resolve()
+        sides = []
+        for pair in range(args.pairs):  # ABBA...: a drift of the machine falls on both sides alike
+            sides += [ROOT, other] if pair % 2 == 0 else [other, ROOT]
+    runs = []
+    for code in sides:
+        recreate_database(env)
+        project_id, tokens = seed(env, args.items, max(args.clients, args.raters))
+        runs.append(measure(args, project_id, tokens, code))
+        print(json.dumps({"code": str(code), "closed_round_trips_per_s": runs[-1]["closed_loop"]["round_trips_per_s"],
+                          "open_p95_ms": runs[-1]["open_loop"]["p95_ms"]}), flush=True)
+    result = {
+        "gunicorn": f"{args.workers} {args.worker_class} workers x {args.threads} threads",
         "label_studio_1_23_same_machine": {"submits_per_s_8_clients": 19, "p95_ms": 680, "next_p50_ms": 72},
-        "ratio_vs_label_studio": round(closed["round_trips_per_s"] / 19, 1),
-    })
+    }
+    if args.compare_with is None:
+        (run,) = runs
+        result |= run | {"ratio_vs_label_studio": round(run["closed_loop"]["round_trips_per_s"] / 19, 1)}
+    else:
+        result |= {"runs": runs, "compared": compare(runs, ROOT, args.compare_with.resolve())}
+    write_result("hotpath" if args.compare_with is None else "hotpath_interleaved", result)
 
 
 if __name__ == "__main__":

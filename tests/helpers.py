@@ -160,13 +160,21 @@ def _celery(*args):
     return [sys.executable, "-m", "celery", "-A", "config", *args]
 
 
-def worker_env() -> dict:
-    """The worker's environment: the test database (pytest-django's test_<name>) and this session's Redis db."""
+def database_url() -> str:
+    """The URL of the test database (pytest-django's test_<name>, or SQLite's test file) for other processes."""
     db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def worker_env() -> dict:
+    """The worker's environment: the test database and this session's broker (a Redis db, or the filesystem
+    broker's folders under PS_VAR_DIR)."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "PS_VAR_DIR": str(settings.VAR_DIR),
         "PS_DATA_DIR": str(settings.PS_DATA_DIR),

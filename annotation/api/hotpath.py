@@ -79,8 +79,8 @@ def _token_user(request):
 
 
 def _submission_body(request):
-    """The body of a JSON submission, in a 1-tuple; None sends anything else (a form, bad UTF-8 or JSON, NaN or Infinity,
-    too large a body) to DRF, whose parsers answer it. Its fields are for ``parse_submission``."""
+    """The body of a JSON submission, in a 1-tuple (JSON's null is a body too); None sends anything else (a
+    form, bad UTF-8 or JSON, NaN or Infinity, too large a body) to DRF, whose parsers answer it."""
     meta = request.META
     if meta.get("CONTENT_TYPE", "").lower() not in _JSON_BODIES:
         return None
@@ -91,7 +91,7 @@ def _submission_body(request):
     if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         return None
     try:
-        return (json.loads(request.body.decode(), parse_constant=_refuse),)  # JSON's null is a body too
+        return (json.loads(request.body.decode(), parse_constant=_refuse),)
     except ValueError:
         return None
 

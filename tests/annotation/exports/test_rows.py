@@ -226,29 +226,3 @@ def test_text_survives_the_trip_byte_for_byte(raters, join):
     pick(rater, project, winner_text=tricky)
     (row,) = rows(project)
     assert row["chosen"] == tricky and row["rejected"] == "plain"
-
-
-def test_the_portable_reader_gives_the_same_rows(raters, join):
-    """SQLite (the single-machine default) reads through the ORM; PostgreSQL through COPY. Same rows."""
-    from collections import Counter
-
-    from annotation.exports import rows as export_module
-
-    project = make_project("ranking", k=3, overlap=2)
-    for i in range(3):
-        make_item(project, [f"a{i}", f"b{i}", f"c{i}"])
-    join(project, raters[:2])
-    for rater in raters[:2]:
-        for i in range(3):
-            rank(rater, project, [[f"a{i}"], [f"b{i}", f"c{i}"]])
-    for kind in ("trl", "kto", "raw"):
-        options = parse_options({"kind": kind, "ties": "flag"}, project=project)
-        high_water = export_module.high_water_mark(project)
-        fast = list(export_module._item_groups_pg(project, options, high_water))
-        portable = [group for batch in export_module._batches(
-            export_module._annotations_orm(project, options, high_water), 2) for group in export_module._prompt_groups(batch)]
-        assert [(p, [(i.item_id, sorted(i.responses), [a.id for a in i.annotations]) for i in items]) for p, items in fast] \
-            == [(p, [(i.item_id, sorted(i.responses), [a.id for a in i.annotations]) for i in items]) for p, items in portable]
-        built = export_module._Rows(project, options, Counter())
-        make = {"trl": built.trl, "kto": built.kto, "raw": built.raw}[kind]
-        assert [r for p, items in fast for r in make(p, items)] == [r for p, items in portable for r in make(p, items)]

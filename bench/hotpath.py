@@ -308,7 +308,9 @@ def main():
                         help="another checkout (a git worktree of an earlier commit): its server and this one "
                              "take turns, each on a freshly seeded database, with this load generator")
     parser.add_argument("--pairs", type=int, default=3, help="turns of each side with --compare-with")
+    parser.add_argument("--port", type=int, default=PORT)
     args = parser.parse_args()
+    globals()["PORT"] = args.port
 
     env = bench_env()
     sides = [ROOT]

@@ -23,6 +23,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_run_directories():
+    """Run ids restart with each fresh test database: directories of an earlier session's runs are not ours."""
+    import shutil
+    from pathlib import Path
+
+    from django.conf import settings
+
+    for sub in ("runs", "evaluations"):
+        shutil.rmtree(Path(settings.PS_DATA_DIR) / sub, ignore_errors=True)
+
+
 @pytest.fixture(params=[pytest.param("sql", marks=pytest.mark.postgres), "orm"])
 def sql_and_orm(request):
     """Run a test on both sides of annotation.pg: PostgreSQL's statements ("sql") and the ORM code that is

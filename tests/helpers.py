@@ -7,7 +7,6 @@ import io
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -220,9 +219,7 @@ def session_worker(tmp_path_factory):
 
     Used by the one session-wide ``worker`` fixture in tests/conftest.py, so every package shares a
     single worker (two workers on one queue would split a test's deliveries between them)."""
-    # Run ids restart with a fresh test database: old run directories and queued messages are not ours.
-    for sub in ("runs", "evaluations"):
-        shutil.rmtree(Path(settings.PS_DATA_DIR) / sub, ignore_errors=True)
+    # Queued messages of an earlier session are not ours (nor are its run directories: see tests/conftest.py).
     env = worker_env()
     subprocess.run(_celery("purge", "-f", "-Q", "training,default,doomed"), env=env, cwd=ROOT,
                    check=True, capture_output=True, timeout=60)

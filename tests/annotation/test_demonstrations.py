@@ -11,7 +11,7 @@ from annotation.models import Annotation, Autosave, Item
 from annotation.project_config import validate_project_config
 from tests.factories import UserFactory, add_member, make_item, make_project
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("both_paths")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_and_orm")]
 
 
 def imported(project, rows):

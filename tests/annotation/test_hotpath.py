@@ -75,7 +75,7 @@ def test_next_item_is_served_by_the_hot_path_as_by_the_view(world, without_drf):
     assert drf.headers["X-Frame-Options"] == "DENY" and drf.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_refusals_are_the_same_on_both_paths(world, without_drf):
+def test_refusals_are_the_same_on_sql_and_orm(world, without_drf):
     client, project = world["client"], world["project"]
     item_id = client.get(f"/api/v1/projects/{project.pk}/next/").json()["item"]["id"]
     cases = [

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotation import pg, services
 from annotation.bulk import bulk_insert
-from annotation.errors import Conflict, Forbidden, ImportFailed
+from annotation.errors import Conflict, Forbidden, ImportFailed, Invalid
 from annotation.exports import export_rows, parse_options
 from annotation.importer import import_items
 from annotation.models import Annotation, Assignment, Item, Membership, Prompt, Response
@@ -232,7 +231,7 @@ def test_exports_are_the_same(annotated):
         for options in EXPORTS:
             try:
                 parsed = parse_options(options, project=project)
-            except ValidationError:  # not for this mode
+            except Invalid:  # not for this mode
                 continue
             sql, orm = on_both_sides(lambda: list(export_rows(project, parsed)))
             assert sql == orm, (project.mode, options)

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from . import pg
 from .access import access_item, access_item_to_submit, access_own_annotation
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import Annotation, Assignment, Item, Membership, Project
+from .models import Annotation, Assignment, Item, ItemResponse, Membership, Project, Prompt, Response
 from .payloads import gold_correct, resolve_payload
 from .project_config import validate_project_config
 from .submissions import Submission, parse_submission

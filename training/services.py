@@ -23,6 +23,10 @@ from .models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
 
 TINY = "tiny"
 TINY_DESCRIPTION = "Built-in 2-layer Llama with a byte-level BPE tokenizer, built offline on first use."
+SMALL = "small"
+SMALL_DESCRIPTION = ("Built-in 6-layer Llama (5.8M parameters) pre-trained on the Python standard library's "
+                     "documentation and instruction-tuned: short English answers in the chat format.")
+BUILTIN_MODELS = {TINY: TINY_DESCRIPTION, SMALL: SMALL_DESCRIPTION}
 
 # Keys of the engine config that the server fills in; a run's `config` may not set them.
 SERVER_KEYS = ("method", "output_dir", "base_model", "data_dir", "dataset", "reward_checkpoint", "resume_from_checkpoint")
@@ -69,9 +73,9 @@ def run_output_dir(run: TrainingRun) -> Path:
 
 
 def base_model_get(*, name: str) -> BaseModel:
-    """A registered base model by name; the built-in ``tiny`` one is registered on first use."""
-    if name == TINY:
-        model, _ = BaseModel.objects.get_or_create(name=TINY, defaults={"source": TINY, "description": TINY_DESCRIPTION})
+    """A registered base model by name; the built-in ``tiny`` and ``small`` ones are registered on first use."""
+    if name in BUILTIN_MODELS:
+        model, _ = BaseModel.objects.get_or_create(name=name, defaults={"source": name, "description": BUILTIN_MODELS[name]})
         return model
     model = BaseModel.objects.filter(name=name).first()
     if model is None:

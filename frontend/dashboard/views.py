@@ -133,7 +133,8 @@ def _run_list():
 @require_http_methods(["GET", "POST"])
 def runs(request):
     """The run list and the launch form."""
-    training.base_model_get(name=training.TINY)  # the built-in model is always offered
+    training.base_model_get(name=training.TINY)  # the built-in models are always offered
+    training.base_model_get(name=training.SMALL)
     form = f.RunLaunchForm(request.POST or None, initial=_launch_initial(request))
     if request.method == "POST" and form.is_ready():
         try:

@@ -31,7 +31,8 @@ class AdminView(APIView):
 class BaseModelListView(AdminView):
     @extend_schema(responses=s.BaseModelSerializer(many=True))
     def get(self, request):
-        services.base_model_get(name=services.TINY)  # the built-in one is always listed
+        services.base_model_get(name=services.TINY)  # the built-in ones are always listed
+        services.base_model_get(name=services.SMALL)
         return Response(s.BaseModelSerializer(selectors.base_models_list(), many=True).data)
 
     @extend_schema(request=s.BaseModelCreateSerializer, responses={201: s.BaseModelSerializer})

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .builtin import SMALL_DIR, SMALL_NAME
+
 TINY_NAME = "tiny"
 TINY_VERSION = 2  # bump when anything below changes: the built dir is named after it
 CORPUS_PATH = Path(__file__).parent / "corpus" / "corpus.txt"
@@ -59,13 +61,15 @@ def tiny_model_dir(data_dir: str | os.PathLike) -> Path:
 def resolve_model_source(source: str, data_dir: str | os.PathLike | None = None) -> str:
     """Map a BaseModel source to something `from_pretrained` accepts.
 
-    "tiny" -> the built-in model under `data_dir` (built on first use); a local directory -> its absolute path;
-    anything else (a Hugging Face Hub id such as "Qwen/Qwen2.5-0.5B-Instruct") -> unchanged.
+    "tiny" -> the built-in model under `data_dir` (built on first use); "small" -> the committed built-in model
+    (training/engine/builtin/small, read-only); a local directory -> its absolute path; anything else (a Hugging Face Hub id such as "Qwen/Qwen2.5-0.5B-Instruct") -> unchanged.
     """
     if source == TINY_NAME:
         if data_dir is None:
             raise ValueError("data_dir is required to resolve the built-in 'tiny' model")
         return str(ensure_tiny_model(tiny_model_dir(data_dir)))
+    if source == SMALL_NAME:
+        return str(SMALL_DIR)
     if os.path.isdir(source):
         return str(Path(source).resolve())
     return source

@@ -58,6 +58,7 @@ class TrainingRun(models.Model):
         SFT = "sft"
         PPO = "ppo"
         RLOO = "rloo"
+        GRPO = "grpo"
         GENERATE = "generate"  # samples responses for a generation round (training.rounds)
         EVALUATE = "evaluate"
 

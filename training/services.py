@@ -29,8 +29,9 @@ SMALL_DESCRIPTION = ("Built-in 6-layer Llama (5.8M parameters) pre-trained on th
 BUILTIN_MODELS = {TINY: TINY_DESCRIPTION, SMALL: SMALL_DESCRIPTION}
 
 # Keys of the engine config that the server fills in; a run's `config` may not set them.
-SERVER_KEYS = ("method", "output_dir", "base_model", "data_dir", "dataset", "reward_checkpoint", "resume_from_checkpoint")
-ONLINE_METHODS = ("ppo", "rloo")  # need a reward checkpoint
+SERVER_KEYS = ("method", "output_dir", "base_model", "data_dir", "dataset", "reward_checkpoint", "reward_base_model",
+               "resume_from_checkpoint")
+ONLINE_METHODS = ("ppo", "rloo", "grpo")  # need a reward checkpoint
 TRAINING_STATUSES_OPEN = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 # Snapshot kinds each method can train on.
 SNAPSHOT_KINDS = {
@@ -39,6 +40,7 @@ SNAPSHOT_KINDS = {
     "sft": ("sft", "trl"),  # written answers; or the chosen side of preference pairs
     "ppo": ("trl",),
     "rloo": ("trl",),
+    "grpo": ("trl",),
     "kto": ("kto", "trl"),  # preference rows are unpaired by the engine
 }
 MAX_GPUS = 64
@@ -139,7 +141,8 @@ def _check_reward_checkpoint(checkpoint: Checkpoint | None, method: str) -> None
                 field="reward_checkpoint",
             )
     elif checkpoint is not None:
-        raise Invalid(f"only ppo and rloo use a reward checkpoint, not {method}", field="reward_checkpoint")
+        raise Invalid(f"only {', '.join(ONLINE_METHODS)} use a reward checkpoint, not {method}",
+                      field="reward_checkpoint")
 
 
 @transaction.atomic

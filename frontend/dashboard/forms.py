@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from annotation.errors import ServiceError
 from annotation.models import Annotation, Project
 from training.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
-from training.engine.config import ADAPTERS, DPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
+from training.engine.config import ADAPTERS, DPOSection, GRPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
 from training.models import BaseModel, ChatEndpoint, Checkpoint, DatasetSnapshot, TrainingRun
 from training.services import SNAPSHOT_KINDS, run_config_validate
 
@@ -21,11 +21,13 @@ METHOD_HELP = {
     "sft": "Supervised fine-tuning on the chosen responses.",
     "ppo": "PPO against a reward checkpoint.",
     "rloo": "RLOO against a reward checkpoint.",
+    "grpo": "GRPO against a reward checkpoint (samples judged within their group).",
 }
-METHOD_LABELS = {"reward": "Reward model", "dpo": "DPO", "kto": "KTO", "sft": "SFT", "ppo": "PPO", "rloo": "RLOO"}
+METHOD_LABELS = {"reward": "Reward model", "dpo": "DPO", "kto": "KTO", "sft": "SFT", "ppo": "PPO", "rloo": "RLOO",
+                 "grpo": "GRPO"}
 ADAPTER_LABELS = {"lora": "LoRA", "qlora": "QLoRA (4-bit base)", "prompt_tuning": "Prompt tuning",
                   "full": "Full fine-tune"}
-POLICY_METHODS = ("dpo", "kto", "sft", "ppo", "rloo")
+POLICY_METHODS = ("dpo", "kto", "sft", "ppo", "rloo", "grpo")
 _DEFAULTS = RunConfig(method="dpo", output_dir="-", dataset="-")
 
 # form field -> engine config key (a dotted key lives in the method's section; "{method}" is filled in)
@@ -43,8 +45,9 @@ CONFIG_FIELDS = {
     "save_steps": "save_steps",
     "seed": "seed",
 }
-BETA_KEY = {"dpo": "dpo.beta", "kto": "kto.beta", "rloo": "rloo.beta", "ppo": "ppo.kl_coef"}
+BETA_KEY = {"dpo": "dpo.beta", "kto": "kto.beta", "rloo": "rloo.beta", "grpo": "grpo.beta", "ppo": "ppo.kl_coef"}
 BETA_DEFAULT = {"dpo": DPOSection().beta, "kto": KTOSection().beta, "rloo": RLOOSection().beta,
+                "grpo": GRPOSection().beta,
                 "ppo": PPOSection().kl_coef}
 
 
@@ -104,7 +107,7 @@ class RunLaunchForm(forms.Form):
     dataset = forms.ChoiceField(label="Training data", widget=DatasetSelect,
                                 help_text="Only the data the chosen method trains on is offered.")
     reward_checkpoint = forms.ChoiceField(required=False, label="Reward checkpoint",
-                                          help_text="Required for PPO and RLOO; ignored otherwise.")
+                                          help_text="Required for PPO, RLOO and GRPO; ignored otherwise.")
     adapter = forms.ChoiceField(choices=[(a, ADAPTER_LABELS[a]) for a in ADAPTERS], initial=_DEFAULTS.adapter)
     max_steps = forms.IntegerField(initial=_DEFAULTS.max_steps, help_text="Optimizer steps; −1 runs the epochs below.")
     num_epochs = forms.FloatField(initial=_DEFAULTS.num_epochs)
@@ -112,7 +115,7 @@ class RunLaunchForm(forms.Form):
     grad_accum = forms.IntegerField(initial=_DEFAULTS.grad_accum, label="Gradient accumulation")
     learning_rate = forms.FloatField(required=False, help_text="Empty: the method's default for the adapter.")
     beta = forms.FloatField(required=False, label="β (KL strength)",
-                            help_text="DPO / KTO β, RLOO β, PPO KL coefficient. Empty: the method's default "
+                            help_text="DPO / KTO β, RLOO / GRPO β, PPO KL coefficient. Empty: the method's default "
                                       f"({', '.join(f'{m} {v}' for m, v in BETA_DEFAULT.items())}).")
     lora_r = forms.IntegerField(initial=_DEFAULTS.lora_r, label="LoRA rank")
     lora_alpha = forms.IntegerField(initial=_DEFAULTS.lora_alpha, label="LoRA alpha")
@@ -135,7 +138,7 @@ class RunLaunchForm(forms.Form):
     def clean(self):
         data = super().clean()
         method = data.get("method")
-        if method in ("ppo", "rloo") and not data.get("reward_checkpoint"):
+        if method in ("ppo", "rloo", "grpo") and not data.get("reward_checkpoint"):
             self.add_error("reward_checkpoint", f"is required for {data['method']}")
         if method and data.get("dataset"):
             self._check_data(method)

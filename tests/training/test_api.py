@@ -61,6 +61,11 @@ def test_admin_creates_a_queued_run_and_reads_it_back(api, admin, snapshot):
         ({"config": {"dpo": {"beta": -1}}}, "config.dpo.beta", "> 0"),
         ({"config": {"output_dir": "/etc"}}, "config", "output_dir"),
         ({"method": "ppo"}, "reward_checkpoint", "required"),
+        ({"method": "grpo"}, "reward_checkpoint", "required"),
+        ({"config": {"reward_base_model": "/etc"}}, "config", "reward_base_model"),
+        ({"config": {"distributed": "zero3"}}, "config.distributed", "ddp or fsdp"),
+        ({"config": {"sft": {"packing": True}, "adapter": "prompt_tuning"}, "method": "sft"}, "config.sft.packing",
+         "prompt_tuning"),
         ({"base_model": "nope"}, "base_model", "nope"),
         ({"gpus": 0}, "gpus", ""),
     ],
@@ -142,6 +147,17 @@ def test_a_run_needs_exactly_one_of_project_and_snapshot(api, admin, snapshot):
     wrong_kind = post_run(api, method="dpo", base_model="tiny", snapshot=kto_snapshot.pk)
     assert wrong_kind.status_code == 400 and wrong_kind.json()["field"] == "snapshot"
     assert post_run(api, method="dpo", base_model="tiny", snapshot=99999).status_code == 404
+
+
+def test_a_grpo_run_with_a_reward_checkpoint_is_queued(api, admin, snapshot):
+    tiny = services.base_model_get(name="tiny")
+    reward_run = TrainingRun.objects.create(method="reward", base_model=tiny, snapshot=snapshot, status="succeeded")
+    reward = Checkpoint.objects.create(run=reward_run, step=5, path="runs/r/checkpoint-5", kind="lora")
+    api.force_authenticate(admin)
+    response = post_run(api, method="grpo", base_model="tiny", snapshot=snapshot.pk, reward_checkpoint=reward.pk,
+                        config={"grpo": {"num_generations": 4}})
+    assert response.status_code == 201, response.content
+    assert response.json()["method"] == "grpo" and response.json()["reward_checkpoint"] == reward.pk
 
 
 def test_ppo_needs_a_reward_checkpoint_from_a_reward_run(api, admin, snapshot):

@@ -33,6 +33,7 @@ METHOD_FUNCTIONS = {
     "sft": ("training.engine.sft", "train_sft"),
     "ppo": ("training.engine.ppo", "train_ppo"),
     "rloo": ("training.engine.rloo", "train_rloo"),
+    "grpo": ("training.engine.grpo", "train_grpo"),
     "generate": ("training.engine.generate", "train_generate"),
     "evaluate": ("training.engine.evaluate", "train_evaluate"),
     "merge": ("training.engine.merge", "run_merge"),

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "generate", "evaluate", "merge", "score")
+METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "grpo", "generate", "evaluate", "merge", "score")
 ADAPTERS = ("lora", "qlora", "prompt_tuning", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
@@ -35,14 +35,15 @@ OPTIMIZERS = (
 )
 # Methods that train a causal LM with a TRL trainer and may use peft prompt tuning.
 PROMPT_TUNING_METHODS = ("sft", "dpo", "kto")
-TRAINING_METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo")
+TRAINING_METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "grpo")
+ONLINE_METHODS = ("ppo", "rloo", "grpo")  # sample from the policy and score with a reward checkpoint
 
 # Default learning rates by method and adapter family. LoRA rates move the built-in tiny model within a few dozen
 # steps and are within the usual range for 1-8B models; full fine-tuning rates are the usual small ones.
 DEFAULT_LEARNING_RATES = {
-    "lora": {"reward": 5e-4, "sft": 5e-4, "dpo": 5e-5, "kto": 5e-5, "ppo": 5e-5, "rloo": 5e-5},
-    "full": {"reward": 1e-5, "sft": 2e-5, "dpo": 1e-6, "kto": 1e-6, "ppo": 1e-6, "rloo": 1e-6},
-    "prompt_tuning": {"reward": 3e-2, "sft": 3e-2, "dpo": 3e-2, "kto": 3e-2, "ppo": 3e-2, "rloo": 3e-2},
+    "lora": {"reward": 5e-4, "sft": 5e-4, "dpo": 5e-5, "kto": 5e-5, "ppo": 5e-5, "rloo": 5e-5, "grpo": 5e-5},
+    "full": {"reward": 1e-5, "sft": 2e-5, "dpo": 1e-6, "kto": 1e-6, "ppo": 1e-6, "rloo": 1e-6, "grpo": 1e-6},
+    "prompt_tuning": {"reward": 3e-2, "sft": 3e-2, "dpo": 3e-2, "kto": 3e-2, "ppo": 3e-2, "rloo": 3e-2, "grpo": 3e-2},
 }
 
 
@@ -147,6 +148,24 @@ class RLOOSection:
 
 
 @dataclass
+class GRPOSection:
+    num_generations: int = 4  # completions per prompt, compared within their group; must divide batch_size * grad_accum
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.04  # KL coefficient to the reference (the base with adapters off); 0 loads no reference
+    num_iterations: int = 1  # optimisation passes per generated batch
+
+    def __post_init__(self):
+        _check(self.num_generations >= 2, "grpo.num_generations", "must be >= 2 (a group to compare within)")
+        _check(self.max_new_tokens >= 1, "grpo.max_new_tokens", "must be >= 1")
+        _check(self.temperature > 0, "grpo.temperature", "must be > 0")
+        _check(0 < self.top_p <= 1, "grpo.top_p", "must be in (0, 1]")
+        _check(self.beta >= 0, "grpo.beta", "must be >= 0")
+        _check(self.num_iterations >= 1, "grpo.num_iterations", "must be >= 1")
+
+
+@dataclass
 class GenerateSection:
     prompts: str | None = None  # JSONL of prompts; defaults to `dataset`
     checkpoint: str | None = None  # adapter or full-model dir to sample from; None = the base model
@@ -200,6 +219,7 @@ SECTIONS = {
     "sft": SFTSection,
     "ppo": PPOSection,
     "rloo": RLOOSection,
+    "grpo": GRPOSection,
     "generate": GenerateSection,
     "evaluate": EvaluateSection,
     "merge": MergeSection,
@@ -208,12 +228,12 @@ SECTIONS = {
 
 @dataclass
 class RunConfig:
-    method: str  # reward | dpo | kto | sft | ppo | rloo | generate | evaluate | merge | score
+    method: str  # reward | dpo | kto | sft | ppo | rloo | grpo | generate | evaluate | merge | score
     output_dir: str  # checkpoints, generations and results go here (created if missing)
     base_model: str = "tiny"  # "tiny" (built-in), a local model directory, or a Hugging Face Hub id
     data_dir: str = "var/data"  # where the built-in tiny model is built (data_dir/models/tiny-v2)
     dataset: str | None = None  # JSONL file in TRL's formats (see training/engine/data.py); score: {key, prompt, completion}
-    reward_checkpoint: str | None = None  # ppo / rloo / evaluate / score: reward adapter dir or full reward-model dir
+    reward_checkpoint: str | None = None  # ppo / rloo / grpo / evaluate / score: a reward adapter or full model dir
     reward_base_model: str | None = None  # the reward adapter's base ("tiny", a directory, a Hub id); None: the one
     #                                       the checkpoint names
 
@@ -259,6 +279,7 @@ class RunConfig:
     sft: SFTSection = field(default_factory=SFTSection)
     ppo: PPOSection = field(default_factory=PPOSection)
     rloo: RLOOSection = field(default_factory=RLOOSection)
+    grpo: GRPOSection = field(default_factory=GRPOSection)
     generate: GenerateSection = field(default_factory=GenerateSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     merge: MergeSection = field(default_factory=MergeSection)
@@ -318,10 +339,11 @@ class RunConfig:
             _check(self.adapter != "qlora", "distributed", "fsdp is not offered with qlora; use ddp")
         _check(self.attn_implementation in ATTN_IMPLEMENTATIONS, "attn_implementation",
                f"must be one of {', '.join(ATTN_IMPLEMENTATIONS)}; got {self.attn_implementation!r}")
-        if self.method == "rloo":
+        if self.method in ("rloo", "grpo"):
+            section = getattr(self, self.method)
             _check(
-                (self.batch_size * self.grad_accum) % self.rloo.num_generations == 0,
-                "rloo.num_generations",
+                (self.batch_size * self.grad_accum) % section.num_generations == 0,
+                f"{self.method}.num_generations",
                 "must divide batch_size * grad_accum",
             )
         if self.method == "kto":

@@ -21,14 +21,14 @@ FINISHED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun
 
 
 class Command(BaseCommand):
-    help = "Queue a training run (reward, dpo, kto, sft, ppo, rloo) on the training queue; --wait follows it."
+    help = "Queue a training run (reward, dpo, kto, sft, ppo, rloo, grpo) on the training queue; --wait follows it."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", help="project slug: a snapshot of its annotations is frozen when the run starts")
         parser.add_argument("--snapshot", type=int, help="train on this dataset snapshot instead")
         parser.add_argument("--method", choices=TrainingRun.Method.values)
         parser.add_argument("--base-model", default="tiny", help="registered base model name (default: tiny)")
-        parser.add_argument("--reward-checkpoint", type=int, help="checkpoint id of a reward run (ppo, rloo)")
+        parser.add_argument("--reward-checkpoint", type=int, help="checkpoint id of a reward run (ppo, rloo, grpo)")
         parser.add_argument("--config", default="{}", help="run config as JSON, or @path/to/config.json")
         parser.add_argument("--gpus", type=int, default=1, help="GPUs on this node; >1 runs under accelerate launch")
         parser.add_argument("--queue", default="training", help="Celery queue of the GPU worker pool (default: training)")

@@ -476,6 +476,22 @@ def _win_matrix(size: int, counts: dict[tuple[int, int, str], float]):
     return wins
 
 
+def _resampled_wins(size: int, keys: list[tuple[int, int, str]], draws):
+    """The win matrices of the resamples: ``draws[s, c]`` battles of kind ``keys[c]`` in resample ``s``."""
+    import numpy as np
+
+    cells, kinds, weights = [], [], []
+    for c, (a, b, outcome) in enumerate(keys):
+        shares = {"A": [((a, b), 1.0)], "B": [((b, a), 1.0)]}.get(outcome, [((a, b), 0.5), ((b, a), 0.5)])
+        for (i, j), weight in shares:
+            cells.append(i * size + j)
+            kinds.append(c)
+            weights.append(weight)
+    flat = np.zeros((size * size, draws.shape[0]))
+    np.add.at(flat, np.array(cells), (draws[:, kinds] * np.array(weights)).T)
+    return flat.T.reshape(draws.shape[0], size, size)
+
+
 def _rating(strength: float) -> float:
     return RATING_BASE + RATING_SCALE * strength
 
@@ -515,8 +531,7 @@ def leaderboard_compute(names: list[str], votes: list[tuple[str, str, str]], *, 
         point = bradley_terry(_win_matrix(len(names), categories))
         rng = np.random.default_rng(seed)
         draws = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=samples)  # battles drawn again
-        basis = np.stack([_win_matrix(len(names), {key: 1.0}) for key in keys])  # one battle of each kind
-        resampled = np.einsum("sc,cij->sij", draws, basis)
+        resampled = _resampled_wins(len(names), keys, draws)
         low, high = np.percentile(bradley_terry(resampled), [2.5, 97.5], axis=0)
         for i, row in enumerate(rows):
             if battles[i]:

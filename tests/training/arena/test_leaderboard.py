@@ -119,3 +119,13 @@ def test_the_fit_is_choixs_maximum_likelihood_for_one_matrix_or_a_stack():
     stack = np.stack([matrices[0], matrices[0].T, matrices[0] * 3])
     fitted = arena.bradley_terry(stack)
     assert np.allclose(fitted[0], arena.bradley_terry(matrices[0])) and np.allclose(fitted[1], -fitted[0], atol=1e-8)
+
+
+def test_each_resample_counts_its_battles_as_the_full_table_does():
+    import numpy as np
+
+    keys = [(0, 1, "A"), (1, 2, "B"), (0, 2, "tie"), (2, 0, "A")]
+    draws = np.array([[3, 0, 1, 2], [0, 5, 2, 0]])
+    resampled = arena._resampled_wins(3, keys, draws)
+    for s in range(2):
+        assert np.array_equal(resampled[s], arena._win_matrix(3, dict(zip(keys, draws[s].astype(float)))))

@@ -15,6 +15,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from annotation.models import Annotation, Assignment, Item, ItemResponse, Project
+from annotation.project_config import judgement_mode
 from annotation.quality import PAIR_LABELS, agreement, cached_project_quality
 
 from . import charts
@@ -124,7 +125,7 @@ def _coded_rows(project: Project):
         order = canonical.get(item_id, [])
         if not isinstance(payload, dict) or not order:
             continue
-        if project.mode == "pairwise":
+        if judgement_mode(project.mode) == "pairwise":  # an arena vote is a pair
             outcome = payload.get("outcome")
             label = {"tie": 2, "both_bad": 3}.get(outcome, 0 if payload.get("chosen") == order[0] else 1)
         elif project.mode == "rating":
@@ -154,7 +155,7 @@ def agreement_over_time(project: Project, *, max_points: int = 40) -> dict:
     tz = timezone.get_current_timezone()
     buckets = [charts.floor_time(t, size, tz) for t in times]
     ends = [i for i in range(len(rows)) if i + 1 == len(rows) or buckets[i + 1] != buckets[i]]
-    if project.mode == "pairwise":
+    if judgement_mode(project.mode) == "pairwise":
         domain, level = PAIR_LABELS, "nominal"
     elif project.mode == "rating":
         domain, level = list(range(project.config.get("scale", 7))), "ordinal"

@@ -106,3 +106,17 @@ def test_the_leaderboard_page_plots_ratings_with_intervals(ann_client, duel):
     html = ann_client.get(reverse("arena-leaderboard", args=[duel.slug])).content.decode()
     assert "Ratings from 6 votes" in html and 'id="leaderboard-data"' in html and scripts_are_files(html)
     assert "endpoint:alpha-chat" in html and "95% interval" in html and re.search(r"\d{3,4} – \d{3,4}", html)
+
+
+def test_admin_pages_of_an_arena_show_its_votes(admin_client, duel):
+    from training import arena
+
+    rater = add_member(duel, UserFactory(username="dora"))
+    for i in range(3):
+        battle = answer(arena.battle_create(project=duel, rater=rater, prompt=f"Q{i}"))
+        arena.battle_vote(battle=battle, rater=rater, choice="B")
+    for name in ("manage-project", "dash-quality", "dash-rounds"):
+        response = admin_client.get(reverse(name, args=[duel.pk]))
+        assert response.status_code == 200, name
+    assert admin_client.get(reverse("arena-leaderboard", args=[duel.slug])).status_code == 200
+    assert admin_client.get(reverse("home")).status_code == 200

@@ -6,7 +6,7 @@ from annotation.access import is_admin
 from annotation.errors import Forbidden, NotFound
 from annotation.models import Membership
 
-from .models import BaseModel, Battle, Checkpoint, DatasetSnapshot, ProjectJob, Round, TrainingRun
+from .models import BaseModel, Battle, Checkpoint, DatasetSnapshot, Distillation, ProjectJob, Round, TrainingRun
 
 
 def _check_admin(user) -> None:
@@ -51,7 +51,7 @@ def access_base_model(user, name: str) -> BaseModel:
 def access_round(user, round_id):
     """A generation or human evaluation round, for an admin."""
     _check_admin(user)
-    return _get(Round, round_id, "Round", Round.objects.select_related("baseline_model").prefetch_related("runs"))
+    return _get(Round, round_id, "Round", Round.objects.select_related("baseline_model").prefetch_related("runs", "jobs"))
 
 
 def access_job(user, job_id):
@@ -71,3 +71,10 @@ def access_battle(user, battle_id) -> Battle:
     if battle.rater_id != user.pk or not Membership.objects.filter(project_id=battle.project_id, user=user).exists():
         raise NotFound("Battle not found.")
     return battle
+
+
+def access_distillation(user, distillation_id) -> Distillation:
+    """A distillation, for an admin."""
+    _check_admin(user)
+    return _get(Distillation, distillation_id, "Distillation",
+                Distillation.objects.select_related("student", "teacher_checkpoint", "teacher_model", "snapshot", "run"))

@@ -165,6 +165,7 @@ class Round(models.Model):
     class Kind(models.TextChoices):
         GENERATION = "generation"
         HUMAN_EVAL = "human_eval"
+        CRITIQUE_REVISE = "critique_revise"  # answer, critique against a principle, revise (training.critique)
 
     class Status(models.TextChoices):
         GENERATING = "generating"
@@ -180,6 +181,8 @@ class Round(models.Model):
     name = models.CharField(max_length=100, blank=True, help_text="Prompt.round and Item.round of its items.")
     sources = models.JSONField(default=list, help_text="[{kind: base_model|checkpoint, id, label, run}] in order.")
     runs = models.ManyToManyField(TrainingRun, related_name="rounds", blank=True)
+    jobs = models.ManyToManyField("ProjectJob", related_name="rounds", blank=True,
+                                  help_text="A chat endpoint source's generate job (a model source has a run).")
     params = models.JSONField(default=dict, blank=True, help_text="n, temperature, top_p, max_new_tokens, max_prompts.")
     prompts_snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+", help_text="The prompts file the runs sampled from.")
@@ -210,6 +213,7 @@ class ProjectJob(models.Model):
     class Kind(models.TextChoices):
         JUDGE = "judge"
         ACTIVE_LEARNING = "active_learning"
+        GENERATE = "generate"  # a chat endpoint answers a round's or a distillation's prompts (training.chat_generation)
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -317,3 +321,77 @@ class Battle(models.Model):
     @property
     def source_names(self) -> list[str]:
         return [side["name"] for side in self.sides]
+
+
+class CritiqueChain(models.Model):
+    """One prompt of a critique-and-revise round: the source's answer, a principle of the constitution drawn at
+    random (seeded), the source's critique of its answer against it, and its revision (``training.critique``).
+
+    The answer and the revision are also the two responses of ``item``, a pair in the round's project whose ``cai``
+    annotation prefers the revision.
+    """
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="chains")
+    prompt = models.ForeignKey("annotation.Prompt", null=True, on_delete=models.SET_NULL, related_name="+",
+                               help_text="The prompt answered (in the round's prompts project).")
+    item = models.ForeignKey("annotation.Item", null=True, on_delete=models.SET_NULL, related_name="+")
+    answer_response = models.ForeignKey("annotation.Response", null=True, on_delete=models.SET_NULL, related_name="+")
+    revision_response = models.ForeignKey("annotation.Response", null=True, on_delete=models.SET_NULL,
+                                          related_name="+")
+    messages = models.JSONField(help_text="The conversation answered.")
+    principle_index = models.PositiveSmallIntegerField()
+    principle = models.TextField()
+    answer = models.TextField()
+    critique = models.TextField()
+    revision = models.TextField()
+    spot_check = models.BooleanField(default=False, help_text="Its pair is shown to raters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["round", "id"]
+
+    def __str__(self):
+        return f"chain {self.pk} of {self.round}"
+
+
+class Distillation(models.Model):
+    """Distillation as one action (``training.distillation``): a teacher (a checkpoint, a base model or a chat
+    endpoint) answers a project's prompts, the answers are frozen as an sft snapshot, and an SFT run trains the
+    student base model on them. Teacher -> snapshot -> run -> the student's checkpoints is its lineage."""
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        TRAINING = "training"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="distillations",
+                                help_text="Whose prompts the teacher answers.")
+    teacher_checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT,
+                                           related_name="distillations_taught")
+    teacher_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    teacher_endpoint = models.CharField(max_length=100, blank=True, help_text="A chat endpoint's name.")
+    teacher_label = models.CharField(max_length=300)
+    student = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="distillations_learned")
+    params = models.JSONField(default=dict, blank=True, help_text="Sampling, max_prompts and the SFT run's config.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATING)
+    prompts_snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="+")
+    generate_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(ProjectJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="distillations", help_text="The teacher's answers, as sft rows.")
+    run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="distillations", help_text="The student's SFT run.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"distillation {self.pk}: {self.teacher_label} into {self.student}"

@@ -1,7 +1,8 @@
 """Generation rounds and human evaluation rounds: the next round of annotation, sampled from a model.
 
-A **generation round** samples ``n`` responses per prompt from one or two sources (a base model or a
-checkpoint) with ``generate`` training runs: the same Celery task and engine as training, with progress on the
+A **generation round** samples ``n`` responses per prompt from one or two sources (a base model, a checkpoint or a
+chat endpoint) with ``generate`` training runs (an endpoint: a ``generate`` job on the default queue,
+``training.chat_generation``): the same Celery task and engine as training, with progress on the
 run row. When every run of the round has succeeded, ``round_advance`` adds the responses to the target project
 as a new round of items (``Prompt.round`` / ``Item.round`` = ``round-<id>``), built with the importer's rules,
 each response carrying its provenance (checkpoint, model name, sampling parameters, run). With two sources in a
@@ -13,7 +14,12 @@ another checkpoint), blind and randomised, sent to raters; ``human_eval_result``
 checkpoint's human win-rate with a 95% Wilson interval, stored on ``Checkpoint.evaluation["human_win_rate"]``
 beside the reward-model ``win_rate``. Ties (and "both bad") count as half a win.
 
-Every step is safe to repeat: a run's task calls ``round_after_run`` whatever happened, and importing a round
+A **critique-and-revise round** (the supervised phase of constitutional AI, ``training.critique``) has one source
+answer each prompt, critique its answer against a principle of a written constitution drawn at random (seeded),
+and revise it. Each chain is stored (``CritiqueChain``) and its answer and revision become a pair in a pairwise
+project with a ``cai`` verdict preferring the revision; a sample of the pairs goes to raters, blind, to check.
+
+Every step is safe to repeat: a run's task calls ``round_after_run`` (a job's ``round_after_job``) whatever happened, and importing a round
 twice creates nothing (its prompts are keyed ``round-<id>/p<prompt id>``, and the round row is locked).
 """
 from __future__ import annotations
@@ -30,11 +36,14 @@ from django.utils import timezone
 from annotation.errors import Conflict, Invalid
 from annotation.importer import ImportResult, ParsedResponse, ParsedRow, _Writer
 from annotation.models import Annotation, Item, Membership, Project, Prompt, Response
+from annotation.revisions import cai_verdicts_store, items_close
 from annotation.services import project_create
 
-from . import services
+from . import critique, services
+from .chat_generation import generate_job_create, job_output
+from .endpoints import Endpoint
 from .engine.config import GenerateSection
-from .models import BaseModel, Checkpoint, DatasetSnapshot, Round, TrainingRun
+from .models import BaseModel, Checkpoint, CritiqueChain, DatasetSnapshot, ProjectJob, Round, TrainingRun
 
 MAX_SOURCES = 2
 MAX_N = 16
@@ -55,19 +64,22 @@ Use **tie** when they are equally good and **both bad** when you would want neit
 # --- sources -------------------------------------------------------------------------------------
 
 
-def source_describe(source: BaseModel | Checkpoint) -> dict:
-    """How a source is recorded on a round: {kind, id, label}."""
+def source_describe(source: BaseModel | Checkpoint | Endpoint) -> dict:
+    """How a source is recorded on a round: {kind, id, label} ({kind, name, label} for a chat endpoint)."""
+    if isinstance(source, Endpoint):
+        return {"kind": "endpoint", "name": source.name, "label": f"endpoint {source.name} ({source.model})"}
     if isinstance(source, Checkpoint):
         return {"kind": "checkpoint", "id": source.pk,
                 "label": f"checkpoint {source.pk} (run {source.run_id}, step {source.step})"}
     return {"kind": "base_model", "id": source.pk, "label": source.name}
 
 
-def _check_source(source, field: str) -> None:
-    if isinstance(source, BaseModel):
+def check_source(source, field: str) -> None:
+    """A source that writes text: a base model, a policy checkpoint whose files are there, or a chat endpoint."""
+    if isinstance(source, (BaseModel, Endpoint)):
         return
     if not isinstance(source, Checkpoint):
-        raise Invalid("must be a base model or a checkpoint", field=field)
+        raise Invalid("must be a base model, a checkpoint or a chat endpoint", field=field)
     if source.run.method == TrainingRun.Method.REWARD:
         raise Invalid(f"checkpoint {source.pk} is a reward model; it scores text but does not write it",
                            field=field)
@@ -76,6 +88,8 @@ def _check_source(source, field: str) -> None:
 
 
 def _same_source(a, b) -> bool:
+    if isinstance(a, Endpoint) or isinstance(b, Endpoint):
+        return a == b
     return type(a) is type(b) and a.pk == b.pk
 
 
@@ -105,7 +119,7 @@ def generation_params(*, n, temperature, top_p, max_new_tokens, max_prompts=None
 # --- launching -----------------------------------------------------------------------------------
 
 
-def _round_prompts(project: Project, max_prompts: int | None) -> list[tuple[int, list]]:
+def project_prompts(project: Project, max_prompts: int | None) -> list[tuple[int, list]]:
     """(prompt id, messages) of the project's distinct prompts, oldest first (copies made by rounds are skipped)."""
     out, seen = [], set()
     rows = Prompt.objects.filter(project=project).order_by("id").values_list("id", "messages")
@@ -120,23 +134,36 @@ def _round_prompts(project: Project, max_prompts: int | None) -> list[tuple[int,
     return out
 
 
-def _write_prompts(rnd: Round, prompts: list[tuple[int, list]], created_by) -> DatasetSnapshot:
-    """The prompts file the generate runs read, frozen like any snapshot (kind ``prompts``)."""
-    rel = Path("rounds") / f"round-{rnd.pk}" / "prompts.jsonl"
+def prompts_file_write(*, project: Project, rel: Path, rows, name: str, options: dict, created_by) -> DatasetSnapshot:
+    """A prompts file that generate runs (or a chat endpoint job) read, frozen like any snapshot (kind ``prompts``)."""
     path = services.data_path(str(rel))
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps({"prompt_id": pid, "prompt": messages}, ensure_ascii=False) + "\n"
-                   for pid, messages in prompts).encode()
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    data = "".join(lines).encode()
     path.write_bytes(data)
     return DatasetSnapshot.objects.create(
-        project=rnd.prompts_project, name=f"prompts for {rnd.name}", path=str(rel),
-        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), kind="prompts", style="conversational",
-        format="jsonl", options={"round": rnd.pk, "max_prompts": rnd.params.get("max_prompts")},
-        row_count=len(prompts), counts={"prompts": len(prompts)}, created_by=created_by,
+        project=project, name=name, path=str(rel), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+        kind="prompts", style="conversational", format="jsonl", options=options, row_count=len(lines),
+        counts={"prompts": len(lines)}, created_by=created_by,
     )
 
 
-def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, queue: str, created_by) -> TrainingRun:
+def _write_prompts(rnd: Round, prompts: list[tuple[int, list]], created_by) -> DatasetSnapshot:
+    """The round's prompts file. A critique-and-revise round's rows carry the principle drawn and the follow-ups
+    that ask for the critique and the revision."""
+    if rnd.kind == Round.Kind.CRITIQUE_REVISE:
+        rows = critique.chain_rows(prompts, rnd.params["constitution"], seed=rnd.params["seed"])
+    else:
+        rows = ({"prompt_id": pid, "prompt": messages} for pid, messages in prompts)
+    return prompts_file_write(project=rnd.prompts_project, rel=Path("rounds") / f"round-{rnd.pk}" / "prompts.jsonl",
+                              rows=rows, name=f"prompts for {rnd.name}",
+                              options={"round": rnd.pk, "max_prompts": rnd.params.get("max_prompts")},
+                              created_by=created_by)
+
+
+def generate_run_create(*, project: Project, source, snapshot: DatasetSnapshot, params: dict, queue: str,
+                        created_by) -> TrainingRun:
+    """A ``generate`` run of a base model or checkpoint over a prompts snapshot, queued."""
     section = {k: params[k] for k in ("n", "temperature", "top_p", "max_new_tokens")}
     if isinstance(source, Checkpoint):
         base_model, checkpoint = source.run.base_model, source
@@ -148,7 +175,7 @@ def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, q
         config={"batch_size": GENERATE_BATCH_SIZE, "generate": section},
     )
     run = TrainingRun.objects.create(
-        method=TrainingRun.Method.GENERATE, base_model=base_model, project=rnd.project, snapshot=snapshot,
+        method=TrainingRun.Method.GENERATE, base_model=base_model, project=project, snapshot=snapshot,
         source_checkpoint=checkpoint, config=config, queue=queue, created_by=created_by,
     )
     services.run_queue(run)
@@ -158,19 +185,24 @@ def _generate_run(rnd: Round, source, snapshot: DatasetSnapshot, params: dict, q
 def _launch(*, project: Project, prompts_from: Project, sources: list, params: dict, kind: str,
             queue: str = "training", created_by=None, **fields) -> Round:
     if not isinstance(sources, (list, tuple)) or not 1 <= len(sources) <= MAX_SOURCES:
-        raise Invalid(f"give 1 or {MAX_SOURCES} sources (a base model or a checkpoint each)", field="sources")
+        raise Invalid(f"give 1 or {MAX_SOURCES} sources (a base model, a checkpoint or a chat endpoint each)",
+                      field="sources")
     for i, source in enumerate(sources):
-        _check_source(source, f"sources[{i}]")
+        check_source(source, f"sources[{i}]")
     if len(sources) == 2 and _same_source(*sources):
         raise Invalid("the two sources are the same model", field="sources")
     if project.mode == Project.Mode.ARENA:
         raise Invalid(f"'{project.slug}' is an arena: its pairs come from raters' battles, not from rounds",
                       field="project")
     responses = params["n"] * len(sources)
-    if project.mode != "rating" and responses < 2:
+    if kind == Round.Kind.CRITIQUE_REVISE:
+        if project.mode != Project.Mode.PAIRWISE:
+            raise Invalid(f"project '{project.slug}' is a {project.mode} project; a critique-and-revise round puts "
+                          "answer and revision side by side in a pairwise one", field="project")
+    elif project.mode not in ("rating", "demonstration") and responses < 2:
         raise Invalid(f"a {project.mode} round needs at least 2 responses per prompt: raise n or add a source",
                            field="n")
-    prompts = _round_prompts(prompts_from, params["max_prompts"])
+    prompts = project_prompts(prompts_from, params["max_prompts"])
     if not prompts:
         raise Invalid(f"project '{prompts_from.slug}' has no prompts to generate from", field="project")
     rnd = Round.objects.create(project=project, prompts_project=prompts_from, kind=kind, params=params,
@@ -178,8 +210,16 @@ def _launch(*, project: Project, prompts_from: Project, sources: list, params: d
     rnd.name = f"round-{rnd.pk}"
     rnd.prompts_snapshot = _write_prompts(rnd, prompts, created_by)
     described = []
-    for source in sources:
-        run = _generate_run(rnd, source, rnd.prompts_snapshot, params, queue, created_by)
+    for i, source in enumerate(sources):
+        if isinstance(source, Endpoint):
+            job = generate_job_create(project=rnd.project, endpoint=source.name, prompts_path=rnd.prompts_snapshot.path,
+                                      output_path=f"rounds/{rnd.name}/source-{i}-generations.jsonl", params=params,
+                                      created_by=created_by)
+            rnd.jobs.add(job)
+            described.append({**source_describe(source), "job": job.pk})
+            continue
+        run = generate_run_create(project=rnd.project, source=source, snapshot=rnd.prompts_snapshot, params=params,
+                                  queue=queue, created_by=created_by)
         rnd.runs.add(run)
         described.append({**source_describe(source), "run": run.pk})
     rnd.sources = described
@@ -201,6 +241,58 @@ def generation_round_launch(*, project: Project, sources: list, n: int = 2, temp
                                max_prompts=max_prompts)
     return _launch(project=project, prompts_from=prompts_from or project, sources=list(sources), params=params,
                    kind=Round.Kind.GENERATION, queue=queue, created_by=created_by)
+
+
+CRITIQUE_GUIDELINES = """\
+# Which response is better?
+
+You will see a request and two responses, **A** and **B**. Pick the one you would rather receive. The order is
+random and where they came from is not shown.
+
+Use **tie** when they are equally good and **both bad** when you would want neither.
+"""
+
+
+def _critique_project(prompts_from: Project, created_by) -> Project:
+    """A new pairwise project for a critique-and-revise round's pairs; its raters are those of ``prompts_from``."""
+    project = project_create(
+        name=f"Critique and revise: {prompts_from.name}"[:200], mode="pairwise", guidelines=CRITIQUE_GUIDELINES,
+        config={"overlap": prompts_from.overlap, "blind": True, "strength": False, "criteria": [],
+                "allow_tie": True, "allow_both_bad": True, "max_pairs_per_prompt": 1},
+        created_by=created_by,
+    )
+    Membership.objects.bulk_create(
+        [Membership(project=project, user_id=user_id)
+         for user_id in Membership.objects.filter(project=prompts_from).values_list("user_id", flat=True)],
+        ignore_conflicts=True,
+    )
+    return project
+
+
+@transaction.atomic
+def critique_revise_round_launch(*, source, prompts_from: Project, constitution=None, project: Project | None = None,
+                                 max_prompts: int | None = None, spot_check: float = 0.2, seed: int = 0,
+                                 temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 256,
+                                 queue: str = "training", created_by=None) -> Round:
+    """Queue a critique-and-revise round: ``source`` (a base model, a policy checkpoint or a chat endpoint) answers
+    each prompt of ``prompts_from``, critiques its answer against a principle of ``constitution`` (a list of
+    principles; default ``critique.DEFAULT_CONSTITUTION``) drawn at random with ``seed``, and revises it.
+
+    The pairs go to ``project`` (pairwise; default: a new one whose raters are those of ``prompts_from``), and
+    ``spot_check`` of them (a share, 0 to 1) stay open for raters. Raises ServiceError naming the field at fault.
+    """
+    constitution = critique.constitution_parse(constitution)
+    params = generation_params(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                               max_prompts=max_prompts)
+    params.update(constitution=constitution, seed=_number(seed, "seed", integer=True, low=0, high=2**31 - 1),
+                  spot_check=float(_number(spot_check, "spot_check", integer=False, low=0, high=1)))
+    if project is not None and project.mode != Project.Mode.PAIRWISE:
+        raise Invalid(f"project '{project.slug}' is a {project.mode} project; a critique-and-revise round puts "
+                      "answer and revision side by side in a pairwise one", field="project")
+    check_source(source, "source")
+    target = project or _critique_project(prompts_from, created_by)
+    return _launch(project=target, prompts_from=prompts_from, sources=[source], params=params,
+                   kind=Round.Kind.CRITIQUE_REVISE, queue=queue, created_by=created_by)
 
 
 def _eval_project(project: Project, checkpoint: Checkpoint, baseline, created_by) -> Project:
@@ -234,8 +326,8 @@ def human_eval_round_create(*, project: Project, checkpoint: Checkpoint, baselin
     if not isinstance(checkpoint, Checkpoint):
         raise Invalid("is required", field="checkpoint")
     baseline = baseline if baseline is not None else checkpoint.run.base_model
-    _check_source(checkpoint, "checkpoint")
-    _check_source(baseline, "baseline")
+    check_source(checkpoint, "checkpoint")
+    check_source(baseline, "baseline")
     if _same_source(checkpoint, baseline):
         raise Invalid("the baseline is the checkpoint itself", field="baseline")
     if eval_project is not None and eval_project.mode != "pairwise":
@@ -261,12 +353,28 @@ def round_after_run(*, run_id: int) -> None:
         round_advance(round_id=round_id)
 
 
+def round_after_job(*, job_id: int) -> None:
+    """Called by the job task once a chat endpoint's generate job has ended: advance the rounds it belongs to."""
+    for round_id in Round.objects.filter(jobs__id=job_id, status=Round.Status.GENERATING).values_list("pk", flat=True):
+        round_advance(round_id=round_id)
+
+
 FINISHED_BADLY = (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+
+
+def _fail(rnd: Round, message: str) -> Round:
+    rnd.status, rnd.error, rnd.finished_at = Round.Status.FAILED, message, timezone.now()
+    rnd.save(update_fields=["status", "error", "finished_at"])
+    return rnd
+
+
+def _first_line(text: str) -> str:
+    return ((text or "").strip().splitlines() or ["no error message"])[0][:500]
 
 
 @transaction.atomic
 def round_advance(*, round_id: int) -> Round:
-    """Fail the round when one of its runs failed; import its generations once all of them succeeded.
+    """Fail the round when one of its runs or jobs failed; import its generations once all of them succeeded.
 
     The round row is locked, and a round is imported once: a second call finds it ready and does nothing.
     """
@@ -274,42 +382,62 @@ def round_advance(*, round_id: int) -> Round:
     if rnd.status != Round.Status.GENERATING:
         return rnd
     runs = {run.pk: run for run in rnd.runs.select_related("base_model", "source_checkpoint")}
-    bad = [run for run in runs.values() if run.status in FINISHED_BADLY]
-    if bad:
-        run = bad[0]
-        reason = ((run.error or "").strip().splitlines() or ["no error message"])[0][:500]
-        rnd.status, rnd.error, rnd.finished_at = Round.Status.FAILED, f"Generation run {run.pk} {run.status}: {reason}", timezone.now()
-        rnd.save(update_fields=["status", "error", "finished_at"])
-        return rnd
-    if not runs or any(run.status != TrainingRun.Status.SUCCEEDED for run in runs.values()):
+    jobs = {job.pk: job for job in rnd.jobs.all()}
+    for run in runs.values():
+        if run.status in FINISHED_BADLY:
+            return _fail(rnd, f"Generation run {run.pk} {run.status}: {_first_line(run.error)}")
+    for job in jobs.values():
+        if job.status == ProjectJob.Status.FAILED:
+            return _fail(rnd, f"Chat endpoint job {job.pk} failed: {_first_line(job.error)}")
+    if not (runs or jobs) or any(run.status != TrainingRun.Status.SUCCEEDED for run in runs.values()) \
+            or any(job.status != ProjectJob.Status.SUCCEEDED for job in jobs.values()):
         return rnd
     try:
-        result = _import_generations(rnd, runs)
+        outputs = [_source_output(source, runs, jobs) for source in rnd.sources]
+        if rnd.kind == Round.Kind.CRITIQUE_REVISE:
+            result = _import_chains(rnd, *outputs)
+        else:
+            result = _import_generations(rnd, outputs)
     except (OSError, ValueError, KeyError) as exc:
-        rnd.status, rnd.error, rnd.finished_at = Round.Status.FAILED, f"Could not read the generations: {exc}", timezone.now()
-        rnd.save(update_fields=["status", "error", "finished_at"])
-        return rnd
+        return _fail(rnd, f"Could not read the generations: {exc}")
     rnd.status, rnd.error, rnd.finished_at = Round.Status.READY, "", timezone.now()
     rnd.prompts_created, rnd.items_created = result.prompts_created, result.items_created
     rnd.save(update_fields=["status", "error", "finished_at", "prompts_created", "items_created"])
     return rnd
 
 
-def _read_generations(run: TrainingRun) -> dict[int, list[tuple[str, dict]]]:
-    path = Path(run.result.get("path") or services.run_output_dir(run) / "generations.jsonl")
-    out: dict[int, list[tuple[str, dict]]] = defaultdict(list)
+def _read_rows(path: Path) -> dict[int, list[dict]]:
+    """generations.jsonl (the engine's, or a chat endpoint job's) as {prompt id: [row, ...]}."""
+    out: dict[int, list[dict]] = defaultdict(list)
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 row = json.loads(line)
-                out[int(row["prompt_id"])].append((str(row.get("response") or ""), row.get("params") or {}))
+                out[int(row["prompt_id"])].append(row)
     return out
 
 
-def _import_generations(rnd: Round, runs: dict[int, TrainingRun]) -> ImportResult:
+def _source_output(source: dict, runs: dict[int, TrainingRun], jobs: dict[int, ProjectJob]) -> tuple[dict, dict]:
+    """(rows by prompt id, provenance) of one source: where its responses came from, for their Response rows."""
+    if "job" in source:
+        job = jobs[source["job"]]
+        return _read_rows(job_output(job)), {"model": f"endpoint:{source['name']}", "checkpoint_id": None,
+                                             "job": job.pk}
+    run = runs[source["run"]]
+    path = Path(run.result.get("path") or services.run_output_dir(run) / "generations.jsonl")
+    return _read_rows(path), {"model": run.base_model.name, "checkpoint_id": run.source_checkpoint_id, "run": run.pk}
+
+
+def _response(text: str, row: dict, source: dict, provenance: dict, rnd: Round, **extra) -> ParsedResponse:
+    params = {k: v for k, v in (row.get("params") or {}).items() if k != "model"}
+    origin = {k: provenance[k] for k in ("run", "job") if k in provenance}
+    return ParsedResponse(text=text, model=provenance["model"], checkpoint_id=provenance["checkpoint_id"],
+                          params={**params, "source": source["label"], **origin, "round": rnd.name, **extra})
+
+
+def _import_generations(rnd: Round, outputs: list[tuple[dict, dict]]) -> ImportResult:
     project = rnd.project
-    generated = [_read_generations(runs[source["run"]]) for source in rnd.sources]
-    prompt_ids = [pid for pid in generated[0] if all(pid in g for g in generated[1:])]
+    prompt_ids = [pid for pid in outputs[0][0] if all(pid in rows for rows, _ in outputs[1:])]
     prompts = Prompt.objects.in_bulk(prompt_ids)
     result = ImportResult()
     writer = _Writer(project, rnd.name, result)
@@ -320,18 +448,11 @@ def _import_generations(rnd: Round, runs: dict[int, TrainingRun]) -> ImportResul
         if prompt is None:  # deleted since the round started
             continue
         responses, by_source = [], []
-        for source, gen in zip(rnd.sources, generated):
-            run = runs[source["run"]]
+        for source, (rows, provenance) in zip(rnd.sources, outputs):
             indexes = []
-            for text, params in gen[pid]:
+            for row in rows[pid]:
                 indexes.append(len(responses))
-                responses.append(ParsedResponse(
-                    text=text,
-                    model=run.base_model.name,
-                    params={**{k: v for k, v in params.items() if k != "model"}, "source": source["label"],
-                            "run": run.pk, "round": rnd.name},
-                    checkpoint_id=run.source_checkpoint_id,
-                ))
+                responses.append(_response(str(row.get("response") or ""), row, source, provenance, rnd))
             by_source.append(indexes)
         groups = None
         if head_to_head:
@@ -346,6 +467,65 @@ def _import_generations(rnd: Round, runs: dict[int, TrainingRun]) -> ImportResul
         ))
     writer.flush()
     return result
+
+
+def _import_chains(rnd: Round, output: tuple[dict, dict]) -> ImportResult:
+    """A critique-and-revise round's chains: each stored (CritiqueChain), its answer and revision a pair in the
+    round's project (random sides) with a cai verdict for the revision; pairs outside the raters' sample are closed.
+    A conversation the source did not finish (an empty or missing turn) is left out."""
+    rows, provenance = output
+    source = rnd.sources[0]
+    constitution, seed = rnd.params["constitution"], rnd.params["seed"]
+    prompts = Prompt.objects.in_bulk(list(rows))
+    result = ImportResult()
+    writer = _Writer(rnd.project, rnd.name, result)
+    rng = random.Random(f"round-{rnd.pk}")
+    chains = {}
+    for pid, (row, *_) in rows.items():
+        chain, prompt = critique.chain_of(row), prompts.get(pid)
+        if chain is None or prompt is None or not all(text.strip() for text in chain):
+            continue
+        answer, critique_text, revision = chain
+        index = critique.principle_drawn(pid, constitution, seed)
+        responses = [_response(answer, row, source, provenance, rnd, role="answer"),
+                     _response(revision, row, source, provenance, rnd, role="revision", principle=index)]
+        chains[pid] = (prompt, index, answer, critique_text, revision)
+        writer.add(ParsedRow(
+            line=0, external_id=f"{rnd.name}/p{pid}", messages=prompt.messages,
+            metadata={**prompt.metadata, "round": rnd.name, "round_kind": rnd.kind, "source_prompt": pid,
+                      "source_external_id": prompt.external_id},
+            responses=responses, groups=[[0, 1] if rng.random() < 0.5 else [1, 0]],
+        ))
+    writer.flush()
+    items = {int(ext.rsplit("/p", 1)[1]): (item_id, members) for item_id, ext, members in _round_items(rnd)}
+    checked = critique.spot_check_sample(list(items), rnd.params.get("spot_check", 0), seed=seed)
+    verdicts, stored = [], []
+    for pid, (prompt, index, answer, critique_text, revision) in chains.items():
+        if pid not in items:
+            continue
+        item_id, members = items[pid]
+        answer_id, revision_id = members["answer"], members["revision"]
+        verdicts.append((item_id, revision_id, answer_id))
+        stored.append(CritiqueChain(
+            round=rnd, prompt=prompt, item_id=item_id, answer_response_id=answer_id, revision_response_id=revision_id,
+            messages=prompt.messages, principle_index=index, principle=constitution[index], answer=answer,
+            critique=critique_text, revision=revision, spot_check=pid in checked,
+        ))
+    CritiqueChain.objects.bulk_create(stored)
+    cai_verdicts_store(project=rnd.project, verdicts=verdicts)
+    items_close(project=rnd.project, item_ids=[items[pid][0] for pid in items if pid not in checked])
+    return result
+
+
+def _round_items(rnd: Round):
+    """(item id, prompt external id, {role: response id}) of a round's items, role from the response's params."""
+    members: dict[int, dict] = defaultdict(dict)
+    for item_id, role, rid in (Item.objects.filter(project=rnd.project, round=rnd.name)
+                               .values_list("id", "item_responses__response__params__role", "item_responses__response_id")):
+        members[item_id][role] = rid
+    for item_id, external_id in (Item.objects.filter(project=rnd.project, round=rnd.name)
+                                 .values_list("id", "prompt__external_id")):
+        yield item_id, external_id, members[item_id]
 
 
 # --- the human win-rate --------------------------------------------------------------------------

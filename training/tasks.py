@@ -7,12 +7,13 @@ so it runs on the `default` queue and never waits behind a long run.
 """
 from celery import shared_task
 
-from . import active_learning, arena, jobs, judge, outbox, project_jobs, rounds, services
+from . import active_learning, arena, chat_generation, distillation, jobs, judge, outbox, project_jobs, rounds, services
 from .models import ProjectJob
 
 PROJECT_JOB_WORK = {
     ProjectJob.Kind.JUDGE: judge.judge_execute,
     ProjectJob.Kind.ACTIVE_LEARNING: active_learning.active_learning_execute,
+    ProjectJob.Kind.GENERATE: chat_generation.chat_generate_execute,
 }
 
 
@@ -20,6 +21,7 @@ PROJECT_JOB_WORK = {
 def run_train(self, run_id: int):
     status = jobs.run_execute(run_id=run_id, worker=self.request.hostname)
     rounds.round_after_run(run_id=run_id)  # a generation round imports its items once its runs succeeded (idempotent)
+    distillation.distillation_after_run(run_id=run_id)  # a distillation's next step: the student's run, or done
     return status
 
 
@@ -35,9 +37,12 @@ def checkpoint_evaluate_task(checkpoint_id: int, kind: str):
 
 @shared_task(name=outbox.PROJECT_JOB, acks_late=True, ignore_result=True)
 def project_job_task(job_id: int):
-    """The AI judge or active-learning scoring; queued on `training` when a reward model scores, on `default` for
-    a chat endpoint judge."""
-    return project_jobs.job_execute(job_id=job_id, work=PROJECT_JOB_WORK)
+    """The AI judge, active-learning scoring or a chat endpoint's answers; queued on `training` when a reward model
+    scores, on `default` for a chat endpoint."""
+    status = project_jobs.job_execute(job_id=job_id, work=PROJECT_JOB_WORK)
+    rounds.round_after_job(job_id=job_id)  # a round or a distillation waiting on an endpoint's answers goes on
+    distillation.distillation_after_job(job_id=job_id)
+    return status
 
 
 @shared_task(name=outbox.BATTLE_GENERATE, acks_late=True, ignore_result=True)

@@ -17,6 +17,7 @@ from annotation.errors import NotFound
 from annotation.importer import import_items
 from annotation.models import Annotation, Membership
 from annotation.quality import cached_project_quality, judge_agreement
+from annotation.revisions import revision_agreement
 from annotation.submissions import Submission
 
 from . import serializers as s
@@ -234,7 +235,8 @@ class MyAnnotationsView(APIView):
 class StatsView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, project_id):
-        """Counts, agreement, bias, per-rater figures and AI judges' agreement with the humans."""
+        """Counts, agreement, bias, per-rater figures, AI judges' agreement with the humans and, where a
+        critique-and-revise round left its pairs, how often raters prefer the revision."""
         project = access_project(request.user, project_id, admin=True)
         return Response({**selectors.project_counts(project), **cached_project_quality(project),
-                         "judges": judge_agreement(project)})
+                         "judges": judge_agreement(project), "revisions": revision_agreement(project)})

@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from annotation.errors import ServiceError
 from annotation.models import Annotation, Project
 from training.judge import API as JUDGE_API, MAX_LIMIT as JUDGE_MAX_LIMIT
+from training.critique import DEFAULT_CONSTITUTION
+from training.endpoints import endpoint_names
 from training.engine.config import ADAPTERS, DPOSection, GRPOSection, KTOSection, PPOSection, RLOOSection, RunConfig
 from training.models import BaseModel, ChatEndpoint, Checkpoint, DatasetSnapshot, TrainingRun
 from training.services import SNAPSHOT_KINDS, run_config_validate
@@ -229,7 +231,8 @@ class EvaluateForm(forms.Form):
 
 
 def source_choices(*, exclude: Checkpoint | None = None, base: bool = False) -> list:
-    """Where responses can come from: ("base" = the checkpoint's own base model), base models, policy checkpoints."""
+    """Where responses can come from: ("base" = the checkpoint's own base model), base models, policy checkpoints,
+    chat endpoints."""
     others = Checkpoint.objects.filter(run__method__in=POLICY_METHODS).order_by("-pk")
     if exclude is not None:
         others = others.exclude(pk=exclude.pk)
@@ -238,6 +241,7 @@ def source_choices(*, exclude: Checkpoint | None = None, base: bool = False) -> 
                 .values_list("name", flat=True)]
     choices += [(f"checkpoint:{pk}", f"Checkpoint #{pk} · {method} run {run_id} step {step}")
                 for pk, method, run_id, step in others.values_list("pk", "run__method", "run_id", "step")[:100]]
+    choices += [(f"endpoint:{name}", f"Chat endpoint {name}") for name in endpoint_names()]
     return choices
 
 
@@ -284,6 +288,55 @@ class HumanEvalForm(forms.Form):
     def __init__(self, *args, checkpoint: Checkpoint | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["baseline"].choices = source_choices(exclude=checkpoint, base=True)
+
+
+class CritiqueReviseForm(forms.Form):
+    """A critique-and-revise round on a project's prompts (the project's rounds page)."""
+
+    source = forms.ChoiceField(label="Answers, critiques and revises")
+    constitution = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), initial="\n".join(DEFAULT_CONSTITUTION),
+                                   help_text="One principle per line; each answer is critiqued against one, drawn at "
+                                             "random.")
+    target = forms.ModelChoiceField(queryset=Project.objects.filter(mode="pairwise").exclude(
+        status=Project.Status.ARCHIVED).order_by("name"), required=False, label="Pairs go to",
+        empty_label="A new pairwise project (this project's raters)")
+    spot_check = forms.FloatField(initial=0.2, min_value=0, max_value=1, label="Share shown to raters",
+                                  help_text="Pairs of answer and revision sent to raters, blind, to check.")
+    seed = forms.IntegerField(initial=0, min_value=0, max_value=2**31 - 1, help_text="Draws the principles and the sample.")
+    temperature = forms.FloatField(initial=0.7, min_value=0.0, max_value=5.0)
+    max_new_tokens = forms.IntegerField(initial=128, min_value=1, max_value=4096, label="Max tokens")
+    max_prompts = forms.IntegerField(required=False, min_value=1, initial=20, label="Prompts (at most)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = source_choices()
+
+
+class DistilForm(forms.Form):
+    """Distil a teacher into a student: its answers to a project's prompts become SFT data for the student."""
+
+    teacher = forms.ChoiceField()
+    student = forms.ChoiceField(label="Into (student base model)")
+    project = forms.ModelChoiceField(queryset=Project.objects.exclude(status=Project.Status.ARCHIVED).order_by("name"),
+                                     label="On the prompts of")
+    max_prompts = forms.IntegerField(required=False, min_value=1, initial=50, label="Prompts (at most)")
+    temperature = forms.FloatField(initial=0.7, min_value=0.0, max_value=5.0)
+    max_new_tokens = forms.IntegerField(initial=128, min_value=1, max_value=4096, label="Max tokens")
+    max_steps = forms.IntegerField(required=False, min_value=1, max_value=1_000_000, label="SFT steps",
+                                   help_text="Empty: one epoch over the teacher's answers.")
+
+    def __init__(self, *args, teacher: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["teacher"].choices = [c for c in source_choices() if c[0] != "base"]
+        if teacher is not None:  # a checkpoint's or an endpoint's own form: it is the teacher
+            self.fields["teacher"].widget = forms.HiddenInput()
+            self.initial["teacher"] = teacher
+        self.fields["student"].choices = [(name, name) for name in BaseModel.objects.order_by("name")
+                                          .values_list("name", flat=True)]
+
+    def sft_config(self) -> dict:
+        steps = self.cleaned_data.get("max_steps")
+        return {"max_steps": steps} if steps else {}
 
 
 def form_errors(form) -> str:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from annotation.models import Annotation, Assignment, Item, ItemResponse, Project
 from annotation.project_config import judgement_mode
 from annotation.quality import PAIR_LABELS, agreement, cached_project_quality
+from annotation.revisions import revision_agreement
 
 from . import charts
 
@@ -233,6 +234,7 @@ def quality_view(project: Project) -> dict:
                        "shown": rho, "scale": "ρ from −1 to 1; 0 means no relation"})
     view = {
         "report": report,
+        "revisions": _revisions(project),
         "raters": raters,
         "gauges": gauges,
         "over_time": agreement_over_time(project),
@@ -244,6 +246,18 @@ def quality_view(project: Project) -> dict:
     }
     cache.set(key, view, QUALITY_CACHE_S)
     return view
+
+
+def _revisions(project: Project) -> dict | None:
+    """How often raters prefer a critique-and-revise revision on the spot-checked pairs, as percentages."""
+    figures = revision_agreement(project)
+    if figures is None:
+        return None
+    interval = None
+    if figures["agreement"] is not None:
+        interval = {"value": round(figures["agreement"] * 100, 1), "low": round(figures["ci95"][0] * 100, 1),
+                    "high": round(figures["ci95"][1] * 100, 1), "n": figures["agree"] + figures["disagree"]}
+    return {**figures, "interval": interval}
 
 
 def _gauge(title, label, share, n, p_value, unit, expected=0.5) -> dict:
@@ -384,11 +398,13 @@ def rounds_view(project) -> dict:
 
     rows = []
     qs = (Round.objects.filter(Q(project=project) | Q(prompts_project=project))
-          .select_related("project", "prompts_project", "checkpoint").prefetch_related("runs").order_by("-id")[:50])
+          .select_related("project", "prompts_project", "checkpoint").prefetch_related("runs", "jobs")
+          .order_by("-id")[:50])
     for rnd in qs:
         runs = sorted(rnd.runs.all(), key=lambda r: r.pk)
-        done = sum(r.step for r in runs)
-        total = sum(r.total_steps for r in runs)
+        work = runs + list(rnd.jobs.all())  # a chat endpoint's job counts its prompts as steps
+        done = sum(r.step for r in work)
+        total = sum(r.total_steps for r in work)
         rows.append({
             "round": rnd,
             "runs": runs,
@@ -396,3 +412,49 @@ def rounds_view(project) -> dict:
             "human": human_win_rate(rnd.checkpoint) if rnd.kind == Round.Kind.HUMAN_EVAL and rnd.checkpoint else None,
         })
     return {"rounds": rows, "rounds_live": any(r["round"].status == Round.Status.GENERATING for r in rows)}
+
+
+# --- critique and revise, distillation -------------------------------------------------------
+
+
+def chains_view(rnd) -> dict:
+    """A critique-and-revise round's chains with the raters' verdicts on the spot-checked ones."""
+    chains = list(rnd.chains.all()[:500])
+    verdicts: dict[int, list[str]] = defaultdict(list)
+    for item_id, payload in (Annotation.objects.filter(item_id__in=[c.item_id for c in chains if c.spot_check],
+                                                       source=Annotation.Source.HUMAN)
+                             .values_list("item_id", "payload")):
+        verdicts[item_id].append(payload.get("chosen"))
+    rows = []
+    for chain in chains:
+        votes = verdicts.get(chain.item_id, [])
+        rows.append({"chain": chain, "question": (chain.messages or [{}])[-1].get("content", ""),
+                     "agree": sum(v == chain.revision_response_id for v in votes),
+                     "disagree": sum(v == chain.answer_response_id for v in votes),
+                     "other": sum(v is None for v in votes)})
+    return {"chains": rows, "revisions": _revisions(rnd.project)}
+
+
+def distillations_view() -> dict:
+    from training.endpoints import endpoint_names
+    from training.models import Distillation
+
+    qs = (Distillation.objects.select_related("student", "project", "teacher_checkpoint", "snapshot", "run")
+          .prefetch_related("run__checkpoints").order_by("-id")[:50])
+    rows = list(qs)
+    open_ = (Distillation.Status.GENERATING, Distillation.Status.TRAINING)
+    return {"distillations": rows, "distillations_live": any(d.status in open_ for d in rows),
+            "endpoints": endpoint_names()}
+
+
+def run_lineage(run) -> dict:
+    """Where a run stands in a distillation: the one it trains the student of (teacher -> snapshot -> this run),
+    the one whose teacher's answers it wrote, and those its checkpoints taught."""
+    from training.models import Distillation
+
+    related = Distillation.objects.select_related("student", "teacher_checkpoint", "snapshot", "run")
+    return {
+        "made_by": related.filter(run=run).first(),
+        "answers_for": related.filter(generate_run=run).first(),
+        "taught": list(related.filter(teacher_checkpoint__run=run).order_by("-id")[:20]),
+    }

@@ -27,4 +27,8 @@ urlpatterns += [
          name="dash-checkpoint-generate"),
     path("training/checkpoints/<int:checkpoint_id>/human-eval/", views.checkpoint_human_eval,
          name="dash-checkpoint-human-eval"),
+    path("<int:project_id>/rounds/critique/", views.project_critique, name="dash-critique"),
+    path("training/rounds/<int:round_id>/chains/", views.round_chains, name="dash-round-chains"),
+    path("training/distil/", views.distil, name="dash-distil"),
+    path("training/distil/live/", views.distil_live, name="dash-distil-live"),
 ]

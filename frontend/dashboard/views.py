@@ -22,7 +22,8 @@ from annotation.quality import judge_agreement
 from annotation.services import project_update
 from training import selectors as training_selectors
 from training import services as training
-from training.access import access_base_model, access_checkpoint, access_run, access_snapshot
+from training.access import access_base_model, access_checkpoint, access_round, access_run, access_snapshot
+from training.endpoints import endpoint_get
 from training.active_learning import active_learning_clear, active_learning_score
 from training.endpoints import endpoint_get
 from training.judge import API, judge_run
@@ -223,7 +224,7 @@ def _checkpoints_ctx(run: TrainingRun) -> dict:
 
 def _run_ctx(run: TrainingRun) -> dict:
     run = TrainingRun.objects.select_related("base_model", "created_by", "project", "snapshot").get(pk=run.pk)
-    return {**_live_ctx(run), **_checkpoints_ctx(run)}
+    return {**_live_ctx(run), **_checkpoints_ctx(run), "lineage": selectors.run_lineage(run)}
 
 
 @staff_page
@@ -328,7 +329,8 @@ def checkpoint_evaluate(request, checkpoint_id):
 
 
 def _source(user, value: str, checkpoint: Checkpoint | None = None):
-    """A round's source from a form value: "base" (the checkpoint's base model), "model:<name>", "checkpoint:<id>"."""
+    """A round's source from a form value: "base" (the checkpoint's base model), "model:<name>", "checkpoint:<id>",
+    "endpoint:<name>"."""
     if value == "base" and checkpoint is not None:
         return checkpoint.run.base_model
     kind, _, key = (value or "").partition(":")
@@ -336,12 +338,15 @@ def _source(user, value: str, checkpoint: Checkpoint | None = None):
         return access_base_model(user, key)
     if kind == "checkpoint":
         return access_checkpoint(user, key)
-    raise ServiceError("choose a base model or a checkpoint", field="sources")
+    if kind == "endpoint":
+        return endpoint_get(key, field="sources")
+    raise ServiceError("choose a base model, a checkpoint or a chat endpoint", field="sources")
 
 
-def _rounds_ctx(project, form=None, **extra) -> dict:
+def _rounds_ctx(project, form=None, critique_form=None, **extra) -> dict:
     return {"project": project, "section": "training",
             "form": form or f.GenerationRoundForm(initial={"project": project.pk}),
+            "critique_form": critique_form or f.CritiqueReviseForm(auto_id="cai_%s"),
             **selectors.rounds_view(project), **extra}
 
 
@@ -424,3 +429,82 @@ def checkpoint_human_eval(request, checkpoint_id):
     messages.info(request, f"Human evaluation round {rnd.pk}: the pairs reach the raters of '{rnd.project.name}' "
                            "once both models have answered.")
     return redirect("dash-rounds", project_id=rnd.project_id)
+
+
+# --- critique and revise -------------------------------------------------------------------
+
+
+@staff_page
+@require_POST
+def project_critique(request, project_id):
+    """A critique-and-revise round on this project's prompts (from the rounds page)."""
+    project = access_project(request.user, project_id, admin=True)
+    from training import rounds
+
+    form = f.CritiqueReviseForm(request.POST, auto_id="cai_%s")
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            rnd = rounds.critique_revise_round_launch(
+                source=_source(request.user, data["source"]), prompts_from=project,
+                constitution=data["constitution"], project=data["target"], spot_check=data["spot_check"],
+                seed=data["seed"], temperature=data["temperature"], max_new_tokens=data["max_new_tokens"],
+                max_prompts=data["max_prompts"], created_by=request.user)
+        except ServiceError as exc:
+            field = {"sources": "source", "sources[0]": "source", "project": "target"}.get(exc.field or "", exc.field)
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            messages.info(request, f"Critique-and-revise round {rnd.pk} is generating; its pairs go to "
+                                   f"'{rnd.project.name}'.")
+            return redirect("dash-rounds", project_id=project.pk)
+    return TemplateResponse(request, "frontend/dashboard/rounds.html", _rounds_ctx(project, critique_form=form),
+                            status=422)
+
+
+@staff_page
+def round_chains(request, round_id):
+    """A critique-and-revise round's chains, for admins: prompt, principle, answer, critique, revision, checks."""
+    rnd = access_round(request.user, round_id)
+    return TemplateResponse(request, "frontend/dashboard/chains.html",
+                            {"round": rnd, "section": "training", **selectors.chains_view(rnd)})
+
+
+# --- distillation --------------------------------------------------------------------------
+
+
+def _distil_ctx(form=None, **extra) -> dict:
+    training.base_model_get(name=training.TINY)  # the built-in student is always offered
+    return {"section": "distil", "form": form or f.DistilForm(auto_id="distil_%s"), **selectors.distillations_view(),
+            **extra}
+
+
+@staff_page
+@require_http_methods(["GET", "POST"])
+def distil(request):
+    """Distil a checkpoint, base model or chat endpoint into a student base model; the distillations so far."""
+    from training.distillation import distillation_launch
+
+    if request.method == "GET":
+        form = f.DistilForm(auto_id="distil_%s", initial={"teacher": request.GET.get("teacher", "")})
+        return TemplateResponse(request, "frontend/dashboard/distil.html", _distil_ctx(form))
+    form = f.DistilForm(request.POST, auto_id="distil_%s")
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            distillation = distillation_launch(
+                teacher=_source(request.user, data["teacher"]), student=training.base_model_get(name=data["student"]),
+                project=data["project"], max_prompts=data["max_prompts"], temperature=data["temperature"],
+                max_new_tokens=data["max_new_tokens"], sft_config=form.sft_config(), created_by=request.user)
+        except ServiceError as exc:
+            field = {"sources": "teacher", "sft_config.max_steps": "max_steps"}.get(exc.field or "", exc.field)
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            messages.info(request, f"Distillation {distillation.pk}: {distillation.teacher_label} is answering; "
+                                   f"then {distillation.student.name} trains on its answers.")
+            return redirect("dash-distil")
+    return TemplateResponse(request, "frontend/dashboard/distil.html", _distil_ctx(form), status=422)
+
+
+@staff_page
+def distil_live(request):
+    return TemplateResponse(request, "frontend/dashboard/_distillations.html", _distil_ctx())

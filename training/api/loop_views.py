@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from annotation.access import access_project
 from annotation.errors import Invalid, ServiceError
 from annotation.quality import judge_agreement
-from training import rounds
-from training.access import access_base_model, access_checkpoint, access_job, access_round
+from training import rounds, services
+from training.access import access_checkpoint, access_job, access_round
 from training.active_learning import active_learning_clear, active_learning_score
 from training.endpoints import endpoint_get
 from training.judge import API, judge_run
@@ -21,11 +21,11 @@ from .views import AdminView, _valid
 
 
 class SourceField(serializers.Field):
-    """{"base_model": "tiny"} or {"checkpoint": 12}."""
+    """{"base_model": "tiny"}, {"checkpoint": 12} or {"endpoint": "gpt-x"} (a named chat endpoint)."""
 
     def to_internal_value(self, data):
-        if not isinstance(data, dict) or len(data) != 1 or not ({"base_model", "checkpoint"} & set(data)):
-            raise serializers.ValidationError('must be {"base_model": name} or {"checkpoint": id}')
+        if not isinstance(data, dict) or len(data) != 1 or not ({"base_model", "checkpoint", "endpoint"} & set(data)):
+            raise serializers.ValidationError('must be {"base_model": name}, {"checkpoint": id} or {"endpoint": name}')
         return data
 
     def to_representation(self, value):
@@ -33,22 +33,35 @@ class SourceField(serializers.Field):
 
 
 def _source(user, data: dict, field: str):
+    """A source from a request (the views are admins' only)."""
     if "checkpoint" in data:
         return access_checkpoint(user, data["checkpoint"])
+    if "endpoint" in data:
+        return endpoint_get(str(data["endpoint"]), field=field)
     try:
-        return access_base_model(user, data["base_model"])
+        return services.base_model_get(name=str(data["base_model"]))  # the built-in ones are registered on first use
     except ServiceError as exc:
         raise Invalid(exc.message, field=field) from exc
+
+
+def _progress(work) -> float | None:
+    if work is None:
+        return None
+    return work.progress if hasattr(work, "progress") else (work.step / work.total_steps if work.total_steps else 0.0)
 
 
 class RoundSerializer(serializers.Serializer):
     def to_representation(self, rnd):
         runs = {run.pk: run for run in rnd.runs.all()}
+        jobs = {job.pk: job for job in rnd.jobs.all()}
+
+        def work(source):
+            return runs.get(source["run"]) if "run" in source else jobs.get(source.get("job"))
+
         return {
             "id": rnd.pk, "name": rnd.name, "kind": rnd.kind, "status": rnd.status, "project": rnd.project_id,
             "prompts_project": rnd.prompts_project_id, "params": rnd.params, "error": rnd.error,
-            "sources": [{**s, "run_status": runs[s["run"]].status if s["run"] in runs else None,
-                         "progress": runs[s["run"]].progress if s["run"] in runs else None}
+            "sources": [{**s, "run_status": work(s).status if work(s) else None, "progress": _progress(work(s))}
                         for s in rnd.sources],
             "checkpoint": rnd.checkpoint_id, "baseline_checkpoint": rnd.baseline_checkpoint_id,
             "baseline_model": rnd.baseline_model.name if rnd.baseline_model_id else None,
@@ -87,6 +100,31 @@ class HumanEvalCreateSerializer(SamplingSerializer):
     eval_project = serializers.IntegerField(required=False, allow_null=True, default=None)
     temperature = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=5)
     max_prompts = serializers.IntegerField(required=False, allow_null=True, default=50, min_value=1)
+
+
+class CritiqueReviseCreateSerializer(SamplingSerializer):
+    source = SourceField(help_text='The model that answers, critiques and revises: {"base_model": name}, '
+                                   '{"checkpoint": id} or {"endpoint": name}.')
+    constitution = serializers.JSONField(required=False, default=None,
+                                         help_text="A list of principles (default: a short built-in constitution).")
+    project = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                       help_text="The pairwise project for the pairs (default: a new one).")
+    spot_check = serializers.FloatField(required=False, default=0.2, min_value=0, max_value=1,
+                                        help_text="The share of pairs shown to raters, blind.")
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)
+    temperature = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=5)
+    max_new_tokens = serializers.IntegerField(required=False, default=256, min_value=1, max_value=rounds.MAX_NEW_TOKENS)
+
+
+class ChainSerializer(serializers.Serializer):
+    def to_representation(self, chain):
+        return {
+            "id": chain.pk, "round": chain.round_id, "prompt": chain.prompt_id, "item": chain.item_id,
+            "messages": chain.messages, "principle_index": chain.principle_index, "principle": chain.principle,
+            "answer": chain.answer, "critique": chain.critique, "revision": chain.revision,
+            "answer_response": chain.answer_response_id, "revision_response": chain.revision_response_id,
+            "spot_check": chain.spot_check,
+        }
 
 
 class JudgeSerializer(serializers.Serializer):
@@ -130,6 +168,32 @@ class RoundDetailView(AdminView):
     @extend_schema(responses=RoundSerializer)
     def get(self, request, round_id):
         return Response(RoundSerializer(access_round(request.user, round_id)).data)
+
+
+class CritiqueReviseView(AdminView):
+    @extend_schema(request=CritiqueReviseCreateSerializer, responses={201: RoundSerializer})
+    def post(self, request, project_id):
+        """A critique-and-revise round on this project's prompts (its pairs go to ``project`` or a new one)."""
+        user = request.user
+        prompts_from = access_project(user, project_id, admin=True)
+        data = _valid(CritiqueReviseCreateSerializer, request.data)
+        rnd = rounds.critique_revise_round_launch(
+            source=_source(user, data["source"], "source"), prompts_from=prompts_from,
+            constitution=data["constitution"],
+            project=access_project(user, data["project"], admin=True) if data["project"] else None,
+            max_prompts=data["max_prompts"], spot_check=data["spot_check"], seed=data["seed"],
+            temperature=data["temperature"], top_p=data["top_p"], max_new_tokens=data["max_new_tokens"],
+            created_by=user,
+        )
+        return Response(RoundSerializer(rnd).data, status=status.HTTP_201_CREATED)
+
+
+class RoundChainsView(AdminView):
+    @extend_schema(responses=ChainSerializer(many=True))
+    def get(self, request, round_id):
+        """A critique-and-revise round's chains: answer, principle, critique, revision."""
+        rnd = access_round(request.user, round_id)
+        return Response(ChainSerializer(rnd.chains.all()[:2000], many=True).data)
 
 
 class HumanEvalView(AdminView):

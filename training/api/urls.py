@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import arena_views, loop_views, snapshot_views, views
+from . import arena_views, distillation_views, loop_views, snapshot_views, views
 
 urlpatterns = [
     path("base-models/", views.BaseModelListView.as_view(), name="api-base-models"),
@@ -15,6 +15,12 @@ urlpatterns = [
     path("checkpoints/<int:checkpoint_id>/human-eval/", loop_views.HumanEvalView.as_view(), name="api-human-eval"),
     path("projects/<int:project_id>/rounds/", loop_views.GenerationRoundListView.as_view(), name="api-rounds"),
     path("rounds/<int:round_id>/", loop_views.RoundDetailView.as_view(), name="api-round"),
+    path("rounds/<int:round_id>/chains/", loop_views.RoundChainsView.as_view(), name="api-round-chains"),
+    path("projects/<int:project_id>/critique-revise/", loop_views.CritiqueReviseView.as_view(),
+         name="api-critique-revise"),
+    path("distillations/", distillation_views.DistillationListView.as_view(), name="api-distillations"),
+    path("distillations/<int:distillation_id>/", distillation_views.DistillationDetailView.as_view(),
+         name="api-distillation"),
     path("projects/<int:project_id>/judge/", loop_views.JudgeView.as_view(), name="api-judge"),
     path("projects/<int:project_id>/active-learning/", loop_views.ActiveLearningView.as_view(), name="api-active-learning"),
     path("jobs/<int:job_id>/", loop_views.JobDetailView.as_view(), name="api-job"),

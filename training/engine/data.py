@@ -133,7 +133,8 @@ def sft_rows(rows: list[dict], completion_only: bool = False) -> list[dict]:
 
 
 def prompt_rows(rows: list[dict]) -> list[dict]:
-    """Distinct prompts, in file order, each as {"prompt_id", "prompt"}; prompt_id is the row's id if it has one."""
+    """Distinct prompts, in file order, each as {"prompt_id", "prompt"}; prompt_id is the row's id if it has one.
+    A row's ``followups`` (user messages asked after each reply, e.g. critique then revision) are kept."""
     out, seen = [], set()
     for i, r in enumerate(rows):
         if "prompt" in r:
@@ -150,6 +151,11 @@ def prompt_rows(rows: list[dict]) -> list[dict]:
         seen.add(key)
         prompt_id = r.get("prompt_id", r.get("external_id", r.get("id", i)))
         out.append({"prompt_id": prompt_id, "prompt": prompt})
+        if r.get("followups"):
+            followups = r["followups"]
+            if not isinstance(followups, list) or not all(isinstance(f, str) and f for f in followups):
+                raise ValueError(f"dataset: row {i} followups must be a list of non-empty strings (user messages)")
+            out[-1]["followups"] = followups
     return out
 
 

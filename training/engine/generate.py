@@ -3,6 +3,10 @@
 Writes output_dir/generations.jsonl, one row per response:
     {"prompt_id": ..., "messages": [...], "response": "...", "params": {...}}
 
+A prompt row with ``followups`` (a list of user messages: a critique request, then a revision request) goes on
+as a conversation: after the answer each follow-up is asked in turn, and every reply is kept (n must be 1):
+    {"prompt_id": ..., "messages": [...], "response": "the last reply", "turns": ["answer", "critique", "revision"], ...}
+
 With ``generate.stream`` (an arena battle's answer) responses are written one at a time and each one's text is
 reported as it grows, at most every STREAM_INTERVAL_S and once complete:
     {"event": "text", "prompt_id": ..., "sample": 0, "text": "the answer so far", "final": false}
@@ -135,14 +139,44 @@ def train_generate(cfg: RunConfig, reporter: Reporter) -> dict[str, Any]:
             responses = sample(model, tokenizer, [r["prompt"] for r in chunk], n=g.n, temperature=g.temperature,
                                top_p=g.top_p, max_new_tokens=g.max_new_tokens, batch_size=cfg.batch_size,
                                seed=cfg.seed + b)
-            for row, texts in zip(chunk, responses):
+            turns = _follow_up(model, tokenizer, chunk, responses, cfg, seed=cfg.seed + b)
+            for row, texts, row_turns in zip(chunk, responses, turns):
                 for i, text in enumerate(texts):
                     record = {"prompt_id": row["prompt_id"], "messages": as_messages(row["prompt"], "user"),
                               "response": text, "params": {**params, "sample": i}}
+                    if row_turns is not None:
+                        record["response"], record["turns"] = row_turns[-1], row_turns
                     f.write(json.dumps(record) + "\n")
                     written += 1
             reporter.progress(b + 1, batches, timer.eta(b + 1, batches))
     return {"method": "generate", "path": str(path.resolve()), "prompts": len(rows), "responses": written, "params": params}
+
+
+def _follow_up(model, tokenizer, rows: list[dict], answers: list[list[str]], cfg: RunConfig, *, seed: int
+               ) -> list[list[str] | None]:
+    """For each row with ``followups``: every reply of the conversation (its answer, then one reply per follow-up,
+    each asked after the previous reply); None for a row without. Rows are sampled together, one turn at a time."""
+    g = cfg.generate
+    turns: list[list[str] | None] = [None] * len(rows)
+    conversations: list[list[dict]] = [[] for _ in rows]
+    for k, row in enumerate(rows):
+        if row.get("followups"):
+            if g.n != 1:
+                raise ValueError("generate.n: must be 1 when prompts carry followups (one conversation per prompt)")
+            turns[k] = [answers[k][0]]
+            conversations[k] = as_messages(row["prompt"], "user") + [{"role": "assistant", "content": answers[k][0]}]
+    depth = max((len(row.get("followups") or []) for row in rows), default=0)
+    for step in range(depth):
+        asked = [k for k, row in enumerate(rows) if len(row.get("followups") or []) > step]
+        for k in asked:
+            conversations[k].append({"role": "user", "content": rows[k]["followups"][step]})
+        replies = sample(model, tokenizer, [conversations[k] for k in asked], n=1, temperature=g.temperature,
+                         top_p=g.top_p, max_new_tokens=g.max_new_tokens, batch_size=cfg.batch_size,
+                         seed=seed + 1000 * (step + 1))
+        for k, (reply,) in zip(asked, replies):
+            turns[k].append(reply)
+            conversations[k].append({"role": "assistant", "content": reply})
+    return turns
 
 
 def _generate_streamed(cfg: RunConfig, reporter: Reporter, rows: list[dict], model, tokenizer, params: dict,

@@ -26,6 +26,7 @@ def test_the_demo_arena_shows_a_leaderboard_with_intervals_and_seeds_once():
     assert all(r["ci_low"] < r["rating"] < r["ci_high"] for r in rows)
     assert "Arena leaderboard (1" in out.getvalue() and "demo-llm-70b" in out.getvalue()
     assert project.prompts.exclude(round="arena").count() == 50  # suggestions for new battles
+    assert project.config["sources"] == [{"base_model": "small"}, {"base_model": "tiny"}]  # new battles
 
     again = io.StringIO()
     call_command("seed_demo", "--no-loop", stdout=again)

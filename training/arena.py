@@ -503,12 +503,15 @@ def leaderboard_compute(names: list[str], votes: list[tuple[str, str, str]], *, 
     a fixed seed so that the same votes always give the same table."""
     import numpy as np
 
+    listed = list(names)
     for a, b, _ in votes:
         for name in (a, b):
-            if name not in names:
-                names = [*names, name]  # voted on, then removed from the config: it keeps its record
-    index = {name: i for i, name in enumerate(names)}
-    battles, wins, ties = [0] * len(names), [0] * len(names), [0] * len(names)
+            if name not in listed:
+                listed.append(name)  # voted on, then removed from the config: it keeps its record
+    voted = {name for a, b, _ in votes for name in (a, b)}
+    rated = [name for name in listed if name in voted]  # only they are fitted: the others have no rating yet
+    index = {name: i for i, name in enumerate(rated)}
+    battles, wins, ties = [0] * len(rated), [0] * len(rated), [0] * len(rated)
     categories: dict[tuple[int, int, str], int] = {}
     for a, b, choice in votes:
         i, j = index[a], index[b]
@@ -523,20 +526,18 @@ def leaderboard_compute(names: list[str], votes: list[tuple[str, str, str]], *, 
         else:
             ties[i] += 1
             ties[j] += 1
-    rows = [{"source": name, "rating": None, "ci_low": None, "ci_high": None, "battles": battles[i], "wins": wins[i],
-             "ties": ties[i]} for i, name in enumerate(names)]
+    rows = [{"source": name, "rating": None, "ci_low": None, "ci_high": None, "battles": 0, "wins": 0, "ties": 0}
+            for name in listed if name not in index]
     if categories:
         keys = sorted(categories)  # a fixed order: the same votes draw the same resamples, whatever their order
         counts = np.array([categories[k] for k in keys], dtype=float)
-        point = bradley_terry(_win_matrix(len(names), categories))
+        point = bradley_terry(_win_matrix(len(rated), categories))
         rng = np.random.default_rng(seed)
         draws = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=samples)  # battles drawn again
-        resampled = _resampled_wins(len(names), keys, draws)
-        low, high = np.percentile(bradley_terry(resampled), [2.5, 97.5], axis=0)
-        for i, row in enumerate(rows):
-            if battles[i]:
-                row.update(rating=round(float(_rating(point[i])), 1), ci_low=round(float(_rating(low[i])), 1),
-                           ci_high=round(float(_rating(high[i])), 1))
+        low, high = np.percentile(bradley_terry(_resampled_wins(len(rated), keys, draws)), [2.5, 97.5], axis=0)
+        rows += [{"source": name, "rating": round(float(_rating(point[i])), 1),
+                  "ci_low": round(float(_rating(low[i])), 1), "ci_high": round(float(_rating(high[i])), 1),
+                  "battles": battles[i], "wins": wins[i], "ties": ties[i]} for i, name in enumerate(rated)]
     return sorted(rows, key=lambda r: (r["rating"] is None, -(r["rating"] or 0), r["source"]))
 
 

@@ -129,3 +129,9 @@ def test_each_resample_counts_its_battles_as_the_full_table_does():
     resampled = arena._resampled_wins(3, keys, draws)
     for s in range(2):
         assert np.array_equal(resampled[s], arena._win_matrix(3, dict(zip(keys, draws[s].astype(float)))))
+
+
+def test_sources_without_votes_do_not_move_the_others_ratings():
+    alone = arena.leaderboard_compute(["x", "y"], votes("x", "y", 7, 3, 2))
+    beside = arena.leaderboard_compute(["x", "new", "y", "newer"], votes("x", "y", 7, 3, 2))
+    assert [r for r in beside if r["battles"]] == alone

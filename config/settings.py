@@ -88,6 +88,9 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+# A kept connection is checked before a request reuses it: after a database restart the first request of each
+# connection reconnects instead of failing.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Server-side parameters, and psycopg preparing a statement once a connection has run it
     # ``DB_PREPARE_THRESHOLD`` times (Django turns preparing off unless asked): the rater hot path's
@@ -194,6 +197,12 @@ PS_TOKEN_CACHE_SECONDS = env.float("PS_TOKEN_CACHE_SECONDS", default=30.0)
 # A running training run whose worker sent no heartbeat for this long is marked failed (the worker died).
 PS_RUN_HEARTBEAT_SECONDS = env.float("PS_RUN_HEARTBEAT_SECONDS", default=2.0)
 PS_RUN_STALE_SECONDS = env.int("PS_RUN_STALE_SECONDS", default=300)
+PS_RUN_REAP_SECONDS = env.float("PS_RUN_REAP_SECONDS", default=60.0)  # how often beat sends the reaper
+# A running training task keeps its engine going through a database outage this long, keeping its events in
+# memory and writing them when the database answers; a longer outage fails the run.
+PS_RUN_DB_OUTAGE_SECONDS = env.float("PS_RUN_DB_OUTAGE_SECONDS", default=60.0)
+# Messages the broker did not take on commit are sent again this often, by beat (training.outbox).
+PS_OUTBOX_RESEND_SECONDS = env.float("PS_OUTBOX_RESEND_SECONDS", default=10.0)
 # The AI judge's OpenAI-compatible chat endpoint (optional): base URL (".../v1"), key and model name.
 PS_JUDGE_API_BASE = env("PS_JUDGE_API_BASE", default="")
 PS_JUDGE_API_KEY = env("PS_JUDGE_API_KEY", default="")
@@ -224,16 +233,32 @@ else:
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.tasks.*": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "training.tasks.run_train": {"queue": "training"},  # a run names its own pool's queue when sent
+    "training.tasks.checkpoint_merge_task": {"queue": "training"},
+    "training.tasks.checkpoint_evaluate_task": {"queue": "training"},
+    # project jobs: training when a reward model scores, else default (training.project_jobs.job_queue)
+    "training.reap_stale_runs": {"queue": "default"},
+    "training.outbox_resend": {"queue": "default"},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
-# `celery -A config beat` runs this; the reaper is a short task on the default queue, not behind a run.
+# `celery -A config beat` sends these to the default queue, so they run on the short-task workers: never behind
+# a run, and while every training worker is gone. A tick that waited longer than its period is dropped.
 CELERY_BEAT_SCHEDULE = {
-    "training-reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": 60.0},
+    "training-reap-stale-runs": {
+        "task": "training.reap_stale_runs", "schedule": PS_RUN_REAP_SECONDS,
+        "options": {"queue": "default", "expires": PS_RUN_REAP_SECONDS},
+    },
+    "training-outbox-resend": {
+        "task": "training.outbox_resend", "schedule": PS_OUTBOX_RESEND_SECONDS,
+        "options": {"queue": "default", "expires": PS_OUTBOX_RESEND_SECONDS},
+    },
 }
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

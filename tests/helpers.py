@@ -184,12 +184,16 @@ def worker_env() -> dict:
 
 
 def start_worker(log_path: Path, queues: str = "training,default", concurrency: int = 2, pool: str = "prefork",
-                 name: str = "test") -> Worker:
-    env = worker_env()
+                 name: str = "test", env: dict | None = None, beat: bool = False) -> Worker:
+    """A Celery worker on the test database and this session's Redis db (``env`` overrides either); ``beat``
+    embeds Celery beat, which sends the periodic tasks (reaper, outbox re-sender)."""
+    env = {**worker_env(), **(env or {})}
+    extra = ["-B", "-s", str(log_path.with_suffix(".beat-schedule"))] if beat else []
     log = open(log_path, "w")
     proc = subprocess.Popen(
         _celery("worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h"),
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h",
+                *extra),
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log.close()
@@ -459,3 +463,161 @@ def demonstrate(rater, project, text=None, *, draft=True, time_spent_ms=1000):
     annotation, _ = services.annotation_submit(rater=rater, item_id=assignment.item_id, payload=payload,
                                                time_spent_ms=time_spent_ms)
     return assignment, annotation
+
+
+# --- servers of a test's own: a broker and a database it may stop, and the web process in front ----------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := check()):
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class OwnRedis:
+    """A redis-server on a free loopback port, in memory only, that a test stops and starts again."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.port, self.proc = directory, free_port(), None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> "OwnRedis":
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_until(self.ping, 20, f"redis on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of the test's own (initdb into a temporary directory, a free port), to restart at will.
+
+    Runs as the ``postgres`` user when the tests run as root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self):
+        import glob
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found:
+            pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = Path(found[-1]).parent
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.directory = Path(tempfile.mkdtemp(prefix="ps-own-pg-"))
+        self.data = self.directory / "data"
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/ps"
+        if self.user:
+            shutil.chown(self.directory, user=self.user)
+
+    def _run(self, *args, check=True, timeout=120):
+        return subprocess.run([str(self.bin / args[0]), *args[1:]], user=self.user, cwd=self.directory,
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def init(self) -> "OwnPostgres":
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.start()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "ps")
+        return self
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "server.log"), "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c synchronous_commit=off -c full_page_writes=off", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=False)
+
+    def restart(self) -> float:
+        """Restart it (fast shutdown: every connection is cut); returns how long it was away."""
+        started = time.monotonic()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart", "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c synchronous_commit=off -c full_page_writes=off")
+        return time.monotonic() - started
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log(self) -> str:
+        path = self.directory / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class WebServer:
+    """``gunicorn config.wsgi`` as in production (DEBUG off), on a free loopback port, with ``env`` for its settings."""
+
+    def __init__(self, env: dict, log_path: Path, threads: int = 8):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "test-only-" + "k" * 40, "ALLOWED_HOSTS": "127.0.0.1",
+               "SECURE_COOKIES": "false", "WEB_CONCURRENCY": "1", "WEB_THREADS": str(threads),
+               "DJANGO_SETTINGS_MODULE": "config.settings_test", **env}
+        with open(log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py",
+                 "-b", f"127.0.0.1:{self.port}", "--access-logfile", "-"],
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_until(self._answers, 60, f"gunicorn on port {self.port}:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        import httpx2
+
+        if self.proc.poll() is not None:
+            pytest.fail(f"gunicorn exited:\n{self.log_tail()}")
+        try:
+            return httpx2.get(self.url + "/accounts/login/", timeout=2).status_code == 200
+        except httpx2.HTTPError:
+            return False
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:]) if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def token_client(base_url: str, user):
+    """An HTTP client of the live server signed in with ``user``'s API token."""
+    import httpx2
+
+    key = Token.objects.get_or_create(user=user)[0].key
+    return httpx2.Client(base_url=base_url, headers={"Authorization": f"Token {key}"}, timeout=30)

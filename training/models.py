@@ -395,3 +395,26 @@ class Distillation(models.Model):
 
     def __str__(self):
         return f"distillation {self.pk}: {self.teacher_label} into {self.student}"
+
+
+class OutboxMessage(models.Model):
+    """A task for the broker, written in the same transaction as the row it starts (``training.outbox``).
+
+    ``sent_at`` is empty until the broker has the message: sent on commit, or re-sent by the periodic sender
+    while the broker was away. A message may reach a worker twice; every task claims its row first.
+    """
+
+    task = models.CharField(max_length=100)
+    args = models.JSONField(default=list)
+    queue = models.CharField(max_length=50, blank=True, help_text="Empty: the task's route.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["id"], condition=Q(sent_at__isnull=True), name="outbox_unsent")]
+
+    def __str__(self):
+        return f"{self.task}{self.args} ({'sent' if self.sent_at else 'to send'})"

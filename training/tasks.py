@@ -1,9 +1,11 @@
 """Celery tasks for training. Each takes ids, calls one job, and exits at once on a duplicate delivery.
 
-Services never import this module: they name the task in ``training.outbox``, which sends it once their
-transaction commits. `training.tasks.*` is routed to the `training` queue (config/settings.py): run one worker
-per GPU node with `celery -A config worker -Q training -c 1`. The stale-run reaper is named outside that pattern
-so it runs on the `default` queue and never waits behind a long run.
+Services never import this module: they name the task in ``training.outbox``, which records it beside their rows
+and sends it once their transaction commits. Runs, merges and evaluations go to the `training` queue
+(config/settings.py: one worker per GPU node, `celery -A config worker -Q training -c 1`); project jobs to the
+queue their service picks. The two periodic tasks, the stale-run reaper and the outbox's re-sender, are sent by
+Celery beat to the `default` queue: they never wait behind a long run, and they work while every training worker
+is gone.
 """
 from celery import shared_task
 
@@ -54,3 +56,9 @@ def battle_generate_task(battle_id: int, side: int):
 @shared_task(name="training.reap_stale_runs", ignore_result=True)
 def reap_stale_runs():
     return services.runs_reap_stale()
+
+
+@shared_task(name=outbox.RESEND, ignore_result=True)
+def outbox_resend():
+    """Send again what the broker did not take when its transaction committed."""
+    return outbox.resend()

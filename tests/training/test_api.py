@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import AdminFactory
-from training import services
-from training.models import BaseModel, Checkpoint, TrainingRun
+from training import outbox, services
+from training.models import BaseModel, Checkpoint, OutboxMessage, TrainingRun
 
 from tests.helpers import make_snapshot
 
@@ -43,7 +43,7 @@ def test_only_admins_reach_training(api, rater, snapshot):
 def test_admin_creates_a_queued_run_and_reads_it_back(api, admin, snapshot):
     api.force_authenticate(admin)
     response = post_run(api, method="dpo", base_model="tiny", snapshot=snapshot.pk, config={"max_steps": 5})
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     body = response.json()
     assert body["status"] == "queued" and body["base_model"] == "tiny" and body["config"] == {"max_steps": 5}
     detail = api.get(f"/api/v1/runs/{body['id']}/").json()
@@ -80,26 +80,29 @@ def test_bad_run_input_names_the_field_and_stores_nothing(api, admin, snapshot, 
     assert not TrainingRun.objects.exists()
 
 
-def test_a_replayed_create_with_an_idempotency_key_returns_the_first_run(api, admin, snapshot, monkeypatch):
-    queued = []
-    monkeypatch.setattr(services, "run_queue", queued.append)
+def sent_runs() -> list[int]:
+    """The runs the outbox holds a message for, in order."""
+    return [m.args[0] for m in OutboxMessage.objects.filter(task=outbox.RUN_TRAIN).order_by("id")]
+
+
+def test_a_replayed_create_with_an_idempotency_key_returns_the_first_run(api, admin, snapshot):
     api.force_authenticate(admin)
     body = {"method": "dpo", "base_model": "tiny", "snapshot": snapshot.pk, "config": {"max_steps": 5},
             "idempotency_key": "launch-1"}
     first = post_run(api, **body)
     again = post_run(api, **body)
-    assert first.status_code == 201 and again.status_code == 200, again.content
+    assert first.status_code == 202 and again.status_code == 200, again.content
     assert again.json()["id"] == first.json()["id"] and first.json()["idempotency_key"] == "launch-1"
-    assert TrainingRun.objects.count() == 1 and [r.pk for r in queued] == [first.json()["id"]]
+    assert TrainingRun.objects.count() == 1 and sent_runs() == [first.json()["id"]]
 
     # another key, or no key, is another run; the same key from another admin is that admin's own run
-    assert post_run(api, **{**body, "idempotency_key": "launch-2"}).status_code == 201
-    assert post_run(api, **{k: v for k, v in body.items() if k != "idempotency_key"}).status_code == 201
-    assert post_run(api, **{k: v for k, v in body.items() if k != "idempotency_key"}).status_code == 201
+    assert post_run(api, **{**body, "idempotency_key": "launch-2"}).status_code == 202
+    assert post_run(api, **{k: v for k, v in body.items() if k != "idempotency_key"}).status_code == 202
+    assert post_run(api, **{k: v for k, v in body.items() if k != "idempotency_key"}).status_code == 202
     other = AdminFactory()
     api.force_authenticate(other)
-    assert post_run(api, **body).status_code == 201
-    assert TrainingRun.objects.count() == 5 and len(queued) == 5
+    assert post_run(api, **body).status_code == 202
+    assert TrainingRun.objects.count() == 5 and len(sent_runs()) == 5
 
     # the key reused for a different run is a conflict; an over-long key is refused
     api.force_authenticate(admin)
@@ -130,10 +133,9 @@ def test_the_idempotency_key_is_unique_per_creator_in_the_database(admin, snapsh
         return None if len(seen) == 1 else real_replay(*args, **kwargs)
 
     monkeypatch.setattr(services, "_run_replay", not_yet_seen)
-    monkeypatch.setattr(services, "run_queue", lambda run: pytest.fail("a replay queued a run"))
     run, created = services.run_create(method="dpo", base_model=tiny, snapshot=snapshot, created_by=admin,
                                        idempotency_key="k")
-    assert not created and run.idempotency_key == "k"
+    assert not created and run.idempotency_key == "k" and sent_runs() == []  # a replay sends nothing
     assert TrainingRun.objects.filter(idempotency_key="k").count() == 1
 
 
@@ -196,7 +198,7 @@ def test_resume_needs_a_failed_run_with_a_checkpoint_on_disk(api, admin, snapsho
     directory.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint.objects.create(run=failed, step=5, path=services.stored_path(directory), kind="lora")
     response = api.post(f"/api/v1/runs/{failed.pk}/resume/")
-    assert response.status_code == 201
+    assert response.status_code == 202
     body = response.json()
     assert body["resumed_from"] == checkpoint.pk and body["step"] == 5 and body["config"] == {"max_steps": 50}
     assert body["metrics"] == [{"step": 5, "loss": 0.6}]  # the series up to the checkpoint carries over

@@ -144,7 +144,7 @@ def test_a_cancelled_run_resumes_from_its_last_checkpoint(worker, admin, api):
 
     api.force_authenticate(admin)
     response = api.post(f"/api/v1/runs/{run.pk}/resume/")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     again = api.post(f"/api/v1/runs/{run.pk}/resume/")  # a double click starts nothing more
     assert again.status_code == 200 and again.json()["id"] == response.json()["id"]
 

@@ -53,7 +53,7 @@ class RunListView(AdminView):
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(s.RunListSerializer(page, many=True).data)
 
-    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 200: s.RunSerializer})
+    @extend_schema(request=s.RunCreateSerializer, responses={202: s.RunSerializer, 200: s.RunSerializer})
     def post(self, request):
         data = _valid(s.RunCreateSerializer, request.data)
         user = request.user
@@ -71,7 +71,7 @@ class RunListView(AdminView):
             created_by=user,
             idempotency_key=data["idempotency_key"],
         )
-        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return Response(s.RunSerializer(selectors.run_detail(run)).data, status=code)
 
 
@@ -89,10 +89,10 @@ class RunCancelView(AdminView):
 
 
 class RunResumeView(AdminView):
-    @extend_schema(request=None, responses={201: s.RunSerializer, 200: s.RunSerializer})
+    @extend_schema(request=None, responses={202: s.RunSerializer, 200: s.RunSerializer})
     def post(self, request, run_id):
         run, created = services.run_resume(run=access_run(request.user, run_id), created_by=request.user)
-        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return Response(s.RunSerializer(selectors.run_detail(run)).data, status=code)
 
 

@@ -1,4 +1,9 @@
 """Errors that services raise; the API and the pages turn them into clear responses (never a 500)."""
+from django.db import InterfaceError, OperationalError
+
+# The database is restarting, failing over or out of reach (or, on SQLite, locked): answered 503, try again.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+RETRY_AFTER_S = 2
 
 
 class ServiceError(Exception):

@@ -98,6 +98,8 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options.setdefault("server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True))
     options.setdefault("prepare_threshold", env.int("DB_PREPARE_THRESHOLD", default=5))
+    # A server that cannot be reached fails a connection attempt after this long instead of never.
+    options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=10))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker) share the file: wait for locks instead of failing.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -548,10 +548,14 @@ class OwnPostgres:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "ps")
         return self
 
+    def _server_options(self) -> list[str]:
+        # -l: the server's output goes to a file, not to pg_ctl's pipes (which would then never close)
+        return ["-l", str(self.directory / "server.log"), "-o",
+                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off"]
+
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "server.log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off", "start")
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "60", *self._server_options(), "start")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=False)
@@ -559,9 +563,7 @@ class OwnPostgres:
     def restart(self) -> float:
         """Restart it (fast shutdown: every connection is cut); returns how long it was away."""
         started = time.monotonic()
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart", "-o",
-                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", *self._server_options(), "restart")
         return time.monotonic() - started
 
     def remove(self) -> None:
@@ -580,9 +582,9 @@ class WebServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "test-only-" + "k" * 40, "ALLOWED_HOSTS": "127.0.0.1",
-               "SECURE_COOKIES": "false", "WEB_CONCURRENCY": "1", "WEB_THREADS": str(threads),
-               "DJANGO_SETTINGS_MODULE": "config.settings_test", **env}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env,
+               "DEBUG": "false", "SECRET_KEY": "test-only-" + "k" * 40, "ALLOWED_HOSTS": "127.0.0.1",
+               "SECURE_COOKIES": "false", "WEB_CONCURRENCY": "1", "WEB_THREADS": str(threads)}
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py",
@@ -621,3 +623,32 @@ def token_client(base_url: str, user):
 
     key = Token.objects.get_or_create(user=user)[0].key
     return httpx2.Client(base_url=base_url, headers={"Authorization": f"Token {key}"}, timeout=30)
+
+
+def seed_stack(*, items: int = 1500, raters: int = 4) -> dict:
+    """What a live-stack test needs in a database of its own (run in a ``manage.py shell`` of that stack): an admin
+    and raters with API tokens, a pairwise project of ``items`` items (overlap 1) the raters belong to, and a
+    preference snapshot to train on. Returns their tokens and ids."""
+    from tests.factories import AdminFactory
+
+    admin = AdminFactory()
+    project = make_project("pairwise", overlap=1, gold_rate=0.0)
+    rows = "".join(json.dumps({"id": f"q{i}", "prompt": f"Question {i} about {TOPICS[i % len(TOPICS)]}?",
+                               "responses": [f"A kind answer {i}.", f"No. {i}."]}) + "\n" for i in range(items))
+    import_items(project=project, stream=io.BytesIO(rows.encode()), filename="items.jsonl")
+    people = [add_member(project, UserFactory()) for _ in range(raters)]
+    snapshot = make_snapshot(rows=preference_rows(64))
+    return {
+        "admin": Token.objects.get_or_create(user=admin)[0].key,
+        "raters": [Token.objects.get_or_create(user=user)[0].key for user in people],
+        "project": project.pk, "snapshot": snapshot.pk,
+    }
+
+
+def stack_command(env: dict, *args: str, timeout: float = 300) -> str:
+    """``python manage.py ARGS`` with a live stack's settings; returns its output."""
+    done = subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode:
+        pytest.fail(f"manage.py {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout

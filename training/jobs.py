@@ -11,14 +11,17 @@ import logging
 import shutil
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 
+from typing import Callable, TypeVar
+
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.errors import ServiceError
+from annotation.errors import DATABASE_AWAY, ServiceError
 from annotation.exports import parse_options
 from annotation.models import Annotation
 from annotation.selectors import has_written_answers
@@ -32,6 +35,7 @@ from .snapshots import snapshot_create
 logger = logging.getLogger(__name__)
 
 Status = TrainingRun.Status
+T = TypeVar("T")
 METRICS_KEEP = 2_000  # points kept in a run's metric series; past that, older points are thinned out
 METRICS_RECENT = 500  # the latest points, always kept at full resolution
 
@@ -143,11 +147,41 @@ def write_config(config: dict, path: Path) -> Path:
 
 # --- recording a run's events --------------------------------------------------------------------
 
+class DatabaseAway(Exception):
+    """The database did not answer for longer than ``PS_RUN_DB_OUTAGE_SECONDS``."""
+
+
+def _reconnect_later() -> None:
+    """Drop the broken connection; the next query opens a new one."""
+    try:
+        connection.close()
+    except DatabaseError:
+        pass
+
+
+def with_database(write: Callable[[], T], *, what: str, patience_s: float | None = None) -> T:
+    """``write()``, tried again every second while the database is away, for at most ``patience_s`` (default
+    ``PS_RUN_DB_OUTAGE_SECONDS``); then DatabaseAway."""
+    patience_s = settings.PS_RUN_DB_OUTAGE_SECONDS if patience_s is None else patience_s
+    started = time.monotonic()
+    while True:
+        try:
+            return write()
+        except DATABASE_AWAY as exc:
+            _reconnect_later()
+            away = time.monotonic() - started
+            if away > patience_s:
+                raise DatabaseAway(f"The database did not answer for {away:.0f} s while {what}: {exc}") from exc
+            time.sleep(1.0)
+
 
 class RunRecorder:
-    """Keeps the latest progress and new metrics in memory and writes them to the run row on each tick.
+    """Keeps the latest progress, new metrics and checkpoints in memory and writes them to the database on each tick.
 
-    Writes are ``UPDATE``s of the recorded columns only, so a concurrent cancel request is never overwritten.
+    Writes are ``UPDATE``s of the recorded columns only, so a concurrent cancel request is never overwritten. While
+    the database is away (a restart, a failover) the engine keeps training and its events wait here; they are
+    written on the first tick the database answers again. An outage longer than ``PS_RUN_DB_OUTAGE_SECONDS``
+    stops the engine (``DatabaseAway``).
     """
 
     def __init__(self, run: TrainingRun, engine: EngineProcess):
@@ -158,13 +192,18 @@ class RunRecorder:
         self.eta = None
         self.metrics = list(run.metrics)
         self.metrics_changed = False
+        self.checkpoints: list[dict] = []  # checkpoint events not written yet
         self.result: dict = {}
         self.result_changed = False
         self.log = RunLog()  # the events in words: the run page's log
+        self.log_ended = False
+        self.away_since: float | None = None
+        self.received: Counter = Counter()  # events by kind, as the engine sent them (recorded in the result)
 
     def on_event(self, event: dict) -> None:
         self.log.add(event)
         kind = event["event"]
+        self.received[kind] += 1
         if kind == "started":
             self.total = int(event.get("total_steps") or self.total or 0)
         elif kind == "progress":
@@ -177,40 +216,73 @@ class RunRecorder:
                 self.metrics = self.metrics[:-METRICS_RECENT][::2] + self.metrics[-METRICS_RECENT:]
             self.metrics_changed = True
         elif kind == "checkpoint":
-            self.record_checkpoint(event)
+            self.checkpoints.append(event)  # written on the next tick, with the progress
         elif kind in ("setup", "data_stats"):  # shown on the run while it trains; the final result keeps them
             self.result.update({k: v for k, v in event.items() if k not in ("event", "time")})
             self.result_changed = True
         elif kind == "done":
             self.result = {**self.result, **(event.get("result") or {})}
 
-    def record_checkpoint(self, event: dict) -> Checkpoint:
-        checkpoint, _ = Checkpoint.objects.update_or_create(
-            run_id=self.run.pk,
-            step=int(event.get("step") or 0),
-            kind=event.get("kind") or Checkpoint.Kind.LORA,
-            defaults={
-                "path": services.stored_path(event["path"]),
-                "size_bytes": int(event.get("size_bytes") or 0),
-                "metrics": event.get("metrics") or {},
-            },
-        )
-        return checkpoint
+    def write_checkpoints(self) -> None:
+        while self.checkpoints:
+            event = self.checkpoints[0]
+            Checkpoint.objects.update_or_create(
+                run_id=self.run.pk,
+                step=int(event.get("step") or 0),
+                kind=event.get("kind") or Checkpoint.Kind.LORA,
+                defaults={
+                    "path": services.stored_path(event["path"]),
+                    "size_bytes": int(event.get("size_bytes") or 0),
+                    "metrics": event.get("metrics") or {},
+                },
+            )
+            self.checkpoints.pop(0)
 
     def flush(self) -> bool:
-        """Write progress, metrics, log tail and heartbeat; return True when the engine should stop."""
+        """Write checkpoints, progress, metrics, log tail and heartbeat; return True when the engine should stop.
+
+        While the database is away this returns False and keeps everything for the next tick."""
+        try:
+            stop = self._write()
+        except DATABASE_AWAY as exc:
+            _reconnect_later()
+            now = time.monotonic()
+            if self.away_since is None:
+                self.away_since = now
+                logger.warning("run %s: the database is away (%s); the engine keeps training", self.run.pk, exc)
+            elif now - self.away_since > settings.PS_RUN_DB_OUTAGE_SECONDS:
+                raise DatabaseAway(
+                    f"The database did not answer for {now - self.away_since:.0f} s (PS_RUN_DB_OUTAGE_SECONDS is "
+                    f"{settings.PS_RUN_DB_OUTAGE_SECONDS:g}); the engine was stopped at step {self.step}. "
+                    f"Last error: {exc}"
+                ) from exc
+            return False
+        if self.away_since is not None:
+            logger.info("run %s: the database answers again after %.1f s; the events kept meanwhile are written",
+                        self.run.pk, time.monotonic() - self.away_since)
+            self.away_since = None
+        return stop
+
+    def _write(self) -> bool:
+        self.write_checkpoints()
         fields = dict(step=self.step, total_steps=self.total, eta_seconds=self.eta,
                       log_tail=self.log.text(), heartbeat_at=timezone.now())
         if self.metrics_changed:  # the series is the one large column: written only when it grew
-            fields["metrics"], self.metrics_changed = self.metrics, False
+            fields["metrics"] = self.metrics
         if self.result_changed:
-            fields["result"], self.result_changed = self.result, False
+            fields["result"] = self.result
         TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
+        self.metrics_changed = self.result_changed = False  # only once written: an outage keeps them to write
         row = TrainingRun.objects.filter(pk=self.run.pk).values("status", "cancel_requested").first()
         # Stop on a cancel, and also when the row was taken from us (deleted, or reaped as stale).
         return row is None or row["cancel_requested"] or row["status"] != Status.RUNNING
 
     def finish(self, outcome: Outcome) -> None:
+        """The run's final state, written once the database answers (waiting for it as long as a tick would)."""
+        with_database(lambda: self._finish(outcome), what="recording the end of the run")
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.write_checkpoints()
         row = TrainingRun.objects.filter(pk=self.run.pk).values("status", "cancel_requested").first()
         if row is None:
             return
@@ -222,7 +294,8 @@ class RunRecorder:
             heartbeat_at=timezone.now(),
             finished_at=timezone.now(),
             pid=None,
-            result={**self.result, "peak_rss_mb": outcome.peak_rss_mb, "cpu_s": outcome.cpu_s},
+            result={**self.result, "peak_rss_mb": outcome.peak_rss_mb, "cpu_s": outcome.cpu_s,
+                    "events": dict(self.received)},
         )
         if outcome.stopped and row["status"] != Status.RUNNING:
             fields.pop("finished_at")  # reaped while running: keep that verdict
@@ -232,8 +305,10 @@ class RunRecorder:
             fields.update(status=Status.SUCCEEDED, error="", eta_seconds=0.0)
         else:
             fields.update(status=Status.FAILED, error=outcome.failure_message())
-        self.log.ended(status=fields.get("status", ""), reported_error=outcome.error is not None,
-                       failure=fields.get("error", ""))
+        if not self.log_ended:  # once, though the write may be tried again while the database is away
+            self.log.ended(status=fields.get("status", ""), reported_error=outcome.error is not None,
+                           failure=fields.get("error", ""))
+            self.log_ended = True
         fields["log_tail"] = self.log.text()
         TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
 
@@ -279,7 +354,15 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
     recorder = RunRecorder(run, engine)
     try:
         outcome = engine.follow(recorder.on_event, recorder.flush, tick_s=settings.PS_RUN_HEARTBEAT_SECONDS)
-    except BaseException as exc:  # the database went away, the worker is shutting down, ...: no engine unwatched
+    except DatabaseAway as exc:  # too long an outage: the run fails with that reason, once the database is back
+        engine.stop(grace_s=2.0)
+        reason = str(exc)
+        logger.error("run %s: %s", run.pk, reason)
+        # until the reaper would fail it for its missing heartbeats, with a less useful reason
+        with_database(lambda: run_fail(run, reason), what="recording the failure",
+                      patience_s=settings.PS_RUN_STALE_SECONDS)
+        return Status.FAILED
+    except BaseException as exc:  # the worker is shutting down, a bug, ...: no engine unwatched
         engine.stop(grace_s=2.0)
         logger.exception("run %s: lost track of the engine; stopped it", run.pk)
         run_fail(run, f"The worker lost track of the engine and stopped it: {exc!r}")

@@ -239,7 +239,7 @@ CELERY_TASK_ROUTES = {
     "training.tasks.run_train": {"queue": "training"},  # a run names its own pool's queue when sent
     "training.tasks.checkpoint_merge_task": {"queue": "training"},
     "training.tasks.checkpoint_evaluate_task": {"queue": "training"},
-    # project jobs: training when a reward model scores, else default (training.project_jobs.job_queue)
+    # project jobs and arena battles: their services name the queue (training for a model, default for an endpoint)
     "training.reap_stale_runs": {"queue": "default"},
     "training.outbox_resend": {"queue": "default"},
 }

@@ -53,7 +53,7 @@ def test_an_sft_run_trains_on_a_snapshot_of_demonstrations(api, admin, worker):
 
     r = api.post("/api/v1/runs/", {"method": "sft", "base_model": "tiny", "snapshot": snapshot["id"],
                                    "config": SMALL}, format="json")
-    assert r.status_code == 201, r.content
+    assert r.status_code == 202, r.content
     run = wait_finished(TrainingRun.objects.get(pk=r.json()["id"]), worker=worker)
     assert run.status == "succeeded", run.error
     assert run.result["train_rows"] + run.result["eval_rows"] == 6
@@ -64,7 +64,7 @@ def test_an_sft_run_on_the_project_freezes_its_written_answers(api, admin, worke
     project = demonstration_project(api, admin, n=4)
     r = api.post("/api/v1/runs/", {"method": "sft", "base_model": "tiny", "project": project["id"],
                                    "config": SMALL}, format="json")
-    assert r.status_code == 201, r.content
+    assert r.status_code == 202, r.content
     run = wait_finished(TrainingRun.objects.get(pk=r.json()["id"]), worker=worker)
     assert run.status == "succeeded", run.error
     assert run.snapshot.kind == "sft" and run.snapshot.row_count == 4

@@ -158,7 +158,7 @@ def test_a_grpo_run_with_a_reward_checkpoint_is_queued(api, admin, snapshot):
     api.force_authenticate(admin)
     response = post_run(api, method="grpo", base_model="tiny", snapshot=snapshot.pk, reward_checkpoint=reward.pk,
                         config={"grpo": {"num_generations": 4}})
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert response.json()["method"] == "grpo" and response.json()["reward_checkpoint"] == reward.pk
 
 

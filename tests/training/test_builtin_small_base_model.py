@@ -23,5 +23,5 @@ def test_small_is_listed_and_runs_resolve_to_the_committed_directory(api, admin)
     snapshot = make_snapshot()
     response = api.post("/api/v1/runs/", {"method": "reward", "base_model": "small", "snapshot": snapshot.pk,
                                           "config": {"max_steps": 5}}, format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert response.json()["base_model"] == "small"

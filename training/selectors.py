@@ -40,24 +40,32 @@ def base_models_list():
 
 
 def checkpoint_archive(directory: Path, arcname: str, chunk_size: int = 1 << 20, *,
-                       include_training_state: bool = False) -> Iterator[bytes]:
+                       include_training_state: bool = False, include_tensorboard: bool = False) -> Iterator[bytes]:
     """A .tar.gz of ``directory`` as a stream of chunks: a thread writes the archive into a pipe and the
-    response reads it, so memory stays at one chunk however large the model is. What inference needs, plus the
-    training state (optimizer, scheduler, RNG, trainer state) when asked for."""
+    response reads it, so memory stays at one chunk however large the model is. What inference needs, plus, when
+    asked for, the training state (optimizer, scheduler, RNG, trainer state) and the run's TensorBoard event files
+    (``tensorboard/`` beside the checkpoint, archived as ``<arcname>/tensorboard/``)."""
     from .engine.checkpoints import is_training_state
+    from .engine.tracking import TENSORBOARD_DIR
+
+    trees = [(Path(directory), arcname)]
+    if include_tensorboard and (Path(directory).parent / TENSORBOARD_DIR).is_dir():
+        trees.append((Path(directory).parent / TENSORBOARD_DIR, f"{arcname}/{TENSORBOARD_DIR}"))
 
     read_fd, write_fd = os.pipe()
 
     def write_archive():
         try:
             with os.fdopen(write_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|gz") as tar:
-                for root, dirs, files in os.walk(directory):
-                    dirs.sort()
-                    for name in sorted(files):
-                        path = Path(root) / name
-                        if not include_training_state and is_training_state(path.relative_to(directory)):
-                            continue
-                        tar.add(str(path), arcname=f"{arcname}/{path.relative_to(directory)}", recursive=False)
+                for top, name_in_archive in trees:
+                    for root, dirs, files in os.walk(top):
+                        dirs.sort()
+                        for name in sorted(files):
+                            path = Path(root) / name
+                            if not include_training_state and is_training_state(path.relative_to(top)):
+                                continue
+                            tar.add(str(path), arcname=f"{name_in_archive}/{path.relative_to(top)}",
+                                    recursive=False)
         except BrokenPipeError:
             pass  # the client went away
 

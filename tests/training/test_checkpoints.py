@@ -112,3 +112,22 @@ def test_a_local_base_is_named_with_the_digests_of_its_files(tmp_path):
     assert base_reference("tiny") == {"name": "tiny", "hub_id": None}
     assert base_reference("Qwen/Qwen2.5-0.5B-Instruct") == {"name": "Qwen/Qwen2.5-0.5B-Instruct",
                                                            "hub_id": "Qwen/Qwen2.5-0.5B-Instruct"}
+
+
+def test_the_download_adds_training_state_and_tensorboard_files_on_request(tmp_path):
+    run = tmp_path / "run-7"
+    checkpoint = run / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "rng_state.pth"):
+        (checkpoint / name).write_bytes(b"x")
+    (run / "tensorboard").mkdir()
+    (run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"e")
+
+    def names(**kwargs):
+        return sorted(download(checkpoint, **kwargs).getnames())
+
+    assert names() == ["run1-checkpoint/adapter_config.json", "run1-checkpoint/adapter_model.safetensors"]
+    assert "run1-checkpoint/optimizer.pt" in names(include_training_state=True)
+    assert names(include_tensorboard=True) == [
+        "run1-checkpoint/adapter_config.json", "run1-checkpoint/adapter_model.safetensors",
+        "run1-checkpoint/tensorboard/events.out.tfevents.1.host"]

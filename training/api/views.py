@@ -104,22 +104,25 @@ class CheckpointDetailView(AdminView):
 
 class CheckpointDownloadView(AdminView):
     @extend_schema(
-        parameters=[OpenApiParameter("include", str, enum=["training_state"], required=False,
-                                     description="training_state: also the optimizer, scheduler, RNG and trainer "
-                                                 "state (for resuming elsewhere)")],
+        parameters=[OpenApiParameter("include", str, required=False,
+                                     description="comma-separated: training_state (also the optimizer, scheduler, "
+                                                 "RNG and trainer state, for resuming elsewhere), tensorboard (the "
+                                                 "run's TensorBoard event files)")],
         responses={(200, "application/gzip"): OpenApiResponse(description="A .tar.gz of the checkpoint: what "
                                                                           "inference needs")},
     )
     def get(self, request, checkpoint_id):
         checkpoint = access_checkpoint(request.user, checkpoint_id)
-        include = request.query_params.get("include", "")
-        if include not in ("", "training_state"):
-            raise Invalid(f"must be 'training_state' or left out, got {include!r}", field="include")
+        include = {part.strip() for part in request.query_params.get("include", "").split(",") if part.strip()}
+        if include - {"training_state", "tensorboard"}:
+            raise Invalid(f"must name training_state and/or tensorboard, got {', '.join(sorted(include))!r}",
+                          field="include")
         directory = selectors.checkpoint_files_dir(checkpoint)
         if not directory.is_dir():
             raise Conflict(f"Checkpoint {checkpoint.pk}'s files are gone from {checkpoint.path}.")
         name = f"run{checkpoint.run_id}-{directory.name}"
-        archive = selectors.checkpoint_archive(directory, name, include_training_state=include == "training_state")
+        archive = selectors.checkpoint_archive(directory, name, include_training_state="training_state" in include,
+                                               include_tensorboard="tensorboard" in include)
         response = StreamingHttpResponse(archive, content_type="application/gzip")
         response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
         return response

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from .config import RunConfig
 from .callbacks import ReporterCallback
 from .checkpoints import make_self_contained
+from .tracking import mlflow_run, report_to, run_name
 from .events import Reporter
 from .tiny import END_OF_TURN, resolve_model_source
 
@@ -284,7 +285,8 @@ def trl_args(cfg: RunConfig, config_cls, eval_rows: int = 0, **method_args):
         save_strategy="steps",
         save_steps=cfg.save_steps or 10**9,
         eval_strategy="no",
-        report_to="none",
+        report_to=report_to(cfg) or "none",  # TensorBoard by default, MLflow / W&B when configured (tracking.py)
+        run_name=run_name(cfg),
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         bf16=prec == "bf16",
@@ -301,13 +303,14 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
 
     trainable_in_fp32(trainer.model)  # before train() builds the optimizer over them
     trainer.remove_callback(PrinterCallback)  # it prints python dicts to stdout; our events carry the same numbers
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
-    in_sync = replicas_in_sync(trainer.model)
+    with mlflow_run(cfg, main_process=trainer.is_world_process_zero()):
+        trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+        in_sync = replicas_in_sync(trainer.model)
+        eval_metrics: dict[str, float] = {}
+        if eval_dataset is not None and len(eval_dataset) > 0:
+            eval_metrics = _quality_metrics(trainer.evaluate())
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ReporterCallback))
     step = trainer.state.global_step
-    eval_metrics: dict[str, float] = {}
-    if eval_dataset is not None and len(eval_dataset) > 0:
-        eval_metrics = _quality_metrics(trainer.evaluate())
     checkpoint_dir = Path(cfg.output_dir) / f"checkpoint-{step}"
     if not checkpoint_dir.is_dir():  # e.g. a resumed run that had nothing left to do
         trainer.save_model(str(checkpoint_dir))
@@ -328,6 +331,7 @@ def train_and_save(trainer, cfg: RunConfig, reporter: Reporter, eval_dataset=Non
         "final_loss": train_losses[-1] if train_losses else None,
         "history": [h for h in callback.history if "loss" in h],  # per logged step
         "replicas_in_sync": in_sync,
+        "report_to": report_to(cfg),
         **run_setup(cfg),
     }
 

@@ -22,6 +22,7 @@ METHODS = ("reward", "dpo", "kto", "sft", "ppo", "rloo", "grpo", "generate", "ev
 ADAPTERS = ("lora", "qlora", "prompt_tuning", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
+REPORTERS = ("auto", "none", "tensorboard", "mlflow", "wandb")
 OPTIMIZERS = (
     "adamw_torch",
     "adamw_torch_fused",
@@ -261,6 +262,9 @@ class RunConfig:
     eval_fraction: float = 0.1  # held out from `dataset` for evaluation (reward accuracy, eval loss); 0 = none
     save_steps: int = 0  # also save every N steps (0 = only the final checkpoint)
     logging_steps: int = 1
+    report_to: str | list[str] = "auto"  # experiment tracking: auto = tensorboard (event files in output_dir/tensorboard),
+    #   plus mlflow when MLFLOW_TRACKING_URI is set and wandb when WANDB_API_KEY or WANDB_MODE is; or a list of
+    #   tensorboard, mlflow, wandb; or none
     resume_from_checkpoint: str | None = None  # a checkpoint-<step> dir written by an earlier run of this config
 
     # Hardware
@@ -330,6 +334,9 @@ class RunConfig:
         _check(0 <= self.eval_fraction < 1, "eval_fraction", "must be in [0, 1)")
         _check(self.save_steps >= 0, "save_steps", "must be >= 0")
         _check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+        reports = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        _check(isinstance(reports, list) and all(r in REPORTERS for r in reports) and bool(reports), "report_to",
+               f"auto, none, or a list of {', '.join(r for r in REPORTERS if r not in ('auto', 'none'))}")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
         _check(self.distributed in ("ddp", "fsdp"), "distributed", f"must be ddp or fsdp; got {self.distributed!r}")

@@ -52,6 +52,7 @@ from .checkpoints import make_self_contained
 from .config import RunConfig
 from .data import is_messages, prompt_rows, read_jsonl
 from .events import ProgressTimer, Reporter
+from .tracking import Tracker
 
 RewardFn = Callable[..., list[float]]
 
@@ -385,6 +386,7 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
 
     history: list[dict[str, float]] = []
     timer = ProgressTimer()
+    tracker = Tracker(cfg, enabled=accelerator.is_main_process)
     reporter.started("ppo", total)
     t0 = time.monotonic()
     checkpoint_path = None
@@ -404,6 +406,7 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
             reporter.progress(step, total, timer.eta(step, total), epoch=step / n_batches)
             if step % cfg.logging_steps == 0 or step == total:
                 reporter.metrics(step, metrics)
+                tracker.log(step, metrics)
         if step == total or (cfg.save_steps and step % cfg.save_steps == 0):
             checkpoint_path = save(unwrapped, tokenizer, optimizer, scheduler, kl_ctl, step, cfg, accelerator)
             if accelerator.is_main_process:
@@ -411,6 +414,7 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
 
     if checkpoint_path is None:  # resumed at or past the end
         checkpoint_path = save(unwrapped, tokenizer, optimizer, scheduler, kl_ctl, start, cfg, accelerator)
+    tracker.close()
     first, final = (history[0], history[-1]) if history else ({}, {})
     return {
         "method": "ppo",
@@ -425,6 +429,7 @@ def train_ppo(cfg: RunConfig, reporter: Reporter, reward_fn: RewardFn | None = N
         "history": history,
         "runtime_s": round(time.monotonic() - t0, 2),
         "replicas_in_sync": replicas_in_sync(unwrapped),
+        "report_to": tracker.names,
         **run_setup(cfg),
     }
 

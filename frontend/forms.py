@@ -35,6 +35,7 @@ def payload_from_post(mode: str, config: dict, post, display_order: list[int]) -
             payload["strength"] = strength
         criteria = {name: post.get(f"crit_{name}") for name in config.get("criteria", [])}
         payload["criteria"] = {name: value for name, value in criteria.items() if value}
+        _improved_from_post(payload, config, post, default="")
     elif mode == "rating":
         payload = {"overall": _int_or_raw(post.get("overall"))}
         if payload["overall"] is None:
@@ -42,12 +43,21 @@ def payload_from_post(mode: str, config: dict, post, display_order: list[int]) -
         criteria = {name: _int_or_raw(post.get(f"crit_{name}")) for name in config.get("criteria", [])}
         payload["criteria"] = {name: value for name, value in criteria.items() if value is not None}
         payload["flags"] = post.getlist("flags")
+        _improved_from_post(payload, config, post, default="A")
     else:
         payload = {"not_rankable": post.get("not_rankable") == "on", "order": []}
         if not payload["not_rankable"]:
             payload["order"] = order_from_ranks(post, display_order)
     payload["comment"] = comment
     return payload
+
+
+def _improved_from_post(payload: dict, config: dict, post, *, default: str) -> None:
+    """The rater's rewrite of a response ("improve this response"), when the project asks and they wrote one
+    (the box's field is sent only once the rater has opened it)."""
+    text = post.get("improve_text")
+    if config.get("improve") and text is not None and text.strip():
+        payload["improved"] = {"response": post.get("improve_response") or default, "text": text}
 
 
 def order_from_ranks(post, display_order: list[int]) -> list[list[int]]:
@@ -171,6 +181,9 @@ def screen_fields(mode: str, config: dict, prefill: dict, responses: list[dict])
     prefill = prefill if isinstance(prefill, dict) else {}
     chosen_criteria = prefill.get("criteria") if isinstance(prefill.get("criteria"), dict) else {}
     fields: dict = {"comment": prefill.get("comment") or ""}
+    improved = prefill.get("improved") if isinstance(prefill.get("improved"), dict) else {}
+    fields["improve_text"] = improved.get("text") or ""
+    fields["improve_response"] = improved.get("response") or ""
     if mode == "demonstration":
         draft = responses[0] if responses else None
         if "text" in prefill:  # an answer being edited, an autosave, or a refused submission

@@ -24,12 +24,14 @@ STRENGTHS = (
 SUBMIT, SKIP, EDIT_LAST, GUIDELINES, HELP, COMMENT, NOT_RANKABLE, TIE_ABOVE = "enter", "s", "u", "g", "?", "c", "n", "t"
 MOVE_UP, MOVE_DOWN = "arrowup", "arrowdown"
 WRITE, USE_DRAFT, FROM_SCRATCH = "e", "d", "x"  # demonstrations: into the answer box, the model draft, a blank box
+IMPROVE = "i"  # pairwise and rating projects that ask for it: rewrite the better (or the rated) response
 NEW_BATTLE, SUGGEST = "n", "p"  # arena: a new battle once voted, a prompt suggested from the project's own
 
 # The keys rater.js reads (json_script "rater-keys"); the answer keys it finds on the inputs' data-keys.
 JS_KEYS = {"submit": SUBMIT, "skip": SKIP, "edit_last": EDIT_LAST, "guidelines": GUIDELINES, "help": HELP,
            "comment": COMMENT, "not_rankable": NOT_RANKABLE, "tie_above": TIE_ABOVE, "move_up": MOVE_UP,
-           "move_down": MOVE_DOWN, "write": WRITE, "use_draft": USE_DRAFT, "from_scratch": FROM_SCRATCH}
+           "move_down": MOVE_DOWN, "write": WRITE, "use_draft": USE_DRAFT, "from_scratch": FROM_SCRATCH,
+           "improve": IMPROVE}
 
 _SHOWN = {"enter": "Enter", "ctrl": "Ctrl", "arrowup": "↑", "arrowdown": "↓", "tab": "Tab", "esc": "Esc"}
 
@@ -76,11 +78,14 @@ def shortcuts(mode: str, config: dict, *, cards: int | None = None) -> list[dict
     elif mode == "rating":
         scale = int(config.get("scale") or 7)
         add(_range(scale), "Overall score" + (" (0 is 10)" if scale == 10 else ""), "–")
-    elif mode == "demonstration":
+    if mode in ("pairwise", "rating") and config.get("improve"):
+        add([IMPROVE], "Improve the " + ("better" if mode == "pairwise" else "rated")
+            + " response: rewrite it as it should have been (Esc leaves the box)")
+    if mode == "demonstration":
         add([WRITE], "Write in the answer box (Esc leaves it, Ctrl+Enter submits from it)")
         add([USE_DRAFT], "Start again from the model draft (when the item has one)")
         add([FROM_SCRATCH], "Clear the box and write from scratch")
-    else:
+    elif mode == "ranking":
         n = cards or int(config.get("k") or 4)
         add(_range(n), "Select the card with that number" + (" (0 is 10)" if n == 10 else ""), "–")
         add([MOVE_UP, MOVE_DOWN], "Move the selected card up or down")

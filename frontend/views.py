@@ -32,7 +32,12 @@ from . import keys, selectors
 IMPORT_ERRORS_SHOWN = 100  # a refused import lists at most this many problems on the page
 EXPORT_URL = "/api/v1/projects/{id}/export/?kind={kind}&format={fmt}"
 EXPORTS = [("TRL preference", "trl", "jsonl"), ("TRL preference", "trl", "parquet"), ("KTO", "kto", "jsonl"),
+           ("SFT (written answers)", "sft", "jsonl"), ("SFT (written answers)", "sft", "parquet"),
            ("Raw annotations", "raw", "jsonl"), ("Raw annotations", "raw", "csv")]
+# A demonstration project's answers are its data: SFT rows, and its edits over their drafts as trl pairs.
+DEMONSTRATION_EXPORTS = [("SFT (demonstrations)", "sft", "jsonl"), ("SFT (demonstrations)", "sft", "parquet"),
+                         ("Edited over draft (TRL)", "trl", "jsonl"), ("Raw annotations", "raw", "jsonl"),
+                         ("Raw annotations", "raw", "csv")]
 
 
 def page(view):
@@ -282,7 +287,7 @@ def _manage_ctx(project: Project, **extra) -> dict:
         "member_form": f.MemberAddForm(),
         "settings_form": f.ProjectSettingsForm(initial={"guidelines": project.guidelines, "status": project.status}),
         "exports": [{"label": label, "fmt": fmt, "url": EXPORT_URL.format(id=project.pk, kind=kind, fmt=fmt)}
-                    for label, kind, fmt in EXPORTS],
+                    for label, kind, fmt in (DEMONSTRATION_EXPORTS if project.mode == "demonstration" else EXPORTS)],
         **selectors.project_admin_view(project),
     }
     ctx.update(extra)

@@ -68,3 +68,47 @@ def test_demonstrations_by_keyboard_with_autosave(page, live_server, shot):
     assert stored["1-drafted"]["draft"] is not None
     assert stored["2-scratch"] == {"text": "Marmalade.", "draft": None, "comment": ""}
     assert not Autosave.objects.filter(rater=rater).exists()
+
+
+def test_improve_the_better_response_by_keyboard(page, live_server, shot):
+    from tests.factories import make_item
+
+    rater = UserFactory(username="ivy")
+    project = make_project("pairwise", improve=True)
+    first = make_item(project, ["Paris is a city in France.", "Paris."], priority=2)
+    make_item(project, ["Rome is in Italy.", "Rome."], priority=1)
+    add_member(project, rater)
+    login(page, live_server, "ivy")
+    page.goto(f"{live_server.url}/p/{project.slug}/")
+    item = page.locator("#annotate-form").get_attribute("data-item")
+    assert item == str(first.pk)
+    texts = {side: page.locator(f'[data-response="{side}"]').inner_text().strip() for side in ("A", "B")}
+    better = "A" if texts["A"].startswith("Paris is") else "B"
+    page.keyboard.press("i")  # nothing chosen yet: a message, no box
+    assert "Choose A or B first" in page.locator("#form-msg").inner_text()
+    page.keyboard.press("1" if better == "A" else "2")
+    page.keyboard.press("e")  # strength: better
+    page.keyboard.press("i")
+    box = page.locator("#improve-text")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'improve-text'")
+    assert box.input_value() == "Paris is a city in France."
+    page.keyboard.type(" It is the capital of France.")
+    shot(page, "improve-desktop")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("old => document.querySelector('#annotate-form')?.dataset.item !== old", arg=item)
+
+    item = page.locator("#annotate-form").get_attribute("data-item")
+    page.keyboard.press("2")
+    page.keyboard.press("e")
+    page.keyboard.press("i")  # opened, left unchanged: nothing is sent
+    page.keyboard.press("Escape")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#all-done")
+    assert page.js_errors == []
+
+    improved = Annotation.objects.get(rater=rater, item=first).payload
+    chosen = first.item_responses.get(response__text="Paris is a city in France.").response_id
+    assert improved["chosen"] == chosen
+    assert improved["improved"] == {"response": chosen, "text": "Paris is a city in France. It is the capital of France."}
+    other = Annotation.objects.exclude(item=first).get(rater=rater).payload
+    assert "improved" not in other

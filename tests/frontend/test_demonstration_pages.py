@@ -120,3 +120,33 @@ def test_admin_pages_of_a_demonstration_project_show_its_figures(client, admin, 
     assert page.status_code == 200
     html = page.content.decode()
     assert "Demonstrations" in html and 'id="fig-from-draft">1 of 2' in html
+
+
+def test_the_manage_page_offers_the_exports_that_fit_the_mode(client, admin):
+    demo = project_with([{"id": "p", "prompt": "Q?"}])
+    client.force_login(admin)
+    html = client.get(f"/manage/{demo.pk}/").content.decode()
+    assert "kind=sft&amp;format=jsonl" in html and "kind=kto" not in html
+    pairwise = make_project("pairwise")
+    html = client.get(f"/manage/{pairwise.pk}/").content.decode()
+    assert "kind=sft&amp;format=jsonl" in html and "kind=kto" in html
+
+
+def test_an_improvement_is_kept_when_the_rater_edits_their_answer(writer, rater):
+    project = make_project("rating", improve=True)
+    make_item(project, ["Water boils at 90 C."])
+    add_member(project, rater)
+    html = writer.get(f"/p/{project.slug}/").content.decode()
+    assert 'id="improve-text"' in html and "Water boils at 90 C." in html
+    action, key, _ = form(html)
+    writer.post(action, {"overall": "2", "improve_text": "Water boils at 100 C.", "improve_response": "A",
+                         "idempotency_key": key}, **HX)
+    annotation = Annotation.objects.get(rater=rater)
+    assert annotation.payload["improved"]["text"] == "Water boils at 100 C."
+    edit = writer.get(f"/p/{project.slug}/annotations/{annotation.pk}/edit/").content.decode()
+    assert re.search(r'<textarea id="improve-text"[^>]*>Water boils at 100 C.</textarea>', edit)
+    writer.post(f"/p/{project.slug}/annotations/{annotation.pk}/edit/",
+                {"overall": "3", "improve_text": "Water boils at 100 C at sea level.", "improve_response": "A"}, **HX)
+    annotation.refresh_from_db()
+    assert annotation.payload["overall"] == 3
+    assert annotation.payload["improved"]["text"] == "Water boils at 100 C at sea level."

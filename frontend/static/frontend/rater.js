@@ -181,6 +181,41 @@
     box.focus({ preventScroll: true });
   }
 
+  // --- improve this response (pairwise and rating projects that ask for it) ---------------------
+  function improveBox() { return byId("improve-text"); }
+  function improveSide() { var fm = form(); return fm && fm.dataset.mode === "rating" ? "A" : checked("choice"); }
+  function improveDirty(box) { return box.value !== (box.dataset.original || ""); }
+  function fillImprove(side) {
+    var box = improveBox(), resp = byId("improve-response"), raw = byId("raw-" + side);
+    if (!box || !raw) return;
+    box.value = raw.value; box.dataset.original = raw.value; resp.value = side;
+    byId("improve-label").textContent = "Response " + side + ", improved";
+  }
+  function openImprove() {
+    var box = improveBox(); if (!box) return false;
+    var side = improveSide(), resp = byId("improve-response");
+    if (side !== "A" && side !== "B") { message("Choose A or B first: the better response is the one to improve."); return true; }
+    if (box.disabled || (!improveDirty(box) && resp.value !== side)) fillImprove(side);
+    box.disabled = false; resp.disabled = false;
+    byId("improve").open = true;
+    box.focus(); box.setSelectionRange(box.value.length, box.value.length);
+    message(""); say("Improving response " + resp.value);
+    return true;
+  }
+  function improveChoiceChanged() {
+    var box = improveBox(); if (!box || box.disabled) return;
+    var side = improveSide(), resp = byId("improve-response");
+    if (side !== "A" && side !== "B") return;
+    if (!improveDirty(box)) fillImprove(side);
+    else if (side !== resp.value) message("Your rewrite is of response " + resp.value + ": choose " + resp.value + " again, or clear the rewrite.");
+  }
+  function setupImprove() {
+    var box = improveBox(); if (!box) return;
+    var resp = byId("improve-response");
+    if (!box.disabled) { var raw = byId("raw-" + resp.value); box.dataset.original = raw ? raw.value : ""; }
+    byId("improve").addEventListener("toggle", function (e) { if (e.target.open && box.disabled) openImprove(); });
+  }
+
   // --- everything else ------------------------------------------------------------------------
   function setupLease() {
     clearInterval(leaseTimer);
@@ -208,8 +243,9 @@
     setupLease();
     setupRanking();
     setupDemonstration();
+    setupImprove();
     var fm = form();
-    if (fm) fm.addEventListener("change", function (e) { if (e.target.name === "choice") syncStrength(); });
+    if (fm) fm.addEventListener("change", function (e) { if (e.target.name === "choice") { syncStrength(); improveChoiceChanged(); } });
   }
 
   function submitForm() {
@@ -225,6 +261,10 @@
   document.addEventListener("submit", function (e) {
     var input = e.target.querySelector && e.target.querySelector('input[name="time_spent_ms"]');
     if (input) input.value = String(Math.round(performance.now() - started));
+    var box = e.target.querySelector && e.target.querySelector("#improve-text");
+    if (box && !box.disabled && !improveDirty(box)) { // opened but left as it was: nothing to send
+      box.disabled = true; byId("improve-response").disabled = true;
+    }
   }, true);
 
   function openDialog(id) {
@@ -254,12 +294,13 @@
     if (is(key, "edit_last")) { var link = byId("edit-last"); if (link) { link.click(); e.preventDefault(); } return; }
     var fm = form(); if (!fm) return;
     if (is(key, "submit")) {
-      if (tag === "BUTTON" || tag === "A") return; // Enter on a focused button does what it says
+      if (tag === "BUTTON" || tag === "A" || tag === "SUMMARY") return; // Enter on a focused button does what it says
       e.preventDefault(); submitForm(); return;
     }
     if (is(key, "skip")) { var skip = byId("skip-btn"); if (skip) { skip.click(); e.preventDefault(); } return; }
     if (is(key, "comment")) { var box = byId("comment"); if (box) { box.focus(); e.preventDefault(); } return; }
     var mode = fm.dataset.mode;
+    if (is(key, "improve") && improveBox()) { openImprove(); e.preventDefault(); return; }
     var handled = mode === "ranking" ? rankingKey(key, e) : mode === "demonstration" ? demonstrationKey(key) : pressKeyed(key);
     if (handled) e.preventDefault();
   });

@@ -166,7 +166,10 @@ def readme_text() -> str:
         "default scale, `0` for 10); criteria, flags and the comment are reached with `Tab`. Everywhere: "
         f"`{shown(SUBMIT)}` submits and the next item appears without a page reload, `{shown(SKIP)}` skips, "
         f"`{shown(EDIT_LAST)}` edits my last answer, `{shown(COMMENT)}` writes a comment, `{shown(GUIDELINES)}` "
-        f"opens the guidelines, `{shown(HELP)}` lists every shortcut (for the item on screen).",
+        f"opens the guidelines, `{shown(HELP)}` lists every shortcut (for the item on screen). Demonstrations: "
+        f"the answer box has the focus, `Ctrl`+`Enter` submits, `Esc` leaves the box, `{shown(WRITE)}` returns to "
+        f"it, `{shown(USE_DRAFT)}` starts again from the model draft, `{shown(FROM_SCRATCH)}` clears it. Where a "
+        f"project asks, `{shown(IMPROVE)}` opens the better (or the rated) response to rewrite.",
         width=110, break_on_hyphens=False,
     )
 

@@ -203,3 +203,23 @@ def test_sft_trainer_takes_the_sft_export_and_dpo_trainer_the_edits(demos, tmp_p
                      train_dataset=load(path, "jsonl"), processing_class=tokenizer)
     dpo.train()
     assert dpo.state.global_step == 1 and any("loss" in h for h in dpo.state.log_history)
+
+
+def test_dpo_trainer_takes_the_cai_pairs(db, tmp_path, tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    project = make_project("pairwise")
+    verdicts = []
+    for i in range(2):
+        item = make_item(project, [f"First answer {i}.", f"A kinder, revised answer {i}."])
+        first, revised = item.item_responses.order_by("position").values_list("response_id", flat=True)
+        verdicts.append((item.pk, revised, first))
+    cai_verdicts_store(project=project, verdicts=verdicts)
+    path, result = export(project, tmp_path, "jsonl", kind="trl", style="conversational", sources="cai")
+    assert result.row_count == 2
+    dpo = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                     args=_args(DPOConfig, tmp_path / "dpo", max_length=128, beta=0.1),
+                     train_dataset=load(path, "jsonl"), processing_class=AutoTokenizer.from_pretrained(tiny_model))
+    dpo.train()
+    assert dpo.state.global_step == 1

@@ -253,17 +253,18 @@ Use **tie** when they are equally good and **both bad** when you would want neit
 """
 
 
-def _critique_project(prompts_from: Project, created_by) -> Project:
-    """A new pairwise project for a critique-and-revise round's pairs; its raters are those of ``prompts_from``."""
+def _blind_pair_project(*, name: str, guidelines: str, raters_of: Project, created_by) -> Project:
+    """A new blind pairwise project (no strength, ties and "both bad" allowed, one pair per prompt) whose raters
+    are those of ``raters_of``, with its overlap: where a round's pairs go to be judged."""
     project = project_create(
-        name=f"Critique and revise: {prompts_from.name}"[:200], mode="pairwise", guidelines=CRITIQUE_GUIDELINES,
-        config={"overlap": prompts_from.overlap, "blind": True, "strength": False, "criteria": [],
+        name=name[:200], mode="pairwise", guidelines=guidelines,
+        config={"overlap": raters_of.overlap, "blind": True, "strength": False, "criteria": [],
                 "allow_tie": True, "allow_both_bad": True, "max_pairs_per_prompt": 1},
         created_by=created_by,
     )
     Membership.objects.bulk_create(
         [Membership(project=project, user_id=user_id)
-         for user_id in Membership.objects.filter(project=prompts_from).values_list("user_id", flat=True)],
+         for user_id in Membership.objects.filter(project=raters_of).values_list("user_id", flat=True)],
         ignore_conflicts=True,
     )
     return project
@@ -290,26 +291,17 @@ def critique_revise_round_launch(*, source, prompts_from: Project, constitution=
         raise Invalid(f"project '{project.slug}' is a {project.mode} project; a critique-and-revise round puts "
                       "answer and revision side by side in a pairwise one", field="project")
     check_source(source, "source")
-    target = project or _critique_project(prompts_from, created_by)
+    target = project or _blind_pair_project(name=f"Critique and revise: {prompts_from.name}",
+                                            guidelines=CRITIQUE_GUIDELINES, raters_of=prompts_from,
+                                            created_by=created_by)
     return _launch(project=target, prompts_from=prompts_from, sources=[source], params=params,
                    kind=Round.Kind.CRITIQUE_REVISE, queue=queue, created_by=created_by)
 
 
 def _eval_project(project: Project, checkpoint: Checkpoint, baseline, created_by) -> Project:
     label = source_describe(baseline)["label"]
-    eval_project = project_create(
-        name=f"Human evaluation: checkpoint {checkpoint.pk} vs {label}"[:200], mode="pairwise",
-        guidelines=EVAL_GUIDELINES,
-        config={"overlap": project.overlap, "blind": True, "strength": False, "criteria": [],
-                "allow_tie": True, "allow_both_bad": True, "max_pairs_per_prompt": 1},
-        created_by=created_by,
-    )
-    Membership.objects.bulk_create(
-        [Membership(project=eval_project, user_id=user_id)
-         for user_id in Membership.objects.filter(project=project).values_list("user_id", flat=True)],
-        ignore_conflicts=True,
-    )
-    return eval_project
+    return _blind_pair_project(name=f"Human evaluation: checkpoint {checkpoint.pk} vs {label}",
+                               guidelines=EVAL_GUIDELINES, raters_of=project, created_by=created_by)
 
 
 @transaction.atomic

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -90,6 +91,16 @@ def member_set_paused(*, project: Project, user, paused: bool, reason: str = "")
 
 
 # --- the queue -----------------------------------------------------------------------------
+
+
+def queue_shuffle_seed(seed: str) -> None:
+    """Make the queue's display-order shuffles repeatable from here on, in this process and on this database
+    connection (the demo's simulated raters): Python's random for the ORM path, PostgreSQL's setseed for the
+    connection's ps_next_lease."""
+    random.seed(seed)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setseed(%s)", [zlib.crc32(seed.encode()) / 2**32])
 
 
 def _live_leases(now):

@@ -2,8 +2,10 @@
 human evaluation of it (checkpoint vs the tiny base) with simulated answers, all on the built-in tiny model.
 
 The engine runs here, synchronously, through the same job code a worker runs (``training.jobs.run_execute``); if a
-worker happens to take a run first, the step waits for it. Each step looks before it writes, so running seed_demo
-again changes nothing.
+worker happens to take a run first, the step waits for it. With ``--loop-on-worker`` (what ``./dev demo`` does, in
+the background while the app already answers) the runs are left to the worker and the step only waits for them, so
+the dashboard shows them queued, running and done. Each step looks before it writes, so running seed_demo again
+changes nothing; the simulated answers are seeded, so every fresh demo gets the same win-rate.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from django.db import connection
 
 from annotation.errors import Forbidden
 from annotation.models import Response
-from annotation.services import annotation_submit, queue_next
+from annotation.services import annotation_submit, queue_next, queue_shuffle_seed
 
 from .. import jobs, rounds, services
 from ..models import Checkpoint, Round, TrainingRun
@@ -25,14 +27,17 @@ DEMO_PROJECT = "demo-pairwise"
 DPO_CONFIG = {"max_steps": 20, "batch_size": 4, "max_length": 192, "logging_steps": 1, "eval_fraction": 0.1}
 SAMPLING = {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": 40}
 WAIT_S = 600
+WORKER_WAIT_S = 3600  # the worker may have other runs queued before the demo's
+EVAL_SEED = "preference-studio-demo:human-eval"
 
 User = get_user_model()
 
 
-def _execute(run: TrainingRun) -> TrainingRun:
-    """Run a queued run here; if a worker took it first, wait for that worker to finish it."""
-    jobs.run_execute(run_id=run.pk, worker="seed_demo")
-    deadline = time.monotonic() + WAIT_S
+def _execute(run: TrainingRun, on_worker: bool = False) -> TrainingRun:
+    """Run a queued run here (or leave it to the worker); wait until it is finished, whoever runs it."""
+    if not on_worker:
+        jobs.run_execute(run_id=run.pk, worker="seed_demo")
+    deadline = time.monotonic() + (WORKER_WAIT_S if on_worker else WAIT_S)
     run.refresh_from_db()
     while run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -49,7 +54,7 @@ def demo_checkpoint(ctx) -> Checkpoint | None:
         run, _ = services.run_create(method="dpo", base_model=services.base_model_get(name=services.TINY),
                                   project=project, config=dict(DPO_CONFIG), created_by=ctx.users.get("admin"))
         ctx.say(f"loop: training DPO run {run.pk} on the tiny model ...")
-        run = _execute(run)
+        run = _execute(run, ctx.options.get("loop_on_worker", False))
         if run.status != TrainingRun.Status.SUCCEEDED:
             ctx.summary.append(f"The demo DPO run {run.pk} {run.status}: {run.error[:300]}")
             return None
@@ -63,7 +68,7 @@ def _finish_rounds(ctx, pending: list[Round]) -> list[Round]:
     """Run the rounds' generate runs, two at a time (one engine per core), then import them."""
     def execute(run):
         try:
-            return _execute(run)
+            return _execute(run, ctx.options.get("loop_on_worker", False))
         finally:
             connection.close()  # this thread's own connection
 
@@ -126,6 +131,7 @@ def _simulated_choice(rng: random.Random, texts: list[str]) -> str:
 
 
 def _simulate_evaluation(ctx, rnd: Round) -> int:
+    queue_shuffle_seed(EVAL_SEED)  # the order each pair is shown in (the queue's shuffle) decides the close calls
     answered = 0
     for username in ("alice", "bob"):
         user = ctx.users.get(username)

@@ -40,6 +40,7 @@ from annotation.services import (
     member_add,
     project_create,
     queue_next,
+    queue_shuffle_seed,
 )
 from training.demo.arena import ARENA_STEPS
 from training.demo.loop import LOOP_STEPS
@@ -131,6 +132,7 @@ DEMO_PROJECTS = (
 )
 
 GOLD_ITEMS = 6  # pairwise items turned into gold questions
+DEMO_SEED = "preference-studio-demo"
 
 
 @dataclass(frozen=True)
@@ -443,11 +445,22 @@ class Command(BaseCommand):
                             help="Create users, projects and items only.")
         parser.add_argument("--no-loop", dest="loop", action="store_false", default=True,
                             help="Skip the training loop (DPO run, generated round, human evaluation).")
+        parser.add_argument("--loop-only", action="store_true",
+                            help="Only the training loop (the rest must be there: run seed_demo --no-loop first).")
+        parser.add_argument("--loop-on-worker", action="store_true",
+                            help="Leave the loop's runs to a Celery worker and wait for them (./dev demo does this "
+                                 "in the background, so the dashboard shows the loop progressing).")
 
     def handle(self, *args, **options):
+        # The queue shows each rater the responses in a random order, and the simulated raters' close calls depend
+        # on it: a fixed seed gives every fresh demo the same annotations, the same run and the same figures.
+        queue_shuffle_seed(DEMO_SEED)
         password = os.environ.get("PS_DEMO_PASSWORD") or DEFAULT_PASSWORD
         ctx = SeedContext(command=self, options=options, password=password)
-        for step in STEPS:
+        steps = STEPS
+        if options.get("loop_only"):  # the loop needs the users and projects in its context: read, not written
+            steps = [step_users, step_projects, *LOOP_STEPS]
+        for step in steps:
             step(ctx)
         self.report(ctx)
 

@@ -313,12 +313,14 @@ STEPS: list[Callable[[SeedContext], None]] = [
 def _simulate_raters(ctx: SeedContext, project: Project, share: float) -> dict[str, int]:
     """Raters take items from the real queue, in turn, until each has annotated their share."""
     scores = ctx.scores_by_response(project)
-    n_items = Item.objects.filter(project=project, is_gold=False).count()
+    # the demo's own items: rounds the loop generates later join the queue and must not grow the share on a rerun
+    n_items = Item.objects.filter(project=project, is_gold=False, round=DEMO_ROUND).count()
     per_rater = math.ceil(share * n_items * min(project.overlap, len(RATERS)) / len(RATERS))
     remaining, made, rngs = {}, {}, {}
     for username in RATERS:
         user = ctx.users[username]
-        done = Annotation.objects.filter(item__project=project, rater=user, item__is_gold=False).count()
+        done = Annotation.objects.filter(item__project=project, rater=user, item__is_gold=False,
+                                         item__round=DEMO_ROUND).count()
         remaining[username], made[username] = max(per_rater - done, 0), 0
         rngs[username] = random.Random(f"{project.slug}:{username}")
     while any(remaining.values()):

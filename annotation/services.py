@@ -98,9 +98,8 @@ def queue_shuffle_seed(seed: str) -> None:
     connection (the demo's simulated raters): Python's random for the ORM path, PostgreSQL's setseed for the
     connection's ps_next_lease."""
     random.seed(seed)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT setseed(%s)", [zlib.crc32(seed.encode()) / 2**32])
+    if pg.enabled():
+        pg.queue.seed_shuffles(zlib.crc32(seed.encode()) / 2**32)
 
 
 def _live_leases(now):

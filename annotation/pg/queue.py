@@ -53,3 +53,9 @@ def next_lease(*, project_id: int, rater_id: int, gold: bool, other_kind: bool, 
     item.prompt, assignment.item = prompt, item
     assignment.response_texts = dict(zip(row[-3], row[-2]))
     return assignment
+
+
+def seed_shuffles(seed: float) -> None:
+    """Seed this connection's random() (the display order ps_next_lease draws), ``seed`` in [-1, 1]."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(%s)", [seed])

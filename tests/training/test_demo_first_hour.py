@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from annotation.models import Annotation
+from annotation.models import Annotation, Response
 from training.models import Round, TrainingRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +41,14 @@ def test_the_readme_documents_port():
 def demo_annotations() -> list[tuple]:
     """What the simulated raters answered, by content (ids differ between databases)."""
     rows = Annotation.objects.filter(source=Annotation.Source.HUMAN).select_related("item__prompt", "rater")
-    texts = {}
     out = []
     for a in rows:
-        order = [texts.setdefault(rid, rid) for rid in a.display_order]
-        out.append((a.item.project.slug, a.item.prompt.external_id, a.rater.username, len(order),
-                    str(sorted((a.raw_payload or {}).items()))))
+        shown = [Response.objects.get(pk=rid).text for rid in a.display_order]
+        raw = dict(a.raw_payload or {})
+        if "order" in raw:  # a ranking names response ids: put the texts in their place
+            raw["order"] = [[shown[a.display_order.index(rid)] for rid in group] for group in raw["order"]]
+        out.append((a.item.project.slug, a.item.prompt.external_id, a.rater.username, tuple(shown),
+                    str(sorted(raw.items()))))
     return sorted(out)
 
 

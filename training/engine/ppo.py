@@ -12,14 +12,19 @@ each a function read top to bottom in `train_ppo`:
                       minibatches of the clipped policy loss + vf_coef * the clipped value loss
 
 Logits are computed for the response positions only (the decoder's hidden states there, then the vocabulary
-projection), and the reference pass has no value head.
+projection), and the reference pass has no value head. An optimizer step follows every `grad_accum` minibatches,
+on `lr_scheduler` with `warmup_ratio`; `kl_coef` is fixed, or adaptive with `ppo.kl_target`.
+
+Under `accelerate launch` (a run's `gpus` > 1) the loop runs through Accelerate: each rank rolls out its own share
+of the prompts and scores them with its own reward model on its own device, the update's gradients are
+all-reduced (DDP), and rank 0 writes the one checkpoint.
 
 With LoRA/QLoRA the policy, the reference and the value model share ONE frozen base: the reference is the base
 with adapters off (`with policy.disable_adapter():`), and the value head is a small nn.Linear on the policy's last
 hidden state, saved beside the adapter as value_head.safetensors. A full fine-tune loads a frozen reference copy.
 
-A checkpoint dir holds the adapter (or full model), the tokenizer, value_head.safetensors and ppo_state.pt
-(optimizer, step) for resuming.
+A checkpoint dir holds the adapter (or full model), the tokenizer and base_model.json for inference, and
+value_head.safetensors and ppo_state.pt (optimizer, scheduler, step, KL coefficient) for resuming.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ def test_rater_pages_and_swaps_log_no_csp_violation(page, live_server):
 
     page.goto(f"{live_server.url}/p/{pairwise.slug}/")
     item = page.locator("#annotate-form").get_attribute("data-item")
+    # A rater who drags the comment box taller gives it a style attribute; the swap that brings the next item
+    # must not copy it onto the new box (htmx settles style by default: a CSP violation on every submit).
+    page.locator("#comment").evaluate("el => { el.style.height = '120px'; }")
     for key in ("a", "e", "Enter"):  # submit: an htmx swap
         page.keyboard.press(key)
     page.wait_for_selector(f'#annotate-form:not([data-item="{item}"])')

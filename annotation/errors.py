@@ -15,6 +15,9 @@ class ServiceError(Exception):
         self.message = message
         self.field = field
 
+    def __str__(self):
+        return f"{self.field}: {self.message}" if self.field else self.message
+
     def as_dict(self) -> dict:
         data = {"detail": self.message, "code": self.code}
         if self.field:

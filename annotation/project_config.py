@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from django.core.exceptions import ValidationError
+from .errors import Invalid
 
 MODES = ("rating", "pairwise", "ranking", "demonstration", "arena")
 STRENGTHS = ("negligible", "slight", "better", "significant")
@@ -80,7 +80,7 @@ def judgement_mode(mode: str) -> str:
 
 
 def _fail(field: str, message: str):
-    raise ValidationError({f"config.{field}": [message]})
+    raise Invalid(message, field=f"config.{field}")
 
 
 def _int(cfg, field, lo, hi):
@@ -134,8 +134,7 @@ def _arena_sources(cfg) -> None:
 
 
 # Checks that another app adds for a mode, run on a project's full config when it is created or changed: training
-# checks that an arena's sources exist (annotation knows only their shape). Each raises ValidationError naming the
-# field.
+# checks that an arena's sources exist (annotation knows only their shape). Each raises Invalid naming the field.
 _CONFIG_CHECKS: dict[str, list[Callable[[dict], None]]] = {}
 
 
@@ -145,7 +144,7 @@ def register_config_check(mode: str, check: Callable[[dict], None]) -> None:
 
 
 def validate_project_config(mode: str, config: dict | None) -> dict:
-    """Return the full config for ``mode`` (defaults filled in), or raise ValidationError."""
+    """Return the full config for ``mode`` (defaults filled in), or raise Invalid naming the field."""
     cfg = _validate_shape(mode, config)
     for check in _CONFIG_CHECKS.get(mode, []):
         check(cfg)
@@ -154,10 +153,10 @@ def validate_project_config(mode: str, config: dict | None) -> dict:
 
 def _validate_shape(mode: str, config: dict | None) -> dict:
     if mode not in MODES:
-        raise ValidationError({"mode": [f"must be one of {', '.join(MODES)}"]})
+        raise Invalid(f"must be one of {', '.join(MODES)}", field="mode")
     config = config or {}
     if not isinstance(config, dict):
-        raise ValidationError({"config": ["must be an object"]})
+        raise Invalid("must be an object", field="config")
     defaults = {**COMMON_DEFAULTS, **MODE_DEFAULTS[mode]}
     unknown = sorted(set(config) - set(defaults))
     if unknown:

@@ -6,7 +6,6 @@ import zlib
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -40,10 +39,10 @@ def project_create(*, name: str, mode: str, guidelines: str = "", config: dict |
                    slug: str | None = None, created_by=None) -> Project:
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": ["is required"]})
+        raise Invalid("is required", field="name")
     full_config = validate_project_config(mode, config)
     if slug and Project.objects.filter(slug=slug).exists():
-        raise ValidationError({"slug": [f"'{slug}' is taken"]})
+        raise Invalid(f"'{slug}' is taken", field="slug")
     return Project.objects.create(
         name=name, slug=slug or _unique_slug(name), mode=mode, guidelines=guidelines or "",
         config=full_config, created_by=created_by,
@@ -61,7 +60,7 @@ def project_update(*, project: Project, name: str | None = None, guidelines: str
         project.config = validate_project_config(project.mode, {**project.config, **config})
     if status is not None:
         if status not in Project.Status.values:
-            raise ValidationError({"status": [f"must be one of {', '.join(Project.Status.values)}"]})
+            raise Invalid(f"must be one of {', '.join(Project.Status.values)}", field="status")
         project.status = status
     project.save()
     return project
@@ -70,7 +69,7 @@ def project_update(*, project: Project, name: str | None = None, guidelines: str
 def member_add(*, project: Project, username: str) -> Membership:
     user = User.objects.filter(username=username, is_active=True).first()
     if user is None:
-        raise ValidationError({"username": [f"no active user '{username}'"]})
+        raise Invalid(f"no active user '{username}'", field="username")
     membership, _ = Membership.objects.get_or_create(project=project, user=user)
     return membership
 

@@ -86,18 +86,9 @@ def ranks_from_order(order: list[list[int]]) -> dict[int, int]:
     return ranks
 
 
-def error_lines(exc) -> list[str]:
-    """Readable lines that name the field, e.g. 'strength: must be one of ...'."""
-    if isinstance(exc, ServiceError):
-        return [f"{exc.field.removeprefix('payload.')}: {exc.message}" if exc.field else exc.message]
-    if hasattr(exc, "error_dict"):
-        return [
-            f"{field.removeprefix('payload.')}: {message}"
-            for field, errors in exc.error_dict.items()
-            for error in errors
-            for message in error.messages
-        ]
-    return list(exc.messages)
+def error_lines(exc: ServiceError) -> list[str]:
+    """A service error as readable lines that name the field, e.g. 'strength: must be one of ...'."""
+    return [f"{exc.field.removeprefix('payload.')}: {exc.message}" if exc.field else exc.message]
 
 
 class ProjectCreateForm(forms.Form):
@@ -129,12 +120,12 @@ class ProjectCreateForm(forms.Form):
                 self.add_error("config", f"{field}: {message}" if field else message)
         return data
 
-    def add_service_errors(self, exc: ValidationError):
-        """Put a service's field errors (``config.scale``, ``name``...) next to the right field."""
-        for field, message in _flat(exc):
-            target = field.split(".", 1)[0] if field.split(".", 1)[0] in self.fields else None
-            label = f"{field}: " if target == "config" else ""
-            self.add_error(target, f"{label}{message}")
+    def add_service_errors(self, exc: ServiceError):
+        """Put a service's field error (``config.scale``, ``name``...) next to the right field."""
+        field = exc.field or ""
+        target = field.split(".", 1)[0] if field.split(".", 1)[0] in self.fields else None
+        label = f"{field}: " if target == "config" else ""
+        self.add_error(target, f"{label}{exc.message}")
 
 
 class ProjectSettingsForm(forms.Form):
@@ -157,23 +148,9 @@ def config_errors(mode: str, config: dict) -> list[tuple[str | None, str]]:
     for key, value in config.items():
         try:
             validate_project_config(mode, {key: value})
-        except (ValidationError, ServiceError) as exc:
-            errors.extend(_flat(exc))
+        except ServiceError as exc:
+            errors.append((exc.field, exc.message))
     return errors
-
-
-def _flat(exc):
-    if isinstance(exc, ServiceError):
-        yield exc.field, exc.message
-        return
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            for error in errors:
-                for message in error.messages:
-                    yield field, message
-    else:
-        for message in exc.messages:
-            yield None, message
 
 
 def screen_fields(mode: str, config: dict, prefill: dict, responses: list[dict]) -> dict:

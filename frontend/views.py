@@ -9,7 +9,6 @@ import functools
 import uuid
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.templatetags.static import static
 from django.shortcuts import redirect
@@ -20,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotation import services
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project, access_project_by_slug, is_admin
-from annotation.errors import Conflict, Forbidden, ImportFailed, Invalid, NotFound
+from annotation.errors import Conflict, Forbidden, ImportFailed, Invalid, NotFound, ServiceError
 from annotation.importer import import_items
 from annotation.models import Item, Project
 from annotation.selectors import projects_visible_to
@@ -41,7 +40,8 @@ DEMONSTRATION_EXPORTS = [("SFT (demonstrations)", "sft", "jsonl"), ("SFT (demons
 
 
 def page(view):
-    """Login required, and service errors as pages (the Content-Security-Policy is on every response: settings)."""
+    """Login required, and a service error no view answered as a page with its status (the API's, from the same
+    error: 400 bad input, 403, 404, 409). The Content-Security-Policy is on every response (settings)."""
 
     @functools.wraps(view)
     @login_required
@@ -50,6 +50,8 @@ def page(view):
             response = view(request, *args, **kwargs)
         except NotFound as exc:
             raise Http404(exc.message)
+        except ServiceError as exc:
+            return TemplateResponse(request, "frontend/error.html", {"error": exc}, status=exc.status_code)
         return response
 
     return wrapper
@@ -206,7 +208,7 @@ def autosave(request, slug, item_id):
     try:
         saved = autosave_store(rater=request.user, item_id=item.pk,
                                payload=f.payload_from_post(project.mode, project.config, request.POST, order))
-    except (ValidationError, Invalid) as exc:
+    except Invalid as exc:
         return TemplateResponse(request, "frontend/_autosave.html", {"error": "; ".join(f.error_lines(exc))},
                                 status=422)
     except Conflict as exc:
@@ -270,7 +272,7 @@ def manage_projects(request):
     if request.method == "POST" and form.is_valid():
         try:
             project = services.project_create(**form.cleaned_data, created_by=request.user)
-        except ValidationError as exc:
+        except Invalid as exc:
             form.add_service_errors(exc)
         else:
             return redirect("manage-project", project_id=project.pk)
@@ -338,7 +340,7 @@ def manage_member_add(request, project_id):
     if form.is_valid():
         try:
             services.member_add(project=project, username=form.cleaned_data["username"].strip())
-        except ValidationError as exc:
+        except Invalid as exc:
             form.add_error("username", f.error_lines(exc)[0].removeprefix("username: "))
     if form.errors:
         return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project, member_form=form),
@@ -370,7 +372,7 @@ def manage_settings(request, project_id):
     if form.is_valid():
         try:
             services.project_update(project=project, **form.cleaned_data)
-        except ValidationError as exc:
+        except Invalid as exc:
             form.add_error(None, "; ".join(f.error_lines(exc)))
     if form.errors:
         return TemplateResponse(request, "frontend/manage_project.html", _manage_ctx(project, settings_form=form),

@@ -169,3 +169,20 @@ def test_function_level_imports_are_seen():
     assert inner, "expected at least one function-level import somewhere (e.g. a lazy heavy library)"
     module = inner[0]
     assert imports_of(module)
+
+
+def test_services_raise_one_error_type():
+    """Annotation and training raise ``annotation.errors.ServiceError`` (``Invalid`` for bad input, naming its
+    field), never Django's ValidationError: callers catch one type, and one mapping answers it (API and pages).
+    Model field validators are the exception: Django's own validation calls them."""
+    raised = []
+    for module, path in MODULES.items():
+        if not (_within(module, "annotation") or _within(module, "training")) or ".migrations." in module:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                call = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                # a bare ValidationError is Django's here; DRF's is written serializers.ValidationError (a field's)
+                if getattr(call, "id", "") == "ValidationError" and not module.endswith(".models"):
+                    raised.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not raised, "Django ValidationError raised by a service (raise Invalid naming the field):\n" + "\n".join(raised)

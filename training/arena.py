@@ -31,7 +31,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -101,14 +100,14 @@ def _source_problem(source: Source) -> str | None:
 
 
 def sources_check(config: dict) -> None:
-    """That every source of an arena's (shape-checked) config exists and writes text: ValidationError naming the
+    """That every source of an arena's (shape-checked) config exists and writes text: Invalid naming the
     source otherwise. Registered with annotation's config checks (training.apps), so creating or changing an arena
     runs it."""
     for i, entry in enumerate(config["sources"]):
         source = Source.of(entry)
         problem = _source_problem(source)
         if problem:
-            raise ValidationError({f"config.sources[{i}].{source.kind}": [problem]})
+            raise Invalid(problem, field=f"config.sources[{i}].{source.kind}")
 
 
 

@@ -1,6 +1,6 @@
-"""Turn service errors and Django validation errors into clear JSON (never a 500 for bad input), and a database
-that is away into a 503 to try again."""
-from django.core.exceptions import ValidationError as DjangoValidationError
+"""The one mapping of errors to HTTP answers: a service error (``annotation.errors``: bad input, not found,
+forbidden, conflict) is answered with its status and a JSON body naming the field, never a 500; a database that
+is away is a 503 to try again. The pages use the same statuses (``frontend.views.page``)."""
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -10,20 +10,12 @@ DATABASE_AWAY_BODY = {"detail": "The database is not answering (a restart?); try
                       "code": "database_unavailable"}
 
 
-def validation_errors(exc: DjangoValidationError) -> dict:
-    if hasattr(exc, "error_dict"):
-        return {field: [m for e in errors for m in e.messages] for field, errors in exc.error_dict.items()}
-    return {"non_field_errors": exc.messages}
-
-
 def error_body(exc) -> tuple[dict, int] | None:
     """The answer for an error the services raise: (body, status); None for anything else."""
     if isinstance(exc, ImportFailed):
         return {"detail": exc.message, "errors": [e.as_dict() for e in exc.errors]}, 400
     if isinstance(exc, ServiceError):
         return exc.as_dict(), exc.status_code
-    if isinstance(exc, DjangoValidationError):
-        return {"detail": "Invalid input.", "errors": validation_errors(exc)}, 400
     if isinstance(exc, DATABASE_AWAY):
         return DATABASE_AWAY_BODY, 503
     return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
 
 from annotation.errors import ServiceError
 from annotation.models import Annotation, Project
@@ -344,12 +343,8 @@ def form_errors(form) -> str:
     return "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
 
 
-def flat_errors(exc: ValidationError | ServiceError) -> list[str]:
-    if isinstance(exc, ServiceError):
-        return [f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message]
-    if hasattr(exc, "error_dict"):
-        return [f"{f}: {m}" for f, errs in exc.error_dict.items() for e in errs for m in e.messages]
-    return list(exc.messages)
+def flat_errors(exc: ServiceError) -> list[str]:
+    return [f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message]
 
 
 ROUND_FIELDS = {"sources[0]": "source", "sources[1]": "versus", "sources": "versus", "baseline": "baseline",

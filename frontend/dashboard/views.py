@@ -11,7 +11,6 @@ import uuid
 
 from django.contrib import messages
 from django.http import FileResponse, Http404
-from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -113,7 +112,7 @@ def quality_active_learning(request, project_id):
             messages.info(request, f"Priorities reset on {active_learning_clear(project=project)} open items.")
         else:
             messages.error(request, "action: must be on, off, score or reset")
-    except (ServiceError, ValidationError) as exc:
+    except ServiceError as exc:
         messages.error(request, "Active learning: " + "; ".join(f.flat_errors(exc)))
     return _back_to_quality(project)
 

@@ -15,6 +15,7 @@ from django.utils.text import slugify
 from . import pg
 from .access import access_item, access_item_to_submit, access_own_annotation
 from .errors import Conflict, Forbidden, Invalid, NotFound
+from .gold import gold_check_rater
 from .models import Annotation, Assignment, Item, ItemResponse, Membership, Project, Prompt, Response
 from .payloads import gold_correct, resolve_payload
 from .project_config import validate_project_config
@@ -249,7 +250,6 @@ def _is_live(assignment: Assignment | None, now) -> bool:
 
 
 def _check_gold_after_commit(project: Project, rater) -> None:
-    from .gold import gold_check_rater  # noqa: PLC0415 - import cycle
     transaction.on_commit(lambda: gold_check_rater(project_id=project.pk, rater_id=rater.pk))
 
 

@@ -28,9 +28,9 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
-from . import pg
+from . import boundary, pg
 from .bulk import bulk_insert
-from .errors import ImportFailed, RowError
+from .errors import ImportFailed, Invalid, RowError
 from .memory import gc_paused
 from .models import Annotation, Item, ItemResponse, Project, Prompt, Response
 from .payloads import imported_payload
@@ -140,6 +140,10 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise RowInvalid(None, f"bad JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}") from None
+            except RecursionError:
+                raise RowInvalid(None, f"bad JSON: nested more than {boundary.MAX_DEPTH} levels deep") from None
+            except ValueError as exc:  # an integer of more than 4,300 digits
+                raise RowInvalid(None, f"bad JSON: {exc}") from None
             yield line_no, row
         except RowInvalid as exc:
             yield line_no, exc
@@ -173,7 +177,14 @@ def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
         return
     header = [h.strip().lstrip("\ufeff") for h in header]
     start = reader.line_num + 1
-    for values in reader:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field longer than the reader's limit (131,072 characters): stop here
+            yield start, RowInvalid(None, f"not readable as CSV: {exc}")
+            return
         line_no, start = start, reader.line_num + 1
         bad = [bad_lines.pop(n) for n in range(line_no, reader.line_num + 1) if n in bad_lines]
         if bad:
@@ -195,7 +206,11 @@ def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
                     try:
                         value = json.loads(value)
                     except json.JSONDecodeError as exc:
-                        raise RowInvalid(name, f"bad JSON: {exc.msg}") from None
+                        raise RowInvalid(name, f"bad JSON: {exc.msg} at column {exc.colno} of the field") from None
+                    except RecursionError:
+                        raise RowInvalid(name, f"bad JSON: nested more than {boundary.MAX_DEPTH} levels deep") from None
+                    except ValueError as exc:  # an integer of more than 4,300 digits
+                        raise RowInvalid(name, f"bad JSON: {exc}") from None
                 row[name] = value
         except RowInvalid as exc:
             yield line_no, exc
@@ -220,8 +235,16 @@ def read_parquet(stream: IO[bytes], batch_size: int = 4096) -> Iterator[tuple[in
         yield 1, RowInvalid(None, f"not a readable Parquet file: {exc}")
         return
     row_no = 0
-    for batch in parquet.iter_batches(batch_size=batch_size):
-        for row in batch.to_pylist():
+    batches = parquet.iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            rows = next(batches).to_pylist()
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - a damaged row group, or values Python cannot hold
+            yield row_no + 1, RowInvalid(None, f"not readable from the Parquet file: {exc}")
+            return
+        for row in rows:
             row_no += 1
             yield row_no, row
 
@@ -237,11 +260,15 @@ def _text(value, field_name: str, max_chars: int, *, allow_empty: bool = False) 
         raise RowInvalid(field_name, f"must be a string, got {type(value).__name__}")
     if not allow_empty and (not value or value.isspace()):
         raise RowInvalid(field_name, "is empty")
-    if len(value) > max_chars:
-        raise RowInvalid(field_name, f"is {len(value)} characters; the limit is {max_chars}")
-    if "\x00" in value:
-        raise RowInvalid(field_name, "holds a NUL character, which the database cannot store")
-    return value
+    return _boundary(value, field_name, max_chars)
+
+
+def _boundary(value, field_name: str | None, max_chars: int | None = None, *, depth: int = boundary.MAX_DEPTH):
+    """``value`` through the text boundary (``annotation.boundary.check``), its problems named as row fields."""
+    try:
+        return boundary.check(value, field_name or "", max_chars=max_chars, max_depth=depth)
+    except Invalid as exc:
+        raise RowInvalid(exc.field, exc.message) from None
 
 
 def _messages(value, field_name: str, max_chars: int) -> list[dict]:
@@ -282,9 +309,7 @@ def _response(value, max_chars: int) -> ParsedResponse:
         raise RowInvalid(unknown, "unknown field (allowed: text, model, params)")
     if "text" not in value:
         raise RowInvalid("text", "is required")
-    model = value.get("model") or ""
-    if not isinstance(model, str) or len(model) > 255:
-        raise RowInvalid("model", "must be a string of at most 255 characters")
+    model = _model_name(value.get("model"), "model")
     params = value.get("params") or {}
     if params or not isinstance(params, dict):
         _json_object(params, "params")
@@ -292,7 +317,7 @@ def _response(value, max_chars: int) -> ParsedResponse:
 
 
 def _json_object(value, field_name: str) -> dict:
-    """An object to store as JSON: PostgreSQL's JSON has no NaN or Infinity, and only JSON's own types."""
+    """An object to store as JSON: only JSON's own types, finite numbers, text that passes the boundary."""
     if not isinstance(value, dict):
         raise RowInvalid(field_name, "must be an object")
     if value:
@@ -302,7 +327,24 @@ def _json_object(value, field_name: str) -> dict:
             raise RowInvalid(field_name, "holds NaN or Infinity, which JSON cannot store") from None
         except TypeError as exc:
             raise RowInvalid(field_name, f"is not JSON: {exc}") from None
+        except RecursionError:
+            raise RowInvalid(field_name, f"is nested more than {boundary.MAX_DEPTH} levels deep") from None
+        _boundary(value, field_name)
     return value
+
+
+MAX_NAME_CHARS = 255  # model names and ids: the columns' length
+
+
+def _model_name(value, field_name: str) -> str:
+    """A model's name: a string (a number is taken as its text) of at most 255 characters, or nothing."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise RowInvalid(field_name, f"must be a string, got {type(value).__name__}")
+    return _boundary(value, field_name, MAX_NAME_CHARS)
 
 
 def _row_hash(messages, responses) -> str:
@@ -339,8 +381,10 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
         if row.get("rejected") is None:
             raise RowInvalid("rejected", "is required with 'chosen'")
         responses = [
-            ParsedResponse(_completion(row["chosen"], "chosen", max_chars), str(row.get("chosen_model") or "")),
-            ParsedResponse(_completion(row["rejected"], "rejected", max_chars), str(row.get("rejected_model") or "")),
+            ParsedResponse(_completion(row["chosen"], "chosen", max_chars),
+                           _model_name(row.get("chosen_model"), "chosen_model")),
+            ParsedResponse(_completion(row["rejected"], "rejected", max_chars),
+                           _model_name(row.get("rejected_model"), "rejected_model")),
         ]
         preferred = 0
     elif mode == "demonstration" and row.get("responses") is None:
@@ -366,11 +410,9 @@ def parse_row(line: int, row, mode: str, *, max_chars: int | None = None) -> Par
     if raw_id is None or raw_id == "":
         external_id = _row_hash(messages, responses)
     elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
-        external_id = str(raw_id)
-        if len(external_id) > 255:
-            raise RowInvalid("id", "must be at most 255 characters")
-        if "\x00" in external_id:
-            raise RowInvalid("id", "holds a NUL character, which the database cannot store")
+        if isinstance(raw_id, int) and (raw_id >= 10**MAX_NAME_CHARS or raw_id <= -10**(MAX_NAME_CHARS - 1)):
+            raise RowInvalid("id", f"must be at most {MAX_NAME_CHARS} characters")
+        external_id = _boundary(str(raw_id), "id", MAX_NAME_CHARS)
     else:
         raise RowInvalid("id", f"must be a string or an integer, got {type(raw_id).__name__}")
     return ParsedRow(line, external_id, messages, metadata, responses, preferred)
@@ -513,6 +555,10 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
     fmt = format_from_name(filename)
     if not isinstance(stream, io.IOBase) and not hasattr(stream, "read"):
         raise TypeError("stream must be a binary file object")
+    try:
+        boundary.check_text(round_name or "", "round", max_chars=Prompt._meta.get_field("round").max_length)
+    except Invalid as exc:
+        raise ImportFailed([RowError(None, exc.field, exc.message)]) from None
     result = ImportResult()
     errors: list[RowError] = []
     batch_size = settings.PS_IMPORT_BATCH_SIZE

@@ -17,8 +17,9 @@ from typing import IO
 
 from django.db import transaction
 
+from . import boundary
 from .bulk import bulk_insert
-from .errors import ImportFailed, RowError
+from .errors import ImportFailed, Invalid, RowError
 from .importer import ImportResult, import_items
 from .models import Annotation, Item, ItemResponse, Project
 
@@ -91,9 +92,11 @@ def import_label_studio(*, project: Project, stream: IO[bytes], round_name: str 
     if project.mode != "pairwise":
         _fail_file("a Label Studio pairwise export needs a pairwise project")
     try:
-        tasks = json.load(stream)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        tasks = boundary.loads(stream.read())
+    except boundary.JSONError as exc:
         _fail_file(f"not a Label Studio JSON export: {exc}")
+    except Invalid as exc:  # text that may not enter, with where it is (e.g. "[3].data.prompt")
+        raise ImportFailed([RowError(None, exc.field or "file", exc.message)]) from None
     if not isinstance(tasks, list):
         _fail_file("a Label Studio JSON export is a list of tasks")
     rows, judgements, errors = [], {}, []
@@ -203,7 +206,10 @@ def import_hf_preferences(*, project: Project, stream: IO[bytes], filename: str,
                 errors.append(RowError(line, row.field, row.message))
                 continue
             value = normalise_preference_row(row) if isinstance(row, dict) else row
-            spool.write(json.dumps(value, ensure_ascii=False, default=str).encode() + b"\n")
+            try:
+                spool.write(json.dumps(value, ensure_ascii=False, default=str).encode() + b"\n")
+            except (RecursionError, ValueError) as exc:
+                errors.append(RowError(line, None, f"not storable as JSON: {type(exc).__name__}"))
         if errors:
             raise ImportFailed(errors[:MAX_ERRORS])
         spool.seek(0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from .access import is_admin
 from .models import Annotation, Assignment, Item, Membership, Project, Response
@@ -29,12 +30,29 @@ def assignment_view(assignment: Assignment) -> dict:
     texts = getattr(assignment, "response_texts", None) or dict(
         Response.objects.filter(pk__in=assignment.display_order).values_list("pk", "text")
     )
+    preview = assignment.pk is None  # from ``queue_preview``: no lease
     return {
         "id": item.pk,
         "prompt": {"messages": item.prompt.messages},
         "responses": [{"id": rid, "text": texts[rid]} for rid in assignment.display_order],
-        "lease_expires_at": assignment.expires_at,
+        "lease_expires_at": None if preview else assignment.expires_at,
+        **({"preview": True} if preview else {}),
     }
+
+
+def queue_preview(*, project: Project) -> Assignment | None:
+    """What the queue serves next, without leasing it: for admins who are not members (they look, they do not
+    take raters' places) and for HEAD. The best open item (priority first, gold items last) in canonical order,
+    as an unsaved assignment that expires now; None when nothing is open."""
+    if project.status != Project.Status.ACTIVE or project.mode == Project.Mode.ARENA:
+        return None
+    item = (Item.objects.filter(project=project, is_complete=False).select_related("prompt")
+            .order_by("is_gold", "-priority", "id").first())
+    if item is None:
+        return None
+    now = timezone.now()
+    return Assignment(item=item, project=project, display_order=list(item.item_responses.values_list(
+        "response_id", flat=True)), is_gold=item.is_gold, leased_at=now, expires_at=now)
 
 
 def item_admin_view(item: Item) -> dict:

@@ -58,6 +58,8 @@ def project_update(*, project: Project, name: str | None = None, guidelines: str
     if guidelines is not None:
         project.guidelines = guidelines
     if config is not None:
+        if not isinstance(config, dict):
+            raise Invalid("must be an object of options (the ones to change)", field="config")
         project.config = validate_project_config(project.mode, {**project.config, **config})
     if status is not None:
         if status not in Project.Status.values:
@@ -86,7 +88,10 @@ def member_set_paused(*, project: Project, user, paused: bool, reason: str = "")
     membership.is_paused, membership.paused_reason = paused, (reason if paused else "")
     if not paused:
         membership.gold_since = timezone.now()  # a lifted pause starts a fresh gold count
-    membership.save(update_fields=["is_paused", "paused_reason", "gold_since"])
+    changed = Membership.objects.filter(pk=membership.pk).update(
+        is_paused=membership.is_paused, paused_reason=membership.paused_reason, gold_since=membership.gold_since)
+    if not changed:  # removed meanwhile
+        raise NotFound("Not a member of this project.")
     return membership
 
 

@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",  # one policy on every response: pages, login, admin, API docs, errors
     "axes.middleware.AxesMiddleware",  # a locked-out login gets the lockout page
+    # Paths, query strings and form fields pass the text boundary before a view reads them (its refusals
+    # still get the headers of the middleware above).
+    "annotation.api.boundary.TextBoundaryMiddleware",
     # Last, so every middleware above still runs: next item and submit for token clients, without DRF.
     "annotation.api.hotpath.RaterHotPathMiddleware",
 ]
@@ -165,6 +168,12 @@ CONTENT_SECURITY_POLICY = {
 }
 
 REST_FRAMEWORK = {
+    # DRF's parsers, with every body through the text boundary (annotation.boundary)
+    "DEFAULT_PARSER_CLASSES": [
+        "annotation.api.boundary.JSONParser",
+        "annotation.api.boundary.FormParser",
+        "annotation.api.boundary.MultiPartParser",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "annotation.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -192,6 +201,8 @@ PS_DATA_DIR = Path(env("PS_DATA_DIR", default=str(VAR_DIR / "data")))
 PS_LEASE_SECONDS = env.int("PS_LEASE_SECONDS", default=600)
 PS_MAX_TEXT_CHARS = env.int("PS_MAX_TEXT_CHARS", default=100_000)
 PS_IMPORT_BATCH_SIZE = env.int("PS_IMPORT_BATCH_SIZE", default=2000)
+# The largest file one import takes (bytes): an upload over it is refused with a 413 before it is read.
+PS_IMPORT_MAX_BYTES = env.int("PS_IMPORT_MAX_BYTES", default=256 * 1024 * 1024)
 # How long a web process may reuse an API token's user without asking the database (0: never). A deleted
 # token or a deactivated user stops working in the process that made the change at once, elsewhere
 # within this many seconds.

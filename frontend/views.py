@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from annotation import selectors as annotation_selectors
 from annotation import services
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project, access_project_by_slug, is_admin
@@ -94,11 +95,17 @@ def _stage(request, project: Project, *, notice: str = "") -> dict:
     """The context of the stage: the rater's current item (leased now if needed), or done / paused."""
     ctx = {"project": project, "notice": notice, "mode": project.mode, "config": project.config,
            "session_count": request.session.get(_count_key(project), 0)}
+    preview = project.membership is None or request.method == "HEAD"  # a non-member admin looks; HEAD too
     try:
-        assignment = services.queue_next(rater=request.user, project=project)
+        if preview:
+            assignment = annotation_selectors.queue_preview(project=project)
+        else:
+            assignment = services.queue_next(rater=request.user, project=project)
     except Forbidden as exc:
         ctx["paused"] = exc.message
         return ctx
+    if preview and assignment is not None and not ctx["notice"]:
+        ctx["notice"] = "A preview: you are not a member of this project, so no item is leased to you."
     ctx["last_annotation"] = selectors.last_editable_annotation(request.user, project)
     if assignment is None:
         ctx["done"] = True

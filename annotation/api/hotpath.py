@@ -16,7 +16,6 @@ answers.
 """
 from __future__ import annotations
 
-import json
 import re
 
 from django.conf import settings
@@ -24,6 +23,7 @@ from django.http import HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
 
+from annotation import boundary
 from annotation.api.authentication import TokenAuthentication
 from annotation.api.errors import error_body
 from annotation.api.negotiation import JSON_ACCEPTS
@@ -54,7 +54,10 @@ class RaterHotPathMiddleware:
         read = _submission_body(request)
         if read is None:
             return self.get_response(request)
-        return _answer(route, _submit, user, match[1], read[0])
+        try:
+            return _answer(route, _submit, user, match[1], read[0])
+        except _NotJSON:
+            return self.get_response(request)
 
 
 def _plain_json_call(request) -> bool:
@@ -79,8 +82,8 @@ def _token_user(request):
 
 
 def _submission_body(request):
-    """The body of a JSON submission, in a 1-tuple (JSON's null is a body too); None sends anything else (a
-    form, bad UTF-8 or JSON, NaN or Infinity, too large a body) to DRF, whose parsers answer it."""
+    """The body of a JSON submission, in a 1-tuple; None sends anything else (a form, too large a body) to DRF,
+    whose parsers answer it."""
     meta = request.META
     if meta.get("CONTENT_TYPE", "").lower() not in _JSON_BODIES:
         return None
@@ -90,19 +93,22 @@ def _submission_body(request):
         return None
     if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         return None
+    return (request.body,)
+
+
+def _submit(user, item_id, body: bytes):
+    """What SubmitView does with the body: the text boundary's JSON (as its parser reads it), then the one
+    submission parser, then the service. A body that is not JSON goes to DRF (``NotJSON``), whose parser
+    names the problem."""
     try:
-        return (json.loads(request.body.decode(), parse_constant=_refuse),)
-    except ValueError:
-        return None
+        data = boundary.loads(body)
+    except boundary.JSONError:
+        raise _NotJSON from None
+    return submit_annotation(user, item_id, parse_submission(data))
 
 
-def _submit(user, item_id, body):
-    """What SubmitView does with a body its JSON parser read: the one parser, then the service."""
-    return submit_annotation(user, item_id, parse_submission(body))
-
-
-def _refuse(constant):
-    raise ValueError(f"{constant} is not valid JSON")
+class _NotJSON(Exception):
+    pass
 
 
 def _answer(route, call, *args) -> HttpResponse:

@@ -5,7 +5,7 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, MultiPartParser
+from annotation.api.boundary import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from annotation import selectors, services
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project
-from annotation.errors import NotFound
+from annotation.errors import Invalid, NotFound
 from annotation.importer import import_items
 from annotation.models import Annotation, Membership
 from annotation.quality import cached_project_quality, judge_agreement
@@ -37,7 +37,10 @@ def _valid(serializer_class, data):
 def next_item(user, project_id) -> tuple[dict | None, int]:
     """The rater's current or next item as served (200), or nothing left (204)."""
     project = access_project(user, project_id)
-    assignment = services.queue_next(rater=user, project=project)
+    if project.membership is None:  # an admin who is not a member: a look at the next item, no lease
+        assignment = selectors.queue_preview(project=project)
+    else:
+        assignment = services.queue_next(rater=user, project=project)
     if assignment is None:
         return None, status.HTTP_204_NO_CONTENT
     return {"item": selectors.assignment_view(assignment)}, status.HTTP_200_OK
@@ -134,6 +137,14 @@ class NextItemView(APIView):
         data, code = next_item(request.user, project_id)
         return Response(data, status=code)
 
+    @extend_schema(responses={200: OpenApiResponse(description="Something is open."),
+                              204: OpenApiResponse(description="Nothing is open.")})
+    def head(self, request, project_id):
+        """Whether the project has an open item; never leases one."""
+        project = access_project(request.user, project_id)
+        opened = selectors.queue_preview(project=project) is not None
+        return Response(status=status.HTTP_200_OK if opened else status.HTTP_204_NO_CONTENT)
+
 
 class SubmitView(APIView):
     @extend_schema(request=s.SubmitSerializer, responses={201: s.AnnotationSerializer, 200: s.AnnotationSerializer})
@@ -204,7 +215,14 @@ class GoldFromImportedView(APIView):
     @extend_schema(request=None, responses={200: OpenApiResponse(description='{"gold_items": n}')})
     def post(self, request, project_id):
         project = access_project(request.user, project_id, admin=True)
-        limit = int(request.data.get("limit", 50)) if str(request.data.get("limit", 50)).isdigit() else 50
+        data = request.data  # {} without a body
+        if not isinstance(data, dict):
+            raise Invalid("the body must be an object, e.g. {\"limit\": 50}, or nothing")
+        limit = data.get("limit", 50)
+        if isinstance(limit, str) and limit.strip().isdigit() and len(limit.strip()) <= 6:
+            limit = int(limit)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise Invalid("must be a whole number from 1 to 10000", field="limit")
         return Response({"gold_items": services.gold_from_imported(project=project, limit=limit)})
 
 

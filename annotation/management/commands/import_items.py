@@ -1,10 +1,12 @@
 """python manage.py import_items --project SLUG FILE [--round NAME]"""
 import os
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from tqdm import tqdm
 
-from annotation.errors import ImportFailed
+from annotation.errors import ImportFailed, ServiceError
 from annotation.importer import import_items
 from annotation.models import Project
 
@@ -25,6 +27,9 @@ class Command(BaseCommand):
         path = opts["file"]
         if not os.path.isfile(path):
             raise CommandError(f"No such file: {path}")
+        if os.path.getsize(path) > settings.PS_IMPORT_MAX_BYTES:
+            raise CommandError(f"{path} is {os.path.getsize(path)} bytes; an import takes at most "
+                               f"{settings.PS_IMPORT_MAX_BYTES} (PS_IMPORT_MAX_BYTES). Nothing was imported.")
         bar = tqdm(unit=" rows", disable=opts["no_progress"] or not self.stdout.isatty(), desc="import")
         try:
             with open(path, "rb") as stream:
@@ -33,7 +38,14 @@ class Command(BaseCommand):
         except ImportFailed as exc:
             bar.close()
             lines = [f"{path}: {err}" for err in exc.errors]
-            raise CommandError("Nothing was imported.\n" + "\n".join(lines))
+            raise CommandError("Nothing was imported.\n" + "\n".join(lines)) from None
+        except ServiceError as exc:
+            bar.close()
+            raise CommandError(f"{path}: {exc.as_dict()['detail']}. Nothing was imported.") from None
+        except (OSError, DatabaseError) as exc:  # the file went away, or the database refused (nothing stored)
+            bar.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CommandError(f"{path}: {first}. Nothing was imported.") from None
         bar.close()
         r = result
         self.stdout.write(

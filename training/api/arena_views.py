@@ -18,7 +18,7 @@ from .views import AdminView, _valid
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    code = serializers.CharField()
+    code = serializers.CharField(required=False, help_text="Ours: invalid, not_found, forbidden, conflict... (DRF's own refusals have none).")
     field = serializers.CharField(required=False, help_text="The input at fault.")
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
 

@@ -4,6 +4,8 @@ Admins only (raters get 403, strangers 404 from the access helpers); views stay 
 """
 from __future__ import annotations
 
+from drf_spectacular.plumbing import build_array_type, build_basic_type
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -219,7 +221,7 @@ class HumanEvalView(AdminView):
 
 
 class JudgeView(AdminView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: build_array_type(build_basic_type(OpenApiTypes.OBJECT))})
     def get(self, request, project_id):
         return Response(judge_agreement(access_project(request.user, project_id, admin=True)))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -41,8 +41,19 @@ class BaseModelListView(AdminView):
         return Response(s.BaseModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
+class RunPageSerializer(serializers.Serializer):
+    """A page of runs, as LimitOffsetPagination answers (?limit=&offset=)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = s.RunListSerializer(many=True)
+
+
 class RunListView(AdminView):
-    @extend_schema(responses=s.RunListSerializer(many=True))
+    @extend_schema(responses=RunPageSerializer, parameters=[
+        OpenApiParameter("limit", int), OpenApiParameter("offset", int), OpenApiParameter("status", str),
+        OpenApiParameter("method", str), OpenApiParameter("project", int)])
     def get(self, request):
         runs = selectors.runs_list(
             status=request.query_params.get("status"),

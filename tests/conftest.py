@@ -23,6 +23,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache: on SQLite a rolled-back test's ids come back in the next test, and
+    a report cached under them (the quality report's key is its project's id and annotation state) would too."""
+    yield
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_run_directories():
     """Run ids restart with each fresh test database: directories of an earlier session's runs are not ours."""

@@ -174,8 +174,11 @@ def save_hf_dataset(rows: Iterable[dict], schema: pa.Schema, path: str | os.Path
     try:
         parquet = work / "rows.parquet"
         write_file(rows, "parquet", schema, parquet)
-        dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(work / "cache"),
-                                                features=datasets.Features.from_arrow_schema(schema))
+        features = datasets.Features.from_arrow_schema(schema)
+        if pq.ParquetFile(parquet).metadata.num_rows:
+            dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(work / "cache"), features=features)
+        else:  # from_parquet finds no data to read in an empty file: the same columns, no rows
+            dataset = datasets.Dataset.from_dict({name: [] for name in schema.names}, features=features)
         dataset.save_to_disk(str(work / "dataset"))
         os.replace(work / "dataset", path)
     finally:

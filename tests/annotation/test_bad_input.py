@@ -281,3 +281,12 @@ def _file(data: bytes, name: str):
     f = io.BytesIO(data)
     f.name = name
     return f
+
+
+def test_an_hf_snapshot_of_a_project_with_no_annotations_is_refused_by_name(world):
+    for fmt in ("hf", "jsonl", "parquet"):
+        r = world["admin"].post("/api/v1/snapshots/", {"project": world["project"].pk, "kind": "trl", "format": fmt},
+                                format="json")
+        refused(r, "nothing to freeze")
+    r = world["admin"].post("/api/v1/snapshots/", {"project": int("9" * 30), "kind": "trl"}, format="json")
+    refused(r, statuses=(400, 404))

@@ -1,11 +1,14 @@
 """Shared set-up for benchmarks: a dedicated PostgreSQL database, Django configured against it."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,3 +94,27 @@ def write_result(name: str, data: dict) -> Path:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, {os.uname().machine}, {os.uname().sysname}"
+
+
+@contextmanager
+def gunicorn(env: dict, port: int, *, code: Path = ROOT, workers: int = 2, worker_class: str = "gthread",
+             threads: int = 8):
+    """A gunicorn serving the code of the tree ``code`` on 127.0.0.1:``port`` with persistent database
+    connections, once it answers; stopped on leaving."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
+         "-w", str(workers), "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "75",
+         "--log-level", "warning"],
+        cwd=code, env=env | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(code)},
+    )
+    try:
+        for _ in range(300):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/accounts/login/")
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)

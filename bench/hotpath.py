@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import http.client
 import itertools
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from common import (ROOT, bench_env, cpu_probe, cpu_ticks, percentile, recreate_database, settle, setup_django,
-                    steal_pct, write_result)
+from common import (ROOT, bench_env, cpu_probe, cpu_ticks, gunicorn, percentile, recreate_database, settle,
+                    setup_django, steal_pct, write_result)
 
 HOST, PORT = "127.0.0.1", 8765
 KEYS = itertools.count()  # idempotency keys, unique across every loop of one run
@@ -240,19 +236,8 @@ def measure(args, project_id: int, tokens: list[str], code: Path) -> dict:
     with the same schema, for an interleaved comparison) on the seeded database."""
     settle()
     probe = cpu_probe()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py", "-b", f"{HOST}:{PORT}",
-         "-w", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
-         "--keep-alive", "75", "--log-level", "warning"],
-        cwd=code, env=bench_env() | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(code)},
-    )
-    try:
-        for _ in range(100):
-            try:
-                http.client.HTTPConnection(HOST, PORT, timeout=1).request("GET", "/api/schema/")
-                break
-            except OSError:
-                time.sleep(0.2)
+    with gunicorn(bench_env(), PORT, code=code, workers=args.workers, worker_class=args.worker_class,
+                  threads=args.threads) as server:
         closed_loop(project_id, tokens[:4], 4, 3)  # warm up every worker
         load = os.getloadavg()
         before, ticks = cpu_seconds(server.pid), cpu_ticks()
@@ -263,9 +248,6 @@ def measure(args, project_id: int, tokens: list[str], code: Path) -> dict:
         opened = open_loop(project_id, tokens, args.raters, args.think, args.duration)
         opened["cpu_per_round_trip"] = cpu_per_round_trip(before, cpu_seconds(server.pid), opened["round_trips"])
         opened["cpu_steal_pct"] = steal_pct(ticks)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     return {"code": str(code), "closed_loop": closed, "open_loop": opened, "load_average_before": load,
             "cpu_probe_s": probe}
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import io
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import ROOT, bench_env, recreate_database, settle, setup_django, write_result  # noqa: E402
-from hotpath import HOST, Client  # noqa: E402
+from common import bench_env, gunicorn, recreate_database, settle, setup_django, write_result  # noqa: E402
+from hotpath import Client  # noqa: E402
 
 PORT = 8766
 
@@ -113,24 +110,10 @@ def main():
     project, tokens = seed(args.prompts, args.raters)
     connections.close_all()
     settle()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py", "-b", f"{HOST}:{PORT}",
-         "-w", "2", "--worker-class", "gthread", "--threads", "8", "--keep-alive", "75", "--log-level", "warning"],
-        cwd=ROOT, env=env | {"CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING"},
-    )
-    try:
-        for _ in range(300):
-            try:
-                http.client.HTTPConnection(HOST, PORT, timeout=1).request("GET", "/accounts/login/")
-                break
-            except OSError:
-                time.sleep(0.2)
+    with gunicorn(env, PORT):
         started = time.perf_counter()
         answered = asyncio.run(annotate(project.pk, tokens))
         annotate_s = time.perf_counter() - started
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     stale = annotation_statistics()
     print(f"annotated {answered} in {annotate_s:.0f} s; statistics: {stale}", flush=True)
     before = timed_export(project)

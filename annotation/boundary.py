@@ -45,26 +45,79 @@ def _join(path: str, key) -> str:
 def check(value, field: str = "", *, max_chars: int | None = None, max_depth: int = MAX_DEPTH):
     """``value`` (a JSON value: dict, list, str, number, bool, None) once every string in it, keys included,
     passed ``check_text``, its nesting is at most ``max_depth`` and its numbers are finite. Walks without
-    recursion, so any depth is refused cleanly."""
+    recursion, so any depth is refused cleanly. A bad key is named by the object that holds it (a name never
+    carries the text it refuses); too deep a value by the innermost key above it (``payload.comment``)."""
     stack = [(value, field, 0, field)]  # value, where it is, its depth, the field a refusal of depth names
     while stack:
         item, path, depth, named = stack.pop()
         if isinstance(item, str):
             check_text(item, path or None, max_chars=max_chars)
         elif isinstance(item, (dict, list)):
-            if depth >= max_depth:  # named by the outermost field inside ``field`` that holds it
+            if depth >= max_depth:
                 raise Invalid(f"is nested more than {max_depth} levels deep", field=named or None)
-            inner_items = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, inner in inner_items:
-                where = _join(path, key)
-                if isinstance(item, dict):
+            is_dict = isinstance(item, dict)
+            for key, inner in item.items() if is_dict else enumerate(item):
+                if is_dict:
                     if not isinstance(key, str):
                         raise Invalid("has a key that is not a string", field=path or None)
-                    check_text(key, where, max_chars=max_chars)
-                stack.append((inner, where, depth + 1, where if depth == 0 else named))
+                    _check_key(key, path, max_chars)
+                where = _join(path, key)
+                stack.append((inner, where, depth + 1, where if is_dict else named))
         elif isinstance(item, float) and not math.isfinite(item):
             raise Invalid("is not a finite number (NaN and Infinity are not JSON)", field=path or None)
     return value
+
+
+def _check_key(key: str, path: str, max_chars: int | None) -> None:
+    try:
+        check_text(key, None, max_chars=max_chars)
+    except Invalid as exc:
+        raise Invalid(f"has a key that {exc.message}", field=path or None) from None
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
+
+
+def deep_field(text: str, field: str = "", *, max_depth: int = MAX_DEPTH) -> str:
+    """Where JSON ``text`` nests past ``max_depth``, named as ``check`` names it (the innermost key above), found
+    by a scan of its tokens: for text too deep for the parser to read at all."""
+    stack: list[list] = []  # per open container: [path, key or index, is an object, expecting a key]
+    named = [field]
+    for token in _TOKENS.finditer(text):
+        t = token.group()
+        if t in "[{":
+            if stack:
+                parent = stack[-1]
+                path = _join(parent[0], parent[1])
+                named.append(path if parent[2] else named[-1])
+            else:
+                path = field
+                named.append(field)
+            if len(stack) >= max_depth:
+                return named[-1]
+            stack.append([path, 0, t == "{", t == "{"])
+        elif t in "]}":
+            if stack:
+                stack.pop()
+                named.pop()
+        elif not stack:
+            continue
+        elif t == ",":
+            top = stack[-1]
+            if top[2]:
+                top[3] = True
+            else:
+                top[1] += 1
+        elif t == ":":
+            stack[-1][3] = False
+        elif stack[-1][2] and stack[-1][3]:  # a key
+            try:
+                key = json.loads(t)
+                check_text(key, None)
+            except (ValueError, Invalid):
+                key = "?"
+            stack[-1][1] = key
+    return named[-1]
 
 
 class JSONError(ValueError):
@@ -81,7 +134,8 @@ def loads(text: str | bytes, field: str = "", *, max_chars: int | None = None):
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
-        raise Invalid(f"is nested more than {MAX_DEPTH} levels deep", field=field or None) from None
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise Invalid(f"is nested more than {MAX_DEPTH} levels deep", field=deep_field(text, field) or None) from None
     except UnicodeDecodeError as exc:
         raise JSONError(f"not UTF-8 (byte {exc.start + 1})") from None
     except json.JSONDecodeError as exc:
@@ -89,3 +143,20 @@ def loads(text: str | bytes, field: str = "", *, max_chars: int | None = None):
     except ValueError as exc:  # an integer of more than 4,300 digits
         raise JSONError(str(exc)) from None
     return check(value, field, max_chars=max_chars)
+
+
+def whole_number(text, *, max_digits: int = 18) -> int | None:
+    """``text`` as a whole number if it is ASCII digits (surrounding spaces allowed), at most ``max_digits`` of
+    them; None otherwise. ``str.isdigit`` alone also takes digits ``int`` refuses (superscripts: '²')."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if not text or len(text) > max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def kind(value) -> str:
+    """What a JSON value is, in words: "an object", "a list", "a string", "null"..."""
+    return {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(
+        type(value), "a number")

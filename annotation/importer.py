@@ -141,7 +141,8 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
             except json.JSONDecodeError as exc:
                 raise RowInvalid(None, f"bad JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}") from None
             except RecursionError:
-                raise RowInvalid(None, f"bad JSON: nested more than {boundary.MAX_DEPTH} levels deep") from None
+                raise RowInvalid(boundary.deep_field(text) or None,
+                                 f"is nested more than {boundary.MAX_DEPTH} levels deep") from None
             except ValueError as exc:  # an integer of more than 4,300 digits
                 raise RowInvalid(None, f"bad JSON: {exc}") from None
             yield line_no, row
@@ -208,7 +209,8 @@ def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
                     except json.JSONDecodeError as exc:
                         raise RowInvalid(name, f"bad JSON: {exc.msg} at column {exc.colno} of the field") from None
                     except RecursionError:
-                        raise RowInvalid(name, f"bad JSON: nested more than {boundary.MAX_DEPTH} levels deep") from None
+                        raise RowInvalid(boundary.deep_field(value, name),
+                                         f"is nested more than {boundary.MAX_DEPTH} levels deep") from None
                     except ValueError as exc:  # an integer of more than 4,300 digits
                         raise RowInvalid(name, f"bad JSON: {exc}") from None
                 row[name] = value
@@ -216,7 +218,8 @@ def read_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowInvalid]]:
             yield line_no, exc
             continue
         numbered = sorted(
-            (int(k.split("_", 1)[1]), k) for k in row if k.startswith("response_") and k.split("_", 1)[1].isdigit()
+            (boundary.whole_number(k.split("_", 1)[1]), k) for k in row
+            if k.startswith("response_") and boundary.whole_number(k.split("_", 1)[1]) is not None
         )
         if numbered and "responses" not in row:
             row["responses"] = [

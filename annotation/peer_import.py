@@ -207,7 +207,8 @@ def import_hf_preferences(*, project: Project, stream: IO[bytes], filename: str,
                 continue
             value = normalise_preference_row(row) if isinstance(row, dict) else row
             try:
-                spool.write(json.dumps(value, ensure_ascii=False, default=str).encode() + b"\n")
+                # ASCII escapes: a lone surrogate reaches the importer, which names its field
+                spool.write(json.dumps(value, default=str).encode() + b"\n")
             except (RecursionError, ValueError) as exc:
                 errors.append(RowError(line, None, f"not storable as JSON: {type(exc).__name__}"))
         if errors:

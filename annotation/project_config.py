@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .boundary import whole_number
 from .errors import Invalid
 
 MODES = ("rating", "pairwise", "ranking", "demonstration", "arena")
@@ -186,7 +187,7 @@ def _validate_shape(mode: str, config: dict | None) -> dict:
         _int(cfg, "kto_threshold", 1, cfg["scale"])
         labels = cfg["scale_labels"]
         if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and k.isdigit() and 1 <= int(k) <= cfg["scale"] and isinstance(v, str)
+            1 <= (whole_number(k, max_digits=2) or 0) <= cfg["scale"] and isinstance(v, str)
             for k, v in labels.items()
         ):
             _fail("scale_labels", f"must map scale points (\"1\"..\"{cfg['scale']}\") to label strings")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .boundary import whole_number
 from .errors import Invalid
 
 MAX_TIME_SPENT_MS = 86_400_000  # one day
@@ -28,8 +29,8 @@ def parse_submission(data: Any, *, edit: bool = False) -> Submission:
     ``time_spent_ms`` (whole milliseconds, up to a day; a string of digits from a form counts). Other fields
     are ignored. Raises Invalid naming the field."""
     if not isinstance(data, dict):
-        raise Invalid(f"the body must be an object of payload, idempotency_key and time_spent_ms, "
-                      f"not {_kind(data)}")
+        raise Invalid(f"must be an object of payload, idempotency_key and time_spent_ms, not {_kind(data)}",
+                      field="body")
     payload = data.get("payload")
     if payload is None:
         raise Invalid("is required", field="payload")
@@ -50,8 +51,8 @@ def _idempotency_key(value) -> str:
 def _time_spent_ms(value) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isascii() and value.strip().isdigit() and len(value.strip()) <= 12:
-        value = int(value)
+    if isinstance(value, str) and whole_number(value, max_digits=12) is not None:
+        value = whole_number(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIME_SPENT_MS:
         raise Invalid("must be a whole number of milliseconds from 0 to 86400000 (a day)", field="time_spent_ms")
     return value

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.access import access_project_by_slug
+from annotation.boundary import whole_number
 from annotation.errors import Conflict, Forbidden, Invalid, NotFound
 from annotation.models import Project
 from training import arena
@@ -127,7 +128,7 @@ def battle_live(request, slug, battle_id):
 
 def _time_spent(request):
     raw = request.POST.get("time_spent_ms", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 9 else None
+    return whole_number(raw, max_digits=8)
 
 
 @page

@@ -1,11 +1,10 @@
 """Turn what a browser posts into annotation payloads (display positions), and the admin forms."""
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.core.exceptions import ValidationError
 
+from annotation import boundary
 from annotation.errors import Invalid, ServiceError
 from annotation.models import Project
 from annotation.project_config import validate_project_config
@@ -106,9 +105,11 @@ class ProjectCreateForm(forms.Form):
         if not raw:
             return {}
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+            value = boundary.loads(raw, "config")
+        except boundary.JSONError as exc:
+            raise ValidationError(f"not valid JSON: {exc}")
+        except Invalid as exc:
+            raise ValidationError(f"{exc.field or 'config'}: {exc.message}")
         if not isinstance(value, dict):
             raise ValidationError("must be a JSON object")
         return value

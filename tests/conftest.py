@@ -23,6 +23,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+FIGURES = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def figures(request) -> list:
+    """Lines a test adds here are printed in the run's summary (e.g. how many inputs a catalogue tried)."""
+    return request.config.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache():
     """Each test starts with an empty cache: on SQLite a rolled-back test's ids come back in the next test, and

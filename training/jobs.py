@@ -21,6 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation import boundary
 from annotation.errors import DATABASE_AWAY, ServiceError
 from annotation.exports import parse_options
 from annotation.models import Annotation
@@ -118,11 +119,19 @@ def _set_snapshot(run: TrainingRun, snapshot: DatasetSnapshot) -> DatasetSnapsho
 # --- the engine config ---------------------------------------------------------------------------
 
 
+def stored_config(run: TrainingRun) -> dict:
+    """The run's config as the database holds it, through the text boundary and the engine's rules again: one
+    written before these checks (or by hand) fails the run naming its field, before any engine starts."""
+    boundary.check(run.config, "config")
+    return services.run_config_validate(method=run.method, config=run.config)
+
+
 def engine_config(run: TrainingRun, snapshot: DatasetSnapshot, output_dir: Path) -> dict:
-    """The JSON the engine reads: the run's own settings plus the paths only the server knows."""
+    """The JSON the engine reads: the run's own settings (``stored_config``) plus the paths only the server
+    knows."""
     source = run.base_model.source
     config = {
-        **run.config,
+        **stored_config(run),
         "method": run.method,
         "output_dir": str(output_dir),
         "base_model": source,  # "tiny", a Hugging Face id, or an absolute directory
@@ -339,14 +348,19 @@ def run_execute(*, run_id: int, worker: str | None = None) -> str | None:
     try:
         if output_dir.exists() and any(output_dir.iterdir()):
             raise RuntimeError(f"The output directory {output_dir} already exists; it would be overwritten.")
+        stored_config(run)
         snapshot = snapshot_for_run(run)
         config_path = write_config(engine_config(run, snapshot, output_dir), output_dir / "engine-config.json")
+    except ServiceError as exc:  # bad input (its config, its data): said by name, no traceback in the log
+        logger.warning("run %s: could not start: %s", run.pk, _describe(exc))
+        run_fail(run, f"Could not start the run: {_describe(exc)}")
+        return Status.FAILED
     except Exception as exc:  # any preparation error ends the run with a message, never a stuck row
         logger.exception("run %s: could not start", run.pk)
         run_fail(run, f"Could not start the run: {_describe(exc)}")
         return Status.FAILED
 
-    command = engine_command(config_path, gpus=run.gpus, distributed=run.config.get("distributed", "ddp"))
+    command = engine_command(config_path, gpus=run.gpus, distributed=stored_config(run).get("distributed", "ddp"))
     engine = EngineProcess(command, log_path=output_dir / FULL_LOG_NAME)
     pid = engine.start()
     TrainingRun.objects.filter(pk=run.pk).update(pid=pid)

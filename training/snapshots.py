@@ -46,9 +46,9 @@ def snapshot_create(*, project: Project, kind: str, style: str = "standard", for
                     options: dict | None = None, created_by=None, name: str = "") -> DatasetSnapshot:
     """Freeze the project's export as it stands now. Raises ``Invalid`` naming a bad option,
     or when no annotation matches (an empty dataset would only fail later, in training)."""
-    options = dict(options or {})
-    if not isinstance(options, dict):
+    if options is not None and not isinstance(options, dict):
         raise Invalid("must be an object of export options", field="options")
+    options = dict(options or {})
     for key in ("kind", "style", "format"):
         options.pop(key, None)
     export_options = parse_options({**options, "kind": kind, "style": style}, project=project)

@@ -7,7 +7,7 @@ import codecs
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
-from rest_framework import parsers
+from rest_framework import parsers, serializers
 from rest_framework.exceptions import ParseError
 
 from annotation import boundary
@@ -18,15 +18,40 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser through the boundary: NaN and Infinity refused, nesting past 64 levels, NUL, lone
-    surrogates and over-long strings refused with the field named (never a RecursionError)."""
+    surrogates and over-long strings refused with the field named (never a RecursionError). Every body the API
+    reads is an object: anything else is refused as the ``body``."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
             text = codecs.getreader(encoding)(stream).read()
-            return boundary.loads(text)
+            data = boundary.loads(text)
         except (boundary.JSONError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        return object_body(data)
+
+
+def object_body(data):
+    """``data`` if it is a JSON object; an Invalid naming the ``body`` otherwise."""
+    if not isinstance(data, dict):
+        raise Invalid(f"must be a JSON object, not {boundary.kind(data)}", field="body")
+    return data
+
+
+class JSONField(serializers.JSONField):
+    """A serializer's JSON field through the boundary, also when a form sends it as JSON text (DRF's own field
+    reads that text with ``json.loads``): nesting, NUL, lone surrogates and over-long strings are refused naming
+    the field and where in it (``config.criteria[1]``)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and (self.binary or getattr(data, "is_json_string", False)):
+            try:
+                data = boundary.loads(data, self.field_name)
+            except boundary.JSONError:
+                self.fail("invalid")
+        else:
+            boundary.check(data, self.field_name)
+        return super().to_internal_value(data)
 
 
 def _check_form(data) -> None:

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from annotation.api.boundary import JSONField
 from annotation.models import Annotation, Autosave, Membership, Project
 from annotation.project_config import MODES
 from annotation.submissions import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS, parse_submission
@@ -16,14 +17,14 @@ class ProjectCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     mode = serializers.ChoiceField(choices=MODES)
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
-    config = serializers.JSONField(required=False, default=dict)
+    config = JSONField(required=False, default=dict)
     slug = serializers.SlugField(required=False, max_length=80)
 
 
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     guidelines = serializers.CharField(required=False, allow_blank=True)
-    config = serializers.JSONField(required=False)
+    config = JSONField(required=False)
     status = serializers.ChoiceField(choices=Project.Status.values, required=False)
 
 
@@ -63,7 +64,7 @@ class SubmitSerializer(serializers.Serializer):
     checks it (its ``validated_data`` is a Submission, and a bad field raises Invalid naming it)."""
 
     edit = False
-    payload = serializers.JSONField(help_text="What the rater chose, in display positions ('A' is the first "
+    payload = JSONField(help_text="What the rater chose, in display positions ('A' is the first "
                                               "response shown); its shape depends on the project's mode.")
     idempotency_key = serializers.CharField(required=False, allow_blank=True, default="",
                                             max_length=MAX_IDEMPOTENCY_KEY_CHARS)
@@ -104,7 +105,7 @@ _DATETIME = serializers.DateTimeField()
 
 class GoldSerializer(serializers.Serializer):
     is_gold = serializers.BooleanField()
-    payload = serializers.JSONField(
+    payload = JSONField(
         required=False, allow_null=True,
         help_text="The right answer in the item's canonical order ('A' is its first response).",
     )
@@ -115,7 +116,7 @@ class ItemUpdateSerializer(serializers.Serializer):
 
 
 class AutosaveWriteSerializer(serializers.Serializer):
-    payload = serializers.JSONField(help_text="The answer so far, as a submission would send it (display positions).")
+    payload = JSONField(help_text="The answer so far, as a submission would send it (display positions).")
 
 
 class AutosaveSerializer(serializers.ModelSerializer):

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors, services
+from annotation.boundary import whole_number
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project
 from annotation.errors import Invalid, NotFound
@@ -219,8 +220,8 @@ class GoldFromImportedView(APIView):
         if not isinstance(data, dict):
             raise Invalid("the body must be an object, e.g. {\"limit\": 50}, or nothing")
         limit = data.get("limit", 50)
-        if isinstance(limit, str) and limit.strip().isdigit() and len(limit.strip()) <= 6:
-            limit = int(limit)
+        if isinstance(limit, str) and whole_number(limit, max_digits=6) is not None:
+            limit = whole_number(limit)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise Invalid("must be a whole number from 1 to 10000", field="limit")
         return Response({"gold_items": services.gold_from_imported(project=project, limit=limit)})

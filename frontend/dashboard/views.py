@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import access_project
+from annotation.boundary import whole_number
 from annotation.errors import ServiceError
 from annotation.quality import judge_agreement
 from annotation.services import project_update
@@ -153,7 +154,7 @@ def runs(request):
 def _launch_initial(request) -> dict:
     initial = {"idempotency_key": uuid.uuid4().hex}
     project = request.GET.get("project", "")
-    if project.isdigit():
+    if whole_number(project) is not None:
         initial["dataset"] = f"project:{project}"
     return initial
 

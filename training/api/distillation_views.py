@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from annotation.api.boundary import JSONField
 from annotation.access import access_project
 from annotation.errors import Invalid, ServiceError
 from training import rounds, services
@@ -23,7 +24,7 @@ class DistillationCreateSerializer(SamplingSerializer):
     project = serializers.IntegerField(help_text="Whose prompts the teacher answers.")
     temperature = serializers.FloatField(required=False, default=0.7, min_value=0, max_value=5)
     max_new_tokens = serializers.IntegerField(required=False, default=256, min_value=1, max_value=rounds.MAX_NEW_TOKENS)
-    config = serializers.JSONField(required=False, default=dict, help_text="The student's SFT run config.")
+    config = JSONField(required=False, default=dict, help_text="The student's SFT run config.")
 
 
 class DistillationSerializer(serializers.Serializer):

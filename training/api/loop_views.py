@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from annotation.api.boundary import JSONField
 from annotation.access import access_project
 from annotation.errors import Invalid, ServiceError
 from annotation.quality import judge_agreement
@@ -107,7 +108,7 @@ class HumanEvalCreateSerializer(SamplingSerializer):
 class CritiqueReviseCreateSerializer(SamplingSerializer):
     source = SourceField(help_text='The model that answers, critiques and revises: {"base_model": name}, '
                                    '{"checkpoint": id} or {"endpoint": name}.')
-    constitution = serializers.JSONField(required=False, default=None,
+    constitution = JSONField(required=False, default=None,
                                          help_text="A list of principles (default: a short built-in constitution).")
     project = serializers.IntegerField(required=False, allow_null=True, default=None,
                                        help_text="The pairwise project for the pairs (default: a new one).")

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from annotation.api.boundary import JSONField
 from training.models import BaseModel, Checkpoint, DatasetSnapshot, TrainingRun
 
 
@@ -72,7 +73,7 @@ class RunCreateSerializer(serializers.Serializer):
     project = serializers.IntegerField(required=False, allow_null=True)
     snapshot = serializers.IntegerField(required=False, allow_null=True)
     reward_checkpoint = serializers.IntegerField(required=False, allow_null=True)
-    config = serializers.JSONField(required=False, default=dict)
+    config = JSONField(required=False, default=dict)
     gpus = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
     queue = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,50}$", required=False, default="training")
     idempotency_key = serializers.CharField(
@@ -86,7 +87,7 @@ class EvaluateSerializer(serializers.Serializer):
     snapshot = serializers.IntegerField(required=False, allow_null=True)
     reward_checkpoint = serializers.IntegerField(required=False, allow_null=True)
     baseline_checkpoint = serializers.IntegerField(required=False, allow_null=True)
-    options = serializers.JSONField(required=False, default=dict)
+    options = JSONField(required=False, default=dict)
 
 
 class SnapshotSerializer(serializers.ModelSerializer):

@@ -7,6 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from annotation.access import access_project
+from annotation.api.boundary import JSONField
 from annotation.errors import Conflict
 from annotation.exports import CONTENT_TYPES, FORMATS, KINDS, STYLES
 from training.access import access_snapshot
@@ -32,7 +33,7 @@ class SnapshotCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
     style = serializers.ChoiceField(choices=STYLES, default="standard")
     format = serializers.ChoiceField(choices=FORMATS, default="jsonl")
-    options = serializers.DictField(required=False, default=dict)
+    options = JSONField(required=False, default=dict, help_text="Export options, e.g. {\"aggregate\": \"majority\"}.")
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 
 

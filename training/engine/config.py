@@ -385,6 +385,7 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
         _reject_unknown(cls, data, "config")
+        _check_types(cls, data, "")
         kwargs = dict(data)
         for name, section_cls in SECTIONS.items():
             if name in kwargs:
@@ -392,6 +393,7 @@ class RunConfig:
                 if not isinstance(section, dict):
                     raise ValueError(f"{name}: expected an object, got {type(section).__name__}")
                 _reject_unknown(section_cls, section, name)
+                _check_types(section_cls, section, name)
                 kwargs[name] = section_cls(**section)
         if "method" not in kwargs:
             raise ValueError("method: is required")
@@ -416,6 +418,38 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_TYPES = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false", "None": "null",
+          "list[str]": "a list of strings"}
+
+
+def _matches(value: Any, kind: str) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "None":
+        return value is None
+    if kind == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return True  # a section (checked on its own), Any, dict
+
+
+def _check_types(cls: type, data: dict[str, Any], where: str) -> None:
+    """Each value of the JSON has its field's type (the annotation, e.g. ``int``, ``str | None``, ``list[str]``):
+    "zero" for a seed, or a list for a beta, is refused by name here, not deep inside a trainer."""
+    for f in dataclasses.fields(cls):
+        if f.name not in data or not isinstance(f.type, str):
+            continue
+        kinds = [k.strip() for k in f.type.split("|")]
+        if not any(_matches(data[f.name], k) for k in kinds):
+            wanted = " or ".join(_TYPES.get(k, k) for k in kinds)
+            raise ValueError(f"{where + '.' if where else ''}{f.name}: must be {wanted}, got {data[f.name]!r:.60}")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:

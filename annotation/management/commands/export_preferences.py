@@ -1,22 +1,18 @@
 """python manage.py export_preferences --project SLUG --kind trl|kto|raw --format jsonl|parquet|csv|hf --out PATH"""
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from annotation.exports import (AGGREGATES, FORMATS, KINDS, STYLES, HubPushError, export_to_file, parse_format,
                                 parse_options, push_to_hub)
-from annotation.errors import ServiceError
 from annotation.exports.options import GOLD, TIES
+from annotation.management.base import BoundaryCommand
 from annotation.models import Project
 
 
-def option_error(exc: ServiceError) -> str:
-    """A service error as the command line names it: the option at fault (``--min-agreement``), then the message."""
-    return f"--{exc.field.replace('_', '-')}: {exc.message}" if exc.field else exc.message
-
-
-class Command(BaseCommand):
+class Command(BoundaryCommand):
     help = "Export a project's annotations as a training-ready dataset (TRL preference, KTO or raw rows)."
+    path_options = ("out",)
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="Project slug.")
@@ -45,11 +41,8 @@ class Command(BaseCommand):
             raise CommandError(f"No project with slug '{opts['project']}'.")
         keys = ("kind", "style", "aggregate", "ties", "since", "until", "raters", "sources", "criterion", "gold",
                 "min_agreement", "kto_threshold")
-        try:
-            options = parse_options({k: opts[k] for k in keys if opts.get(k) is not None}, project=project)
-            fmt = parse_format(opts["format"], options=options)
-        except ServiceError as exc:
-            raise CommandError(option_error(exc))
+        options = parse_options({k: opts[k] for k in keys if opts.get(k) is not None}, project=project)
+        fmt = parse_format(opts["format"], options=options)
         started = time.perf_counter()
         try:
             result = export_to_file(project=project, options=options, fmt=fmt, path=opts["out"])

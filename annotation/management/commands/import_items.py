@@ -2,17 +2,19 @@
 import os
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError
 from tqdm import tqdm
 
 from annotation.errors import ImportFailed, ServiceError
 from annotation.importer import import_items
+from annotation.management.base import BoundaryCommand
 from annotation.models import Project
 
 
-class Command(BaseCommand):
+class Command(BoundaryCommand):
     help = "Import prompts and responses (JSONL, CSV or Parquet) into a project. All rows or none."
+    path_options = ("file",)
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="Project slug.")

@@ -32,6 +32,7 @@ from rest_framework.authtoken.models import Token
 
 from annotation.errors import Forbidden, ImportFailed
 from annotation.importer import import_items
+from annotation.management.base import BoundaryCommand
 from annotation.models import Annotation, Item, Membership, Project, Response
 from annotation.services import (
     annotation_submit,
@@ -436,7 +437,7 @@ def _done(created: list[str], updated: list[str] = ()) -> str:
     return "; ".join(parts) or "nothing to do"
 
 
-class Command(BaseCommand):
+class Command(BoundaryCommand):
     help = ("Create demo users and projects with prompts, gold items and simulated annotations. "
             "Running it again changes nothing.")
 

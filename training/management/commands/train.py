@@ -6,21 +6,23 @@
 """
 from __future__ import annotations
 
-import json
 import time
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from annotation.errors import ServiceError
+from annotation import boundary
+from annotation.errors import Invalid, ServiceError
+from annotation.management.base import BoundaryCommand
 from annotation.models import Project
 from training import services
 from training.models import Checkpoint, DatasetSnapshot, TrainingRun
 
+MAX_ID = 2**63 - 1  # the largest id a row can have
 FINISHED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
 
 
-class Command(BaseCommand):
+class Command(BoundaryCommand):
     help = "Queue a training run (reward, dpo, kto, sft, ppo, rloo, grpo) on the training queue; --wait follows it."
 
     def add_arguments(self, parser):
@@ -43,20 +45,17 @@ class Command(BaseCommand):
             return
         if not opts["method"]:
             raise CommandError("--method is required")
-        try:
-            run, _ = services.run_create(
-                method=opts["method"],
-                base_model=services.base_model_get(name=opts["base_model"]),
-                project=self._project(opts["project"]),
-                snapshot=self._get(DatasetSnapshot, opts["snapshot"], "--snapshot"),
-                reward_checkpoint=self._get(Checkpoint, opts["reward_checkpoint"], "--reward-checkpoint"),
-                config=self._config(opts["config"]),
-                gpus=opts["gpus"],
-                queue=opts["queue"],
-                created_by=self._user(opts["user"]),
-            )
-        except ServiceError as exc:
-            raise CommandError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
+        run, _ = services.run_create(
+            method=opts["method"],
+            base_model=self._base_model(opts["base_model"]),
+            project=self._project(opts["project"]),
+            snapshot=self._get(DatasetSnapshot, opts["snapshot"], "--snapshot"),
+            reward_checkpoint=self._get(Checkpoint, opts["reward_checkpoint"], "--reward-checkpoint"),
+            config=self._config(opts["config"]),
+            gpus=opts["gpus"],
+            queue=opts["queue"],
+            created_by=self._user(opts["user"]),
+        )
         self.stdout.write(f"Run {run.pk} queued ({run.method} on {run.base_model.name}).")
         if opts["wait"]:
             self._follow(run)
@@ -69,10 +68,16 @@ class Command(BaseCommand):
             raise CommandError(f"--project: no project with slug {slug!r}")
         return project
 
+    def _base_model(self, name):
+        try:
+            return services.base_model_get(name=name)
+        except ServiceError as exc:
+            raise CommandError(f"--base-model: {exc.message}") from None
+
     def _get(self, model, pk, flag):
         if pk is None:
             return None
-        obj = model.objects.filter(pk=pk).first()
+        obj = model.objects.filter(pk=pk).first() if pk <= MAX_ID else None
         if obj is None:
             raise CommandError(f"{flag}: no {model._meta.verbose_name} with id {pk}")
         return obj
@@ -86,18 +91,21 @@ class Command(BaseCommand):
         return user
 
     def _config(self, text):
+        """The run config: JSON text, or @path to a file of it, through the text boundary."""
         if text.startswith("@"):
             try:
-                with open(text[1:], encoding="utf-8") as f:
+                with open(text[1:], "rb") as f:
                     text = f.read()
             except OSError as exc:
-                raise CommandError(f"--config: cannot read {text[1:]}: {exc.strerror}") from exc
+                raise CommandError(f"--config: cannot read {text[1:]}: {exc.strerror}") from None
         try:
-            config = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"--config: not valid JSON: {exc}") from exc
+            config = boundary.loads(text)
+        except boundary.JSONError as exc:
+            raise CommandError(f"--config: not valid JSON: {exc}") from None
+        except Invalid as exc:
+            raise CommandError(f"--config: {exc.field + ': ' if exc.field else ''}{exc.message}") from None
         if not isinstance(config, dict):
-            raise CommandError("--config: must be a JSON object")
+            raise CommandError(f"--config: must be a JSON object, not {boundary.kind(config)}")
         return config
 
     def _follow(self, run: TrainingRun, poll_s: float = 1.0):

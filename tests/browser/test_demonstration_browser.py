@@ -67,6 +67,8 @@ def test_demonstrations_by_keyboard_with_autosave(page, live_server, shot):
     page.wait_for_function("old => document.querySelector('#annotate-form')?.dataset.item !== old", arg=first)
 
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'answer'")
+    # The new item is set up when htmx has settled it (rater.js's afterSettle clears the form's message).
+    page.wait_for_function("() => !document.querySelector('.htmx-settling, .htmx-added')")
     assert box.input_value() == "" and page.locator("#draft-text").count() == 0
     page.keyboard.press("Control+Enter")  # nothing written yet: a message, nothing sent
     assert "Write the answer first" in page.locator("#form-msg").inner_text()

@@ -24,6 +24,18 @@ def has_written_answers(project: Project) -> bool:
         Q(source=Annotation.Source.CAI) | Q(payload__has_key="improved")).exists()
 
 
+# What of a project's config names models: an arena's sources. Raters answer blind; only admins read these.
+ADMIN_ONLY_CONFIG = ("sources",)
+
+
+def project_config_view(project: Project, user) -> dict:
+    """A project's config as ``user`` may read it: whole for admins; without what names models (an arena's
+    sources) for raters, who answer blind."""
+    if is_admin(user):
+        return project.config
+    return {k: v for k, v in project.config.items() if k not in ADMIN_ONLY_CONFIG}
+
+
 def assignment_view(assignment: Assignment) -> dict:
     """The item as one rater sees it: responses in that rater's display order, no model names."""
     item = assignment.item

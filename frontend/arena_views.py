@@ -23,7 +23,7 @@ from training.access import access_battle
 from . import keys
 from .markdown import render_markdown
 from .selectors import messages_view
-from .views import _is_htmx, page
+from .views import _is_htmx, page, staff_page
 
 LETTERS = "AB"
 RECENT_BATTLES = 20
@@ -149,7 +149,7 @@ def battle_vote(request, slug, battle_id):
                             {"project": project, **_battle_ctx(battle, notice=notice)}, status=status)
 
 
-@page
+@staff_page  # it names every source: raters answer blind, and learn only the two of a battle they voted on
 def leaderboard_page(request, slug):
     project = _arena(request, slug)
     board = arena.leaderboard(project=project)

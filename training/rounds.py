@@ -298,9 +298,10 @@ def critique_revise_round_launch(*, source, prompts_from: Project, constitution=
                    kind=Round.Kind.CRITIQUE_REVISE, queue=queue, created_by=created_by)
 
 
-def _eval_project(project: Project, checkpoint: Checkpoint, baseline, created_by) -> Project:
-    label = source_describe(baseline)["label"]
-    return _blind_pair_project(name=f"Human evaluation: checkpoint {checkpoint.pk} vs {label}",
+def _eval_project(project: Project, created_by) -> Project:
+    """The blind project a human evaluation's pairs go to. Its raters read its name (and slug): it says whose
+    prompts, never which models; the round's page says that to admins."""
+    return _blind_pair_project(name=f"Human evaluation: {project.name}",
                                guidelines=EVAL_GUIDELINES, raters_of=project, created_by=created_by)
 
 
@@ -327,7 +328,7 @@ def human_eval_round_create(*, project: Project, checkpoint: Checkpoint, baselin
                            "a human evaluation needs a pairwise one", field="eval_project")
     params = generation_params(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                max_prompts=max_prompts)
-    target = eval_project or _eval_project(project, checkpoint, baseline, created_by)
+    target = eval_project or _eval_project(project, created_by)
     return _launch(
         project=target, prompts_from=project, sources=[checkpoint, baseline], params=params,
         kind=Round.Kind.HUMAN_EVAL, queue=queue, created_by=created_by, checkpoint=checkpoint,

@@ -3,14 +3,23 @@ from rest_framework import serializers
 from annotation.api.boundary import JSONField
 from annotation.models import Annotation, Autosave, Membership, Project
 from annotation.project_config import MODES
+from annotation.selectors import project_config_view
 from annotation.submissions import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TIME_SPENT_MS, parse_submission
 
 
 class ProjectSerializer(serializers.ModelSerializer):
+    """A project as the requesting user may read it (``context["user"]``): raters do not get the config's
+    sources (``annotation.selectors.project_config_view``)."""
+
     class Meta:
         model = Project
         fields = ["id", "slug", "name", "mode", "guidelines", "config", "status", "created_at"]
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["config"] = project_config_view(instance, self.context.get("user"))
+        return data
 
 
 class ProjectCreateSerializer(serializers.Serializer):

@@ -60,25 +60,27 @@ class ProjectListView(APIView):
     @extend_schema(responses=s.ProjectSerializer(many=True))
     def get(self, request):
         projects = selectors.projects_visible_to(request.user)
-        return Response(s.ProjectSerializer(projects, many=True).data)
+        return Response(s.ProjectSerializer(projects, many=True, context={"user": request.user}).data)
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
     def post(self, request):
         data = _valid(s.ProjectCreateSerializer, request.data)
         project = services.project_create(**data, created_by=request.user)
-        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+        return Response(s.ProjectSerializer(project, context={"user": request.user}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailView(APIView):
     @extend_schema(responses=s.ProjectSerializer)
     def get(self, request, project_id):
-        return Response(s.ProjectSerializer(access_project(request.user, project_id)).data)
+        project = access_project(request.user, project_id)
+        return Response(s.ProjectSerializer(project, context={"user": request.user}).data)
 
     @extend_schema(request=s.ProjectUpdateSerializer, responses=s.ProjectSerializer)
     def patch(self, request, project_id):
         project = access_project(request.user, project_id, admin=True)
         project = services.project_update(project=project, **_valid(s.ProjectUpdateSerializer, request.data))
-        return Response(s.ProjectSerializer(project).data)
+        return Response(s.ProjectSerializer(project, context={"user": request.user}).data)
 
 
 class MemberListView(APIView):

@@ -2,7 +2,7 @@
 keyboard, see the names; then the leaderboard's plot."""
 import pytest
 
-from tests.factories import UserFactory, add_member
+from tests.factories import AdminFactory, UserFactory, add_member
 from tests.helpers import LoopbackChat
 from tests.training.arena.conftest import make_arena, register
 from training.models import Battle
@@ -57,6 +57,9 @@ def test_write_a_prompt_watch_the_answers_vote_by_keyboard_and_see_the_names(pag
 
     page.keyboard.press("n")  # a new battle
     page.wait_for_url(f"{live_server.url}/p/{project.slug}/arena/")
+    AdminFactory(username="boss")  # the leaderboard names every source: admins only
+    page.context.clear_cookies()
+    login(page, live_server, "boss")
     page.goto(f"{live_server.url}/p/{project.slug}/leaderboard/")
     page.wait_for_selector("#leaderboard-chart.drawn canvas")
     assert page.locator("#leaderboard tbody tr").count() == 2

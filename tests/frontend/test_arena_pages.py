@@ -83,7 +83,7 @@ def test_bad_prompts_and_other_raters(ann_client, client, duel):
     stranger = UserFactory(username="carl")
     client.force_login(stranger)
     assert client.get(reverse("arena", args=[duel.slug])).status_code == 404
-    assert client.get(reverse("arena-leaderboard", args=[duel.slug])).status_code == 404
+    assert client.get(reverse("arena-leaderboard", args=[duel.slug])).status_code == 403  # admins only, of any slug
     pairwise = make_project("pairwise")
     add_member(pairwise, stranger)
     assert client.get(reverse("arena", args=[pairwise.slug])).status_code == 404
@@ -97,13 +97,18 @@ def test_suggested_prompts_come_from_the_projects_own(ann_client, duel):
     assert box.startswith("<textarea") and "What makes &lt;fog&gt;?" in box
 
 
-def test_the_leaderboard_page_plots_ratings_with_intervals(ann_client, duel):
+def test_the_leaderboard_page_plots_ratings_with_intervals(ann_client, admin, duel):
+    from django.test import Client
+
     from training import arena
 
     for i in range(6):
         battle = answer(arena.battle_create(project=duel, rater=duel.members.get(), prompt=f"Q{i}"))
         arena.battle_vote(battle=battle, rater=duel.members.get(), choice="A" if i % 3 else "tie")
-    html = ann_client.get(reverse("arena-leaderboard", args=[duel.slug])).content.decode()
+    assert ann_client.get(reverse("arena-leaderboard", args=[duel.slug])).status_code == 403  # it names the sources
+    admin_client = Client()
+    admin_client.force_login(admin)
+    html = admin_client.get(reverse("arena-leaderboard", args=[duel.slug])).content.decode()
     assert "Ratings from 6 votes" in html and 'id="leaderboard-data"' in html and scripts_are_files(html)
     assert "endpoint:alpha-chat" in html and "95% interval" in html and re.search(r"\d{3,4} – \d{3,4}", html)
 

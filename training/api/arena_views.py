@@ -132,10 +132,12 @@ class BattleVoteView(APIView):
 
 
 class LeaderboardView(APIView):
-    @extend_schema(responses={200: LeaderboardSerializer, 400: BAD_INPUT, 404: NOT_FOUND})
+    @extend_schema(responses={200: LeaderboardSerializer, 400: BAD_INPUT,
+                              403: _error("Admins only: the leaderboard names every source, and raters answer blind."),
+                              404: NOT_FOUND})
     def get(self, request, project_id):
-        """Bradley-Terry ratings of the arena's sources from every vote, with 95% bootstrap intervals."""
-        project = access_project(request.user, project_id)
+        """Bradley-Terry ratings of the arena's sources from every vote, with 95% bootstrap intervals (admins)."""
+        project = access_project(request.user, project_id, admin=True)
         if project.mode != "arena":
             raise Invalid(f"'{project.slug}' is a {project.mode} project, not an arena", field="project")
         return Response(arena.leaderboard(project=project))

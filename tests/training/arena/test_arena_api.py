@@ -130,7 +130,10 @@ def test_bad_input_is_a_4xx_naming_the_field(api, duel, ann, admin):
     add_member(pairwise, ann)
     response = api.post(reverse(BATTLES, args=[pairwise.pk]), {"prompt": "hi"}, format="json")
     assert response.status_code == 400 and response.json()["field"] == "project"
+    assert api.get(reverse("api-leaderboard", args=[pairwise.pk])).status_code == 403  # admins only
+    api.force_authenticate(admin)
     assert api.get(reverse("api-leaderboard", args=[pairwise.pk])).status_code == 400
+    api.force_authenticate(ann)
 
     battle = start(api, ann, duel)
     vote = reverse("api-battle-vote", args=[battle.pk])
@@ -281,7 +284,7 @@ def test_votes_export_with_provenance_and_train_dpo(api, duel, ann, tmp_path):
     _trained_steps(trainer)
 
 
-def test_an_arena_without_sources_holds_recorded_battles_and_starts_none(api, ann):
+def test_an_arena_without_sources_holds_recorded_battles_and_starts_none(api, ann, admin):
     project = make_arena([])
     add_member(project, ann)
     api.force_authenticate(ann)
@@ -293,5 +296,6 @@ def test_an_arena_without_sources_holds_recorded_battles_and_starts_none(api, an
     assert arena.battle_import(project=project, rater=ann, external_id="log-1", messages=[], answers=[],
                                choice="A") == battle  # the same battle again: nothing new
     assert battle.status == "voted" and battle.source_names == ["old-model", "new-model"]
+    api.force_authenticate(admin)  # the leaderboard names every source: admins only
     board = api.get(reverse("api-leaderboard", args=[project.pk])).json()
     assert [r["source"] for r in board["rows"]] == ["new-model", "old-model"] and board["battles"] == 1

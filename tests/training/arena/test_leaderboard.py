@@ -73,8 +73,8 @@ def _voted(project, rater, pairs):
             status="voted", choice=choice)
 
 
-def test_the_api_leaderboard_follows_the_votes(api, trio, ann):
-    api.force_authenticate(ann)
+def test_the_api_leaderboard_follows_the_votes(api, trio, ann, admin):
+    api.force_authenticate(admin)
     url = reverse("api-leaderboard", args=[trio.pk])
     empty = api.get(url).json()
     assert empty["battles"] == 0 and {r["source"] for r in empty["rows"]} == {"endpoint:one", "endpoint:two",

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors, services
+from annotation.api.schema import error
 from annotation.boundary import whole_number
 from annotation.autosave import autosave_clear, autosave_get, autosave_store
 from annotation.access import access_item, access_own_annotation, access_project
@@ -54,6 +55,8 @@ def submit_annotation(user, item_id, submission: Submission) -> tuple[dict, int]
 
 
 class ProjectListView(APIView):
+    never_forbids = ("get",)  # a rater's list is their projects
+
     def get_permissions(self):
         return [IsAuthenticated(), IsAdmin()] if self.request.method == "POST" else [IsAuthenticated()]
 
@@ -71,6 +74,8 @@ class ProjectListView(APIView):
 
 
 class ProjectDetailView(APIView):
+    never_forbids = ("get",)  # any member reads it (a stranger gets 404)
+
     @extend_schema(responses=s.ProjectSerializer)
     def get(self, request, project_id):
         project = access_project(request.user, project_id)
@@ -135,7 +140,9 @@ class ImportView(APIView):
 
 class NextItemView(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="{item: {id, prompt, responses, lease_expires_at}}"),
-                              204: OpenApiResponse(description="Nothing left for this rater.")})
+                              204: OpenApiResponse(description="Nothing left for this rater."),
+                              403: error("You are paused on this project."),
+                              409: error("The project is not open for annotation (paused, finished or archived).")})
     def get(self, request, project_id):
         data, code = next_item(request.user, project_id)
         return Response(data, status=code)
@@ -150,7 +157,9 @@ class NextItemView(APIView):
 
 
 class SubmitView(APIView):
-    @extend_schema(request=s.SubmitSerializer, responses={201: s.AnnotationSerializer, 200: s.AnnotationSerializer})
+    @extend_schema(request=s.SubmitSerializer, responses={
+        201: s.AnnotationSerializer, 200: s.AnnotationSerializer,
+        409: error("Not yours to answer now: the lease expired and the item went to another rater, or it is done.")})
     def post(self, request, item_id):
         data, code = submit_annotation(request.user, item_id, _valid(s.SubmitSerializer, request.data))
         return Response(data, status=code)
@@ -183,7 +192,8 @@ class AutosaveView(APIView):
 
 
 class SkipView(APIView):
-    @extend_schema(request=None, responses={200: OpenApiResponse(description='{"skipped": true}')})
+    @extend_schema(request=None, responses={200: OpenApiResponse(description='{"skipped": true}'),
+                                            409: error("Nothing of yours to skip on this item.")})
     def post(self, request, item_id):
         services.assignment_skip(rater=request.user, item_id=item_id)
         return Response({"skipped": True})
@@ -236,7 +246,8 @@ class AnnotationDetailView(APIView):
     def get(self, request, annotation_id):
         return Response(s.AnnotationSerializer(access_own_annotation(request.user, annotation_id)).data)
 
-    @extend_schema(request=s.EditSerializer, responses=s.AnnotationSerializer)
+    @extend_schema(request=s.EditSerializer, responses={200: s.AnnotationSerializer,
+                                                        409: error("The edit window is over.")})
     def patch(self, request, annotation_id):
         submission = _valid(s.EditSerializer, request.data)
         annotation = services.submission_edit(rater=request.user, annotation_id=annotation_id, submission=submission)
@@ -245,6 +256,8 @@ class AnnotationDetailView(APIView):
 
 class MyAnnotationsView(APIView):
     """The requesting rater's annotations in a project, newest first."""
+
+    never_forbids = ("get",)
 
     @extend_schema(responses=s.AnnotationSerializer(many=True))
     def get(self, request, project_id):

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import access_project
+from annotation.api.schema import BAD_INPUT, error
 from annotation.errors import Invalid
 from training import arena, endpoints
 from training.access import access_battle
@@ -16,19 +17,7 @@ from training.models import ChatEndpoint
 from .views import AdminView, _valid
 
 
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField(required=False, help_text="Ours: invalid, not_found, forbidden, conflict... (DRF's own refusals have none).")
-    field = serializers.CharField(required=False, help_text="The input at fault.")
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
-
-
-NOT_FOUND = _error("Not found, or not yours to see: another rater's battle, a project you are not a member of.")
-BAD_INPUT = OpenApiResponse(description="Bad input, named by its field: {field: [message]} or {detail, code, field}.")
+NOT_FOUND = error("Not found, or not yours to see: another rater's battle, a project you are not a member of.")
 
 
 class BattleCreateSerializer(serializers.Serializer):
@@ -96,8 +85,8 @@ class BattleListView(APIView):
     @extend_schema(
         request=BattleCreateSerializer,
         responses={201: BattleCreatedSerializer, 400: BAD_INPUT,
-                   403: _error("You are paused on this project."), 404: NOT_FOUND,
-                   409: _error("The arena is closed, or has fewer than two sources that can answer.")},
+                   403: error("You are paused on this project."), 404: NOT_FOUND,
+                   409: error("The arena is closed, or has fewer than two sources that can answer.")},
     )
     def post(self, request, project_id):
         """Start a battle: two sources drawn at random answer the prompt, anonymously, on a worker."""
@@ -118,8 +107,8 @@ class BattleVoteView(APIView):
     @extend_schema(
         request=VoteSerializer,
         responses={200: VotedSerializer, 400: BAD_INPUT,
-                   403: _error("Only the rater who started a battle votes on it."), 404: NOT_FOUND,
-                   409: _error("The answers are still being written, a source failed, or another vote was given.")},
+                   403: error("Only the rater who started a battle votes on it."), 404: NOT_FOUND,
+                   409: error("The answers are still being written, a source failed, or another vote was given.")},
     )
     def post(self, request, battle_id):
         """Vote A, B, tie or both_bad; the answer names the two sources. The same vote again changes nothing."""
@@ -133,7 +122,7 @@ class BattleVoteView(APIView):
 
 class LeaderboardView(APIView):
     @extend_schema(responses={200: LeaderboardSerializer, 400: BAD_INPUT,
-                              403: _error("Admins only: the leaderboard names every source, and raters answer blind."),
+                              403: error("Admins only: the leaderboard names every source, and raters answer blind."),
                               404: NOT_FOUND})
     def get(self, request, project_id):
         """Bradley-Terry ratings of the arena's sources from every vote, with 95% bootstrap intervals (admins)."""
@@ -161,7 +150,7 @@ ENDPOINT_LIST = inline_serializer("EndpointList", {
 
 
 class EndpointListView(AdminView):
-    @extend_schema(responses={200: ENDPOINT_LIST, 403: _error("Admins only.")})
+    @extend_schema(responses={200: ENDPOINT_LIST, 403: error("Admins only.")})
     def get(self, request):
         """Registered chat endpoints; the AI judge's configured one is usable by its name too."""
         rows = ChatEndpoint.objects.order_by("name")
@@ -169,8 +158,8 @@ class EndpointListView(AdminView):
                          "judge": endpoints.judge_endpoint_name()})
 
     @extend_schema(request=EndpointSerializer,
-                   responses={201: EndpointSerializer, 400: BAD_INPUT, 403: _error("Admins only."),
-                              409: _error("The name is taken.")})
+                   responses={201: EndpointSerializer, 400: BAD_INPUT, 403: error("Admins only."),
+                              409: error("The name is taken.")})
     def post(self, request):
         """Name an OpenAI-compatible chat endpoint. The key stays in the environment variable ``api_key_env``."""
         data = _valid(EndpointSerializer, request.data)
@@ -179,7 +168,7 @@ class EndpointListView(AdminView):
 
 
 class EndpointDetailView(AdminView):
-    @extend_schema(responses={204: None, 403: _error("Admins only."), 404: _error("No such endpoint.")})
+    @extend_schema(responses={204: None, 403: error("Admins only."), 404: error("No such endpoint.")})
     def delete(self, request, name):
         endpoints.endpoint_delete(name=name)
         return Response(status=status.HTTP_204_NO_CONTENT)

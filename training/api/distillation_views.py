@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from annotation.api.boundary import JSONField
 from annotation.access import access_project
+from annotation.api.schema import error
 from annotation.errors import Invalid, ServiceError
 from training import rounds, services
 from training.access import access_distillation
@@ -56,7 +57,8 @@ class DistillationListView(AdminView):
         return Response(DistillationSerializer(qs[:200], many=True).data)
 
     @extend_schema(request=DistillationCreateSerializer,
-                   responses={201: DistillationSerializer,
+                   responses={201: DistillationSerializer, 404: error("No such project or checkpoint."),
+                              409: error("A teacher that cannot answer now."),
                               400: OpenApiResponse(description='{"detail", "field"}: the field at fault')})
     def post(self, request):
         """Distil a teacher into a student: generate, snapshot as SFT data, train. Answers at once (201)."""

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from annotation.api.boundary import JSONField
 from annotation.access import access_project
+from annotation.api.schema import error
 from annotation.errors import Invalid, ServiceError
 from annotation.quality import judge_agreement
 from training import rounds, services
@@ -21,6 +22,10 @@ from training.endpoints import endpoint_get
 from training.judge import API, judge_run
 
 from .views import AdminView, _valid
+
+
+SOURCE_CONFLICT = error("A source that cannot answer now: a checkpoint whose files are gone, or of a run that "
+                        "has not succeeded.")
 
 
 class SourceField(serializers.Field):
@@ -151,7 +156,7 @@ class GenerationRoundListView(AdminView):
         qs = project.generation_rounds.prefetch_related("runs").select_related("baseline_model")[:200]
         return Response(RoundSerializer(qs, many=True).data)
 
-    @extend_schema(request=GenerationRoundCreateSerializer, responses={201: RoundSerializer})
+    @extend_schema(request=GenerationRoundCreateSerializer, responses={201: RoundSerializer, 409: SOURCE_CONFLICT})
     def post(self, request, project_id):
         user = request.user
         project = access_project(user, project_id, admin=True)
@@ -174,7 +179,7 @@ class RoundDetailView(AdminView):
 
 
 class CritiqueReviseView(AdminView):
-    @extend_schema(request=CritiqueReviseCreateSerializer, responses={201: RoundSerializer})
+    @extend_schema(request=CritiqueReviseCreateSerializer, responses={201: RoundSerializer, 409: SOURCE_CONFLICT})
     def post(self, request, project_id):
         """A critique-and-revise round on this project's prompts (its pairs go to ``project`` or a new one)."""
         user = request.user
@@ -205,7 +210,7 @@ class HumanEvalView(AdminView):
         checkpoint = access_checkpoint(request.user, checkpoint_id)
         return Response(rounds.human_eval_result(checkpoint=checkpoint))
 
-    @extend_schema(request=HumanEvalCreateSerializer, responses={201: RoundSerializer})
+    @extend_schema(request=HumanEvalCreateSerializer, responses={201: RoundSerializer, 409: SOURCE_CONFLICT})
     def post(self, request, checkpoint_id):
         user = request.user
         checkpoint = access_checkpoint(user, checkpoint_id)
@@ -226,7 +231,8 @@ class JudgeView(AdminView):
     def get(self, request, project_id):
         return Response(judge_agreement(access_project(request.user, project_id, admin=True)))
 
-    @extend_schema(request=JudgeSerializer, responses={202: JobSerializer})
+    @extend_schema(request=JudgeSerializer, responses={202: JobSerializer,
+                                                       409: error("A judge is already running on this project.")})
     def post(self, request, project_id):
         user = request.user
         project = access_project(user, project_id, admin=True)
@@ -243,7 +249,8 @@ class JudgeView(AdminView):
 
 
 class ActiveLearningView(AdminView):
-    @extend_schema(request=ActiveLearningSerializer, responses={202: JobSerializer})
+    @extend_schema(request=ActiveLearningSerializer, responses={
+        202: JobSerializer, 409: error("Scoring is already running on this project.")})
     def post(self, request, project_id):
         user = request.user
         project = access_project(user, project_id, admin=True)

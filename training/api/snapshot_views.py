@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from annotation.access import access_project
 from annotation.api.boundary import JSONField
+from annotation.api.schema import error
 from annotation.errors import Conflict
 from annotation.exports import CONTENT_TYPES, FORMATS, KINDS, STYLES
 from training.access import access_snapshot
@@ -38,7 +39,8 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
 
 class SnapshotListView(AdminView):
-    @extend_schema(parameters=[OpenApiParameter("project", int)], responses=SnapshotSerializer(many=True))
+    @extend_schema(parameters=[OpenApiParameter("project", int)],
+                   responses={200: SnapshotSerializer(many=True), 404: error("No such project.")})
     def get(self, request):
         qs = DatasetSnapshot.objects.select_related("project", "created_by").order_by("-created_at", "-id")
         project_id = request.query_params.get("project")
@@ -46,7 +48,8 @@ class SnapshotListView(AdminView):
             qs = qs.filter(project=access_project(request.user, project_id, admin=True))
         return Response(SnapshotSerializer(qs[:500], many=True).data)
 
-    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer})
+    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer,
+                                                                 404: error("No such project.")})
     def post(self, request):
         serializer = SnapshotCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -63,7 +66,8 @@ class SnapshotDetailView(AdminView):
 
 
 class SnapshotDownloadView(AdminView):
-    @extend_schema(responses={200: OpenApiResponse(description="The frozen file.")})
+    @extend_schema(responses={200: OpenApiResponse(description="The frozen file."),
+                              409: error("A datasets directory (read it on the server), or its file is missing.")})
     def get(self, request, snapshot_id):
         snapshot = access_snapshot(request.user, snapshot_id)
         path = snapshot_path(snapshot)

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import access_project
+from annotation.api.schema import error
 from annotation.api.permissions import IsAdmin
 from annotation.errors import Conflict, Invalid
 from training import selectors, services
@@ -35,7 +36,8 @@ class BaseModelListView(AdminView):
         services.base_model_get(name=services.SMALL)
         return Response(s.BaseModelSerializer(selectors.base_models_list(), many=True).data)
 
-    @extend_schema(request=s.BaseModelCreateSerializer, responses={201: s.BaseModelSerializer})
+    @extend_schema(request=s.BaseModelCreateSerializer,
+                   responses={201: s.BaseModelSerializer, 409: error("A base model of that name exists.")})
     def post(self, request):
         model = services.base_model_register(**_valid(s.BaseModelCreateSerializer, request.data))
         return Response(s.BaseModelSerializer(model).data, status=status.HTTP_201_CREATED)
@@ -64,7 +66,10 @@ class RunListView(AdminView):
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(s.RunListSerializer(page, many=True).data)
 
-    @extend_schema(request=s.RunCreateSerializer, responses={202: s.RunSerializer, 200: s.RunSerializer})
+    @extend_schema(request=s.RunCreateSerializer, responses={
+        202: s.RunSerializer, 200: s.RunSerializer,
+        404: error("The project, snapshot, base model or reward checkpoint named does not exist."),
+        409: error("The idempotency key was used for a different run.")})
     def post(self, request):
         data = _valid(s.RunCreateSerializer, request.data)
         user = request.user
@@ -93,14 +98,15 @@ class RunDetailView(AdminView):
 
 
 class RunCancelView(AdminView):
-    @extend_schema(request=None, responses=s.RunSerializer)
+    @extend_schema(request=None, responses={200: s.RunSerializer, 409: error("The run has already ended.")})
     def post(self, request, run_id):
         run = services.run_cancel(run=access_run(request.user, run_id))
         return Response(s.RunSerializer(selectors.run_detail(run)).data)
 
 
 class RunResumeView(AdminView):
-    @extend_schema(request=None, responses={202: s.RunSerializer, 200: s.RunSerializer})
+    @extend_schema(request=None, responses={202: s.RunSerializer, 200: s.RunSerializer,
+                                            409: error("The run has nothing to resume from, or has not ended.")})
     def post(self, request, run_id):
         run, created = services.run_resume(run=access_run(request.user, run_id), created_by=request.user)
         code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
@@ -120,7 +126,8 @@ class CheckpointDownloadView(AdminView):
                                                  "RNG and trainer state, for resuming elsewhere), tensorboard (the "
                                                  "run's TensorBoard event files)")],
         responses={(200, "application/gzip"): OpenApiResponse(description="A .tar.gz of the checkpoint: what "
-                                                                          "inference needs")},
+                                                                          "inference needs"),
+                   409: error("The checkpoint's files are gone.")},
     )
     def get(self, request, checkpoint_id):
         checkpoint = access_checkpoint(request.user, checkpoint_id)
@@ -140,7 +147,8 @@ class CheckpointDownloadView(AdminView):
 
 
 class CheckpointMergeView(AdminView):
-    @extend_schema(request=None, responses={202: s.CheckpointSerializer})
+    @extend_schema(request=None, responses={202: s.CheckpointSerializer,
+                                            409: error("Not an adapter to merge, or its files are gone.")})
     def post(self, request, checkpoint_id):
         checkpoint = services.checkpoint_merge(checkpoint=access_checkpoint(request.user, checkpoint_id))
         return Response(s.CheckpointSerializer(checkpoint).data, status=status.HTTP_202_ACCEPTED)

@@ -2,7 +2,7 @@
 and judges name (admins). Views stay thin: training.arena and training.endpoints do the work."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +15,6 @@ from training.access import access_battle
 from training.models import ChatEndpoint
 
 from .views import AdminView, _valid
-
 
 NOT_FOUND = error("Not found, or not yours to see: another rater's battle, a project you are not a member of.")
 

@@ -68,7 +68,9 @@ def stored_path(path: str | os.PathLike) -> str:
 
 
 def run_output_dir(run: TrainingRun) -> Path:
-    return data_dir() / "runs" / str(run.pk)
+    """The run's own directory, named by its id and creation time: ids can come back (a database created
+    again under the same data directory, SQLite after a flush), and a new run must never find another's files."""
+    return data_dir() / "runs" / f"{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
 
 
 # --- base models -------------------------------------------------------------------------------

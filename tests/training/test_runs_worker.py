@@ -158,7 +158,7 @@ def test_a_cancelled_run_resumes_from_its_last_checkpoint(worker, admin, api):
     assert resumed.status == "cancelled", resumed.error
     # It continued from the checkpoint's step, not from step 1.
     assert first_steps and min(first_steps) == last.step + 1
-    assert "resume" in Path(services.data_path(f"runs/{resumed.pk}/engine-config.json")).read_text()
+    assert "resume" in (services.run_output_dir(resumed) / "engine-config.json").read_text()
 
 
 def _wait_checkpoint(checkpoint, until, timeout=180.0, worker=None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import uuid
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.templatetags.static import static
@@ -180,8 +181,16 @@ def submit(request, slug, item_id):
         request.session[key] = request.session.get(key, 0) + 1
     if not notice:
         autosave_clear(rater=request.user, item_id=item.pk)
+    return _next_stage(request, project, notice)
+
+
+def _next_stage(request, project, notice: str):
+    """After a submit, skip or edit: htmx swaps in the next item with the notice; a plain form post is redirected to
+    the project's page (post/redirect/get), which shows the notice as a message."""
     if not _is_htmx(request):
-        return HttpResponseRedirect(reverse("annotate", args=[slug]))
+        if notice:
+            messages.info(request, notice)
+        return HttpResponseRedirect(reverse("annotate", args=[project.slug]))
     return _render_stage(request, _stage(request, project, notice=notice))
 
 
@@ -233,9 +242,7 @@ def skip(request, slug, item_id):
         services.assignment_skip(rater=request.user, item_id=item.pk)
     except Conflict as exc:
         notice = exc.message
-    if not _is_htmx(request):
-        return HttpResponseRedirect(reverse("annotate", args=[slug]))
-    return _render_stage(request, _stage(request, project, notice=notice))
+    return _next_stage(request, project, notice)
 
 
 @page
@@ -259,9 +266,7 @@ def edit(request, slug, annotation_id):
             notice = exc.message
         else:
             notice = "Your last answer was updated."
-        if not _is_htmx(request):
-            return HttpResponseRedirect(reverse("annotate", args=[slug]))
-        return _render_stage(request, _stage(request, project, notice=notice))
+        return _next_stage(request, project, notice)
     raw = annotation.raw_payload if isinstance(annotation.raw_payload, dict) else {}
     ctx = {"project": project, "mode": project.mode, "config": project.config, "editing": annotation,
            "item": selectors.item_view(item, order), "prefill": raw, "action": action,

@@ -43,6 +43,7 @@ def test_rater_pages_and_swaps_log_no_csp_violation(page, live_server):
     page.wait_for_selector(f'#annotate-form:not([data-item="{item}"])')
     page.keyboard.press("u")  # edit my last answer
     page.wait_for_selector("text=Editing my last answer")
+    page.wait_for_function("() => !document.querySelector('.htmx-settling, .htmx-added')")
     for key in ("b", "r", "Enter"):
         page.keyboard.press(key)
     page.wait_for_selector("text=Your last answer was updated.")

@@ -152,6 +152,13 @@ def test_edit_last_annotation(rater_client, pairwise, rater):
     assert annotation.payload["chosen"] == order[1]
     assert Annotation.objects.filter(rater=rater).count() == 1
 
+    # Without JavaScript the form posts and the page comes back: it says the same.
+    r = rater_client.post(edit_url, {"choice": "A", "strength": "better"}, follow=True)
+    assert r.redirect_chain == [(f"/p/{pairwise.slug}/", 302)]
+    assert "Your last answer was updated." in r.content.decode()
+    annotation.refresh_from_db()
+    assert annotation.payload["chosen"] == order[0]
+
 
 def test_nobody_edits_someone_elses_annotation(client, rater_client, pairwise, rater):
     make_item(pairwise)

@@ -44,6 +44,10 @@ def page(browser):
     page.js_errors, page.csp_violations, page.missing_files = errors, csp, missing
     yield page
     context.close()
+    # Whatever a test does, every page it opened and every swap it made kept to the Content-Security-Policy and
+    # ran without a script error (arena, demonstrations, chains and the rest, not only the pages listed here).
+    assert csp == [], f"Content-Security-Policy violations: {csp}"
+    assert errors == [], f"script errors: {errors}"
 
 
 @pytest.fixture

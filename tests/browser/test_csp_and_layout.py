@@ -83,6 +83,7 @@ def test_admin_pages_log_no_csp_violation(page, live_server, tmp_path):
     login(page, live_server, "ada")
     for path in ("/manage/", f"/manage/{project.pk}/", "/manage/dashboard/", f"/manage/{project.pk}/quality/",
                  f"/manage/{project.pk}/rounds/", "/manage/training/", f"/manage/training/runs/{run.pk}/",
+                 "/manage/training/distil/",
                  "/admin/", "/admin/annotation/project/", "/api/docs/", "/manage/999999/"):
         page.goto(f"{live_server.url}{path}")
         page.wait_for_load_state("networkidle")

@@ -104,8 +104,7 @@ def _is_complete(path: Path) -> bool:
 
 def build_tokenizer():
     """Train the byte-level BPE tokenizer on the bundled corpus (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -118,6 +117,15 @@ def build_tokenizer():
     )
     lines = CORPUS_PATH.read_text(encoding="utf-8").splitlines()
     tok.train_from_iterator(lines, trainer=trainer)
+    return chat_tokenizer(tok, MAX_POSITIONS)
+
+
+def chat_tokenizer(tok, max_positions: int):
+    """A trained `tokenizers` BPE as the transformers tokenizer of the built-in models: a leading BOS, our special
+    tokens and chat template, right padding."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
     bos_id = tok.token_to_id("<|bos|>")
     # Plain text gets a leading BOS, like Llama; chat-templated text carries it from the template instead.
     tok.post_processor = processors.TemplateProcessing(
@@ -128,9 +136,9 @@ def build_tokenizer():
         bos_token="<|bos|>",
         eos_token="<|eos|>",
         pad_token="<|pad|>",
-        additional_special_tokens=["<|end|>", "<|system|>", "<|user|>", "<|assistant|>"],
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|pad|>", "<|bos|>", "<|eos|>")],
         chat_template=CHAT_TEMPLATE,
-        model_max_length=MAX_POSITIONS,
+        model_max_length=max_positions,
         padding_side="right",
     )
 

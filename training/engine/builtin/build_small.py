@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..tiny import CHAT_TEMPLATE, END_OF_TURN, SPECIAL_TOKENS
+from ..tiny import END_OF_TURN, SPECIAL_TOKENS, chat_tokenizer
 from . import SMALL_DIR
 from .corpus import ASCII_TABLE
 
@@ -60,8 +60,7 @@ ALPHABET = [byte_level_char(b) for b in [10] + list(range(0x20, 0x7F))]  # newli
 
 def build_tokenizer(texts):
     """A byte-level BPE over printable ASCII + newline, trained on `texts` (an iterable of strings)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     # Same mapping as corpus.to_ascii: any input (a user's prompt in any script) becomes printable ASCII + newline.
@@ -76,20 +75,7 @@ def build_tokenizer(texts):
         min_frequency=2, show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    bos_id = tok.token_to_id("<|bos|>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos_id)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|bos|>",
-        eos_token="<|eos|>",
-        pad_token="<|pad|>",
-        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|pad|>", "<|bos|>", "<|eos|>")],
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=MAX_POSITIONS,
-        padding_side="right",
-    )
+    return chat_tokenizer(tok, MAX_POSITIONS)
 
 
 def read_jsonl(path: Path) -> list[dict]:

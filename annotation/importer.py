@@ -620,6 +620,12 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
         progress(count % 1000)
     if errors:
         raise ImportFailed(errors)
+    analyze_if_large(result)
+    return result
+
+
+def analyze_if_large(result: ImportResult) -> None:
+    """Planner statistics for what a large import wrote, at once (``pg.stats``); nothing inside a transaction,
+    whose caller calls this again once it has committed."""
     if result.prompts_created >= 1000 and pg.enabled():
         pg.stats.analyze_after_import(annotations=result.annotations_created > 0)
-    return result

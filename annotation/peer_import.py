@@ -20,7 +20,7 @@ from django.db import transaction
 from . import boundary
 from .bulk import bulk_insert
 from .errors import ImportFailed, Invalid, RowError
-from .importer import ImportResult, import_items
+from .importer import ImportResult, analyze_if_large, import_items
 from .models import Annotation, Item, ItemResponse, Project
 
 PEER_FORMATS = ("label_studio", "hf_preferences")
@@ -115,6 +115,7 @@ def import_label_studio(*, project: Project, stream: IO[bytes], round_name: str 
     with transaction.atomic():
         result = _import_rows(project, rows, round_name)
         result.annotations_created += _add_judgements(project, judgements)
+    analyze_if_large(result)  # the import's own ANALYZE was inside the transaction: skipped
     return result
 
 

@@ -104,3 +104,24 @@ def test_peer_import_is_for_admins_and_names_a_bad_format(api, admin, raters, jo
     rating = make_project("rating")
     response = upload(api, rating, json.dumps(LABEL_STUDIO).encode(), "x.json", "label_studio")
     assert response.status_code == 400 and "pairwise project" in response.json()["detail"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_large_label_studio_import_leaves_the_planner_its_statistics(api, admin):
+    """The import's rows and judgements are written in one transaction, where the importer's own ANALYZE is
+    skipped; without statistics (autovacuum off, or behind) the planner guesses the tables' contents."""
+    from django.db import connection
+
+    project = make_project("pairwise")
+    api.force_authenticate(admin)
+    tasks = [{"id": i, "data": {"prompt": f"Question {i}", "answer1": f"left {i}", "answer2": f"right {i}"},
+              "annotations": [{"id": i, "completed_by": 7, "result": [{"type": "pairwise",
+                                                                        "value": {"selected": "left"}}]}]}
+             for i in range(1000)]
+    response = upload(api, project, json.dumps(tasks).encode(), "big.json", "label_studio")
+    assert response.status_code == 201 and response.json()["annotations_created"] == 1000
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relname, reltuples FROM pg_class WHERE relname IN ('annotation_item', "
+                       "'annotation_annotation')")
+        assert dict(cursor.fetchall()) == {"annotation_item": 1000, "annotation_annotation": 1000}

@@ -25,3 +25,11 @@ def test_small_is_listed_and_runs_resolve_to_the_committed_directory(api, admin)
                                           "config": {"max_steps": 5}}, format="json")
     assert response.status_code == 202, response.content
     assert response.json()["base_model"] == "small"
+
+
+def test_small_loads_through_the_path_of_a_local_model_directory(tmp_path):
+    """`small` is a Hub-style directory: registered by its path, it resolves (and so loads) exactly as by name."""
+    by_path = services.base_model_register(name="small-by-path", source=str(SMALL_DIR))
+    assert resolve_model_source(by_path.source) == resolve_model_source("small") == str(SMALL_DIR)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {
+        p.name for p in SMALL_DIR.iterdir()}

@@ -68,10 +68,13 @@ def test_the_loop_runs_on_the_worker_and_a_rerun_adds_nothing(worker):
     call_command("seed_demo", "--no-loop", stdout=io.StringIO())
     out = io.StringIO()
     call_command("seed_demo", "--loop-only", "--loop-on-worker", stdout=out)
-    run = TrainingRun.objects.get(method="dpo", project__slug="demo-pairwise")
+    run = TrainingRun.objects.get(method="dpo", project__slug="demo-loop")
     assert run.status == "succeeded" and run.worker != "seed_demo", out.getvalue()  # the worker trained it
-    assert Round.objects.filter(status=Round.Status.READY).count() == 2
-    assert "human win-rate" in out.getvalue()
+    assert run.base_model.name == "small"
+    # small's own answers (the planted preference), the checkpoint's round and its human evaluation
+    assert Round.objects.filter(status=Round.Status.READY).count() == 3
+    assert not TrainingRun.objects.exclude(base_model__name="small").exists()
+    assert "human win-rate" in out.getvalue() and "against the small base" in out.getvalue()
     counts = (Annotation.objects.count(), TrainingRun.objects.count(), Round.objects.count())
     again = io.StringIO()
     call_command("seed_demo", stdout=again)

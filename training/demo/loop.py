@@ -1,36 +1,86 @@
-"""seed_demo's loop steps: a DPO run on the demo pairwise annotations, a generation round from its checkpoint and a
-human evaluation of it (checkpoint vs the tiny base) with simulated answers, all on the built-in tiny model.
+"""seed_demo's loop steps, on the built-in ``small`` model: a round of the base model's own answers judged by the
+simulated raters under one planted preference (the answer that says it in fewer words), a DPO run on those
+judgements, then a generation round from its checkpoint and a human evaluation of it against the base, whose
+simulated answers follow the same rule.
+
+The preference is planted in "Demo: say it briefly (pairwise)", whose prompts are questions about Python's standard
+library (``loop_prompts.jsonl``: what ``small`` was trained to answer) and whose guidelines state the rule. The
+simulated raters of both the training pairs and the evaluation read the two texts and apply ``brevity`` with a
+little noise, so the checkpoint is judged by what it learned, never by which model wrote it.
 
 The engine runs here, synchronously, through the same job code a worker runs (``training.jobs.run_execute``); if a
 worker happens to take a run first, the step waits for it. With ``--loop-on-worker`` (what ``./dev demo`` does, in
 the background while the app already answers) the runs are left to the worker and the step only waits for them, so
 the dashboard shows them queued, running and done. Each step looks before it writes, so running seed_demo again
-changes nothing; the simulated answers are seeded, so every fresh demo gets the same win-rate.
+changes nothing; generation, training and the simulated answers are seeded, so every fresh demo gets the same
+win-rate.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 
 from annotation.errors import Forbidden
-from annotation.models import Response
-from annotation.services import annotation_submit, queue_next, queue_shuffle_seed
+from annotation.models import Annotation, Item, Membership, Project, Prompt, Response
+from annotation.services import annotation_submit, member_add, project_create, queue_next, queue_shuffle_seed
 
 from .. import jobs, rounds, services
 from ..models import Checkpoint, Round, TrainingRun
 
-DEMO_PROJECT = "demo-pairwise"
-DPO_CONFIG = {"max_steps": 20, "batch_size": 4, "max_length": 192, "logging_steps": 1, "eval_fraction": 0.1}
-SAMPLING = {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": 40}
+DEMO_DIR = Path(__file__).resolve().parent
+LOOP_PROJECT = "demo-loop"
+LOOP_NAME = "Demo: say it briefly (pairwise)"
+LOOP_PROMPTS = DEMO_DIR / "loop_prompts.jsonl"
+LOOP_CONFIG = {"overlap": 1, "allow_tie": True, "strength": False}
+LOOP_GUIDELINES = """\
+# Which answer says it in fewer words?
+
+You will see a question about Python's standard library and two answers, **A** and **B**. Pick the one that
+answers **in fewer words**: the shorter answer wins. An answer of fewer than three words says nothing and loses
+to any answer that says something.
+
+Use **tie** when the two are about as long as each other.
+"""
+BASE_MODEL = services.SMALL
+SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64}  # small's readable range (its card: 0.7)
+BASE_ANSWERS = 4  # per prompt in the round the preference is planted in: all 6 pairs of them become items
+DPO_CONFIG = {"max_steps": 40, "batch_size": 8, "max_length": 192, "learning_rate": 1e-3, "dpo": {"beta": 0.1},
+              "logging_steps": 1, "eval_fraction": 0.1}
+EVAL_PROMPTS = 40  # pairs in the human evaluation (checkpoint vs base, one answer each per prompt)
+EVAL_ANSWERS = 16  # each simulated rater answers this many of them and leaves the rest for people
 WAIT_S = 600
 WORKER_WAIT_S = 3600  # the worker may have other runs queued before the demo's
 EVAL_SEED = "preference-studio-demo:human-eval"
+PLANT_SEED = "preference-studio-demo:say-it-briefly"
+RATERS = ("alice", "bob")
+
+# The planted preference: fewer words win; an answer under MIN_WORDS words says nothing and loses.
+MIN_WORDS = 3
+RATER_NOISE = 1.5  # words: the simulated raters count roughly
+TIE_WORDS = 1.0  # answers this close in (perceived) length are a tie
 
 User = get_user_model()
+
+
+def brevity(text: str) -> float:
+    """The planted preference, read from the text alone: the fewer words the better (an answer of fewer than
+    MIN_WORDS words says nothing and scores below any that says something)."""
+    words = len(text.split())
+    return -float(words) if words >= MIN_WORDS else -1000.0
+
+
+def simulated_choice(rng: random.Random, texts: list[str]) -> str:
+    """A stand-in rater of "say it briefly": "A", "B" or "tie" for two texts, by ``brevity`` with some noise."""
+    a, b = (brevity(t) + rng.gauss(0, RATER_NOISE) for t in texts)
+    if abs(a - b) < TIE_WORDS:
+        return "tie"
+    return "A" if a > b else "B"
 
 
 def _execute(run: TrainingRun, on_worker: bool = False) -> TrainingRun:
@@ -46,22 +96,25 @@ def _execute(run: TrainingRun, on_worker: bool = False) -> TrainingRun:
     return run
 
 
-def demo_checkpoint(ctx) -> Checkpoint | None:
-    project = ctx.projects[DEMO_PROJECT]
-    run = (TrainingRun.objects.filter(project=project, method=TrainingRun.Method.DPO, status=TrainingRun.Status.SUCCEEDED)
-           .order_by("-finished_at").first())
-    if run is None:
-        run, _ = services.run_create(method="dpo", base_model=services.base_model_get(name=services.TINY),
-                                  project=project, config=dict(DPO_CONFIG), created_by=ctx.users.get("admin"))
-        ctx.say(f"loop: training DPO run {run.pk} on the tiny model ...")
-        run = _execute(run, ctx.options.get("loop_on_worker", False))
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            ctx.summary.append(f"The demo DPO run {run.pk} {run.status}: {run.error[:300]}")
-            return None
-        ctx.say(f"loop: DPO run {run.pk} {run.status} in {run.step} steps")
-    else:
-        ctx.say(f"loop: DPO run {run.pk} already trained")
-    return run.checkpoints.exclude(kind=Checkpoint.Kind.MERGED).order_by("-step").first()
+def loop_project(ctx) -> Project:
+    """The project the preference is planted in: its guidelines, its raters and the demo's questions for small."""
+    admin = ctx.users.get("admin")
+    project = Project.objects.filter(slug=LOOP_PROJECT).first()
+    if project is None:
+        project = project_create(name=LOOP_NAME, mode="pairwise", guidelines=LOOP_GUIDELINES, config=dict(LOOP_CONFIG),
+                                 slug=LOOP_PROJECT, created_by=admin)
+    for username in RATERS:
+        if username in ctx.users and not Membership.objects.filter(project=project, user=ctx.users[username]).exists():
+            member_add(project=project, username=username)
+    if not Prompt.objects.filter(project=project).exists():
+        # questions alone: the answers come from the model, in the first round
+        rows = [json.loads(line) for line in LOOP_PROMPTS.read_text(encoding="utf-8").splitlines()]
+        with transaction.atomic():
+            Prompt.objects.bulk_create(
+                Prompt(project=project, external_id=row["id"], messages=[{"role": "user", "content": row["prompt"]}],
+                       metadata={"source": "demo"}, round="demo") for row in rows)
+    ctx.projects[LOOP_PROJECT] = project
+    return project
 
 
 def _finish_rounds(ctx, pending: list[Round]) -> list[Round]:
@@ -83,27 +136,67 @@ def _finish_rounds(ctx, pending: list[Round]) -> list[Round]:
     return pending
 
 
+def plant_preference(ctx, project: Project) -> bool:
+    """The base model's own answers, four per question, every pair judged by the simulated raters under the
+    project's rule. True once the judgements are there."""
+    base = services.base_model_get(name=BASE_MODEL)
+    planted = (Round.objects.filter(project=project, kind=Round.Kind.GENERATION, runs__base_model=base,
+                                    runs__source_checkpoint__isnull=True).order_by("id").first())
+    if planted is None:
+        planted = rounds.generation_round_launch(project=project, sources=[base], n=BASE_ANSWERS, **SAMPLING,
+                                                 created_by=ctx.users.get("admin"))
+        ctx.say(f"loop: {BASE_MODEL} answers the questions of {project.slug} ({planted.name}) ...")
+        _finish_rounds(ctx, [planted])
+    if planted.status != Round.Status.READY:
+        return False
+    if not Annotation.objects.filter(item__project=project, item__round=planted.name).exists():
+        answered = _simulate_answers(ctx, planted, per_rater=None, seed=PLANT_SEED)
+        ctx.say(f"loop: {answered} pairs of {BASE_MODEL}'s answers judged by the simulated raters (say it briefly)")
+    return True
+
+
+def demo_checkpoint(ctx, project: Project) -> Checkpoint | None:
+    run = (TrainingRun.objects.filter(project=project, method=TrainingRun.Method.DPO, status=TrainingRun.Status.SUCCEEDED)
+           .order_by("-finished_at").first())
+    if run is None:
+        if not plant_preference(ctx, project):
+            return None
+        run, _ = services.run_create(method="dpo", base_model=services.base_model_get(name=BASE_MODEL),
+                                     project=project, config=dict(DPO_CONFIG), created_by=ctx.users.get("admin"))
+        ctx.say(f"loop: training DPO run {run.pk} on the {BASE_MODEL} model ...")
+        run = _execute(run, ctx.options.get("loop_on_worker", False))
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            ctx.summary.append(f"The demo DPO run {run.pk} {run.status}: {run.error[:300]}")
+            return None
+        ctx.say(f"loop: DPO run {run.pk} {run.status} in {run.step} steps")
+    else:
+        ctx.say(f"loop: DPO run {run.pk} already trained")
+    return run.checkpoints.exclude(kind=Checkpoint.Kind.MERGED).order_by("-step").first()
+
+
 def step_loop(ctx):
-    """A DPO run, then a generation round from its checkpoint and a human evaluation of it against the base."""
+    """A planted preference and a DPO run on it, then a generation round from its checkpoint and a human evaluation
+    of it against the base."""
     if not ctx.options.get("annotations", True) or not ctx.options.get("loop", True):
         ctx.say("loop: skipped")
         return
-    checkpoint = demo_checkpoint(ctx)
+    project = loop_project(ctx)
+    checkpoint = demo_checkpoint(ctx, project)
     if checkpoint is None:
         return
-    project, admin = ctx.projects[DEMO_PROJECT], ctx.users.get("admin")
+    admin = ctx.users.get("admin")
     generated = Round.objects.filter(project=project, kind=Round.Kind.GENERATION,
                                      runs__source_checkpoint=checkpoint).first()
     evaluation = Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).first()
     pending = []
+    if evaluation is None:
+        evaluation = rounds.human_eval_round_create(project=project, checkpoint=checkpoint, max_prompts=EVAL_PROMPTS,
+                                                    **SAMPLING, created_by=admin)
+        pending.append(evaluation)
     if generated is None:
         generated = rounds.generation_round_launch(project=project, sources=[checkpoint], n=2, max_prompts=8,
                                                    **SAMPLING, created_by=admin)
         pending.append(generated)
-    if evaluation is None:
-        evaluation = rounds.human_eval_round_create(project=project, checkpoint=checkpoint, max_prompts=12,
-                                                    **SAMPLING, created_by=admin)
-        pending.append(evaluation)
     if pending:
         ctx.say(f"loop: generating {', '.join(r.name for r in pending)} ...")
         _finish_rounds(ctx, pending)
@@ -111,45 +204,43 @@ def step_loop(ctx):
     ctx.say(f"loop: generation round {generated.name} from checkpoint {checkpoint.pk}: {generated.items_created} items "
             f"in /p/{project.slug}/")
     if evaluation in pending and evaluation.status == Round.Status.READY:
-        answered = _simulate_evaluation(ctx, evaluation)
+        answered = _simulate_answers(ctx, evaluation, per_rater=EVAL_ANSWERS, seed=EVAL_SEED)
         ctx.say(f"loop: human evaluation {evaluation.name}: {evaluation.items_created} pairs, {answered} simulated answers")
     result = rounds.human_eval_result(checkpoint=checkpoint)
     if result["n"]:
         ctx.summary.append(
             f"Checkpoint {checkpoint.pk} (DPO run {checkpoint.run_id}): human win-rate {result['win_rate']:.2f} "
             f"(95% CI {result['ci95'][0]:.2f}-{result['ci95'][1]:.2f}, n={result['n']}, ties count half) "
-            f"against the tiny base; evaluation project /p/{evaluation.project.slug}/"
+            f"against the {BASE_MODEL} base; evaluation project /p/{evaluation.project.slug}/"
         )
 
 
-def _simulated_choice(rng: random.Random, texts: list[str]) -> str:
-    """A stand-in rater: prefers the response with more distinct words, with some noise and a few ties."""
-    a, b = (len(set(t.split())) + rng.gauss(0, 2) for t in texts)
-    if abs(a - b) < 0.5:
-        return "tie"
-    return "A" if a > b else "B"
-
-
-def _simulate_evaluation(ctx, rnd: Round) -> int:
-    queue_shuffle_seed(EVAL_SEED)  # the order each pair is shown in (the queue's shuffle) decides the close calls
+def _simulate_answers(ctx, rnd: Round, *, per_rater: int | None, seed: str) -> int:
+    """The demo raters take the round's pairs from the real queue, in turn, and answer each by ``simulated_choice``
+    (``per_rater`` pairs each, or until the queue is empty)."""
+    queue_shuffle_seed(seed)  # the order each pair is shown in (the queue's shuffle) decides the close calls
+    users = [ctx.users[u] for u in RATERS if u in ctx.users]
+    rngs = {user.pk: random.Random(f"{seed}:{user.username}") for user in users}
+    left = {user.pk: per_rater for user in users}
     answered = 0
-    for username in ("alice", "bob"):
-        user = ctx.users.get(username)
-        if user is None:
-            continue
-        rng = random.Random(f"human-eval:{username}")
-        for _ in range(8):  # each simulated rater answers a few pairs and leaves the rest for people
+    while users:
+        for user in list(users):
             try:
                 assignment = queue_next(rater=user, project=rnd.project)
             except Forbidden:
-                break
-            if assignment is None:
-                break
+                assignment = None
+            if assignment is None or Item.objects.filter(pk=assignment.item_id).values_list("round", flat=True)[0] != rnd.name:
+                users.remove(user)  # done, or only other work left: that is for people
+                continue
             texts = dict(Response.objects.filter(pk__in=assignment.display_order).values_list("pk", "text"))
-            choice = _simulated_choice(rng, [texts[rid] for rid in assignment.display_order])
+            choice = simulated_choice(rngs[user.pk], [texts[rid] for rid in assignment.display_order])
             annotation_submit(rater=user, item_id=assignment.item_id, payload={"choice": choice},
-                              idempotency_key=f"seed-demo-eval-{assignment.item_id}")
+                              idempotency_key=f"seed-demo-{rnd.name}-{assignment.item_id}")
             answered += 1
+            if left[user.pk] is not None:
+                left[user.pk] -= 1
+                if not left[user.pk]:
+                    users.remove(user)
     return answered
 
 

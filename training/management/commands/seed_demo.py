@@ -304,7 +304,7 @@ STEPS: list[Callable[[SeedContext], None]] = [
     step_gold,
     step_annotations,
     *ARENA_STEPS,  # an arena with recorded battles and simulated votes: a leaderboard with intervals
-    *LOOP_STEPS,  # a DPO run, a generated round and a human evaluation (tiny model)
+    *LOOP_STEPS,  # a planted preference, a DPO run on it, a generated round and a human evaluation (small model)
 ]
 
 
@@ -447,7 +447,7 @@ class Command(BoundaryCommand):
         parser.add_argument("--no-annotations", dest="annotations", action="store_false",
                             help="Create users, projects and items only.")
         parser.add_argument("--no-loop", dest="loop", action="store_false", default=True,
-                            help="Skip the training loop (DPO run, generated round, human evaluation).")
+                            help="Skip the training loop (planted preference, DPO run, generated round, human evaluation).")
         parser.add_argument("--loop-only", action="store_true",
                             help="Only the training loop (the rest must be there: run seed_demo --no-loop first).")
         parser.add_argument("--loop-on-worker", action="store_true",

@@ -343,6 +343,7 @@ def checkpoint_rows(checkpoints) -> list[dict]:
             "win_rate": {"status": win.get("status"), "error": win.get("error"),
                          "interval": _interval(win.get("result"), "win_rate")},
             "human": human_win_rate(c),
+            "preference": implicit_reward(c.metrics),
             "kind_label": KIND_LABELS.get(c.kind, c.kind),
             "metrics": {k: v for k, v in (c.metrics or {}).items() if k in KEY_METRICS and isinstance(v, (int, float))},
             "other_metrics": {k: v for k, v in (c.metrics or {}).items()
@@ -387,7 +388,21 @@ def human_win_rate(checkpoint) -> dict | None:
         state = "generating the pairs"
     else:
         state = f"waiting for raters ({summary['items']} pairs)"
-    return {"interval": _interval(summary, "win_rate"), "state": state, "summary": summary}
+    baselines = list(dict.fromkeys(r["baseline"] for r in summary["rounds"] if r["baseline"]))
+    return {"interval": _interval(summary, "win_rate"), "state": state, "summary": summary,
+            "against": " and ".join(baselines)}
+
+
+def implicit_reward(metrics) -> dict | None:
+    """A preference run's own figures (DPO, KTO): how often the trained policy's implicit reward ranks the chosen
+    answer above the rejected one, and by how much. On the held-out pairs when the run had some, else on its
+    last training batch. None when the run logged neither."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    for prefix, held_out in (("eval_", True), ("", False)):
+        accuracy, margin = (_num(metrics.get(f"{prefix}rewards/{k}")) for k in ("accuracies", "margins"))
+        if accuracy is not None:
+            return {"accuracy": round(accuracy * 100), "margin": margin, "held_out": held_out}
+    return None
 
 
 def rounds_view(project) -> dict:

@@ -360,3 +360,52 @@ def test_evaluate_and_merge_buttons_queue_the_jobs_once(admin_client, settings, 
     response = admin_client.post(f"/manage/training/checkpoints/{reward.pk}/evaluate/",
                                  {"kind": "win_rate", "reward_checkpoint": str(reward.pk)}, follow=True)
     assert b"win_rate evaluates a policy checkpoint" in response.content
+
+
+def test_a_dpo_checkpoint_says_its_human_evaluation_and_implicit_reward_in_words(admin_client):
+    from annotation.models import Response
+    from tests.helpers import pick
+    from training.models import Round
+
+    project = make_project("pairwise")
+    small = BaseModel.objects.get_or_create(name="small", defaults={"source": "small"})[0]
+    run = TrainingRun.objects.create(method="dpo", base_model=small, project=project, status="succeeded")
+    checkpoint = Checkpoint.objects.create(run=run, step=40, path="runs/p", kind="lora", metrics={
+        "loss": 0.46, "rewards/accuracies": 1.0, "eval_rewards/accuracies": 0.7083, "eval_rewards/margins": 0.663})
+    eval_project = make_project("pairwise", strength=False)
+    rater = UserFactory()
+    add_member(eval_project, rater)
+    rnd = Round.objects.create(project=eval_project, prompts_project=project, kind=Round.Kind.HUMAN_EVAL,
+                               status=Round.Status.READY, name="round-9", checkpoint=checkpoint, baseline_model=small,
+                               sources=[{"kind": "checkpoint", "id": checkpoint.pk, "label": f"checkpoint {checkpoint.pk}"},
+                                        {"kind": "base_model", "id": small.pk, "label": "small"}])
+    for i in range(5):  # the checkpoint wins three, loses one, one tie
+        item = make_item(eval_project, ["short answer", "a much longer answer"])
+        item.round = item.prompt.round = rnd.name
+        item.save(update_fields=["round"]), item.prompt.save(update_fields=["round"])
+        Response.objects.filter(items=item, text="short answer").update(checkpoint=checkpoint)
+    for winner in ("short answer", "short answer", "short answer", "a much longer answer"):
+        pick(rater, eval_project, winner)
+    pick(rater, eval_project, choice="tie")
+
+    html = admin_client.get(f"/manage/training/runs/{run.pk}/").content.decode()
+    words = re.search(rf'id="human-words-{checkpoint.pk}">(.*?)</p>', html).group(1)
+    assert words == ("Human evaluation against base small: checkpoint preferred in 3 of 5 pairs, the base in 1, "
+                     "1 tie (win-rate 0.70, ties counting half; 95% CI 0.30–0.93).")
+    words = re.search(rf'id="reward-words-{checkpoint.pk}">(.*?)</p>', html).group(1)
+    assert words == ("On held-out preference pairs, the checkpoint's implicit reward ranks the chosen answer above "
+                     "the rejected one in 71% of pairs (implicit-reward accuracy), by a mean reward margin of 0.66.")
+    # the run's checkpoint list (polled while the run is live) says the same
+    html = admin_client.get(f"/manage/training/runs/{run.pk}/checkpoints/").content.decode()
+    assert "checkpoint preferred in 3 of 5 pairs" in html and "in 71% of pairs" in html
+
+
+def test_without_held_out_pairs_the_implicit_reward_is_the_last_training_batch(admin_client):
+    run = TrainingRun.objects.create(method="dpo", base_model=tiny(), project=make_project("pairwise"),
+                                     status="succeeded")
+    checkpoint = Checkpoint.objects.create(run=run, step=4, path="runs/q", kind="lora",
+                                           metrics={"rewards/accuracies": 0.75, "rewards/margins": 0.125})
+    html = admin_client.get(f"/manage/training/runs/{run.pk}/").content.decode()
+    words = re.search(rf'id="reward-words-{checkpoint.pk}">(.*?)</p>', html).group(1)
+    assert words.startswith("On its last training preference pairs,") and "in 75% of pairs" in words
+    assert f'id="human-words-{checkpoint.pk}"' not in html  # no human evaluation yet: nothing claimed

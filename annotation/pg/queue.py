@@ -13,10 +13,14 @@ _ITEM_RESPONSE, _RESPONSE = ItemResponse._meta.db_table, Response._meta.db_table
 
 
 def _responses_of(item: str) -> str:
-    """Two columns: the response ids and texts of ``item`` (an SQL expression), in canonical order."""
+    """Two columns: the response ids and texts of ``item`` (an SQL expression), in canonical order.
+
+    Each text is looked up by primary key (a scalar subquery, never merged into a join): as a join, without
+    statistics on the item tables the planner expected hundreds of responses per item and hashed the whole
+    response table on every lease."""
     return f"""ARRAY(SELECT ir.response_id FROM "{_ITEM_RESPONSE}" ir WHERE ir.item_id = {item}
                       ORDER BY ir.position),
-       ARRAY(SELECT r.text FROM "{_ITEM_RESPONSE}" ir JOIN "{_RESPONSE}" r ON r.id = ir.response_id
+       ARRAY(SELECT (SELECT r.text FROM "{_RESPONSE}" r WHERE r.id = ir.response_id) FROM "{_ITEM_RESPONSE}" ir
              WHERE ir.item_id = {item} ORDER BY ir.position)"""
 
 

@@ -4,12 +4,13 @@ stale statistics.
     .venv/bin/python bench/exports/stale_stats_bench.py [--prompts 40000] [--raters 16] [--leases 300]
 
 1. A fresh database (``ps_bench_stale``): a pairwise project (overlap 1) of ``--prompts`` imported prompts (the
-   import ANALYZEs its own tables; the annotation table is still empty then).
+   import ANALYZEs its own tables; the annotation table is still empty then). With ``--import-batch 999`` the
+   prompts come in files too small for the import's ANALYZE, so the item tables have no statistics either.
 2. ``--raters`` raters annotate every item through the API (gunicorn, token clients, next + submit) until the
    queue is empty. This PostgreSQL runs with autovacuum off, so the annotation table has no statistics; a busy
    production server's lag behind a burst of annotations is the same case.
-3. Imports ``2 * (--leases + 3)`` more prompts (the import ANALYZEs its own tables, not the annotations or the leases),
-   so the queue has open items again.
+3. Imports ``2 * (--leases + 3)`` more prompts (too few for the import's ANALYZE), so the queue has open items
+   again.
 4. Times, in-process: a TRL JSONL export (every row), the project's quality report (uncached), and the admin pages
    and API that aggregate over annotations (the dashboard overview, the project page, the quality page, the stats
    API; Django's test client, caches cleared first); then ``--leases`` next + submit round trips through the API
@@ -17,7 +18,8 @@ stale statistics.
    templates are loaded first, on an empty project.
 5. ANALYZEs every table and times all of it again (the queue on the other half of the open items).
 
-Results go to bench/results/exports_stale_stats.json.
+Results go to bench/results/exports_stale_stats.json (exports_stale_stats_import_batch.json with
+``--import-batch``).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from hotpath import Client  # noqa: E402
 PORT = 8766
 
 
-def seed(prompts: int, raters: int) -> tuple[object, list[str]]:
+def seed(prompts: int, raters: int, batch: int) -> tuple[object, list[str]]:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
@@ -48,10 +50,11 @@ def seed(prompts: int, raters: int) -> tuple[object, list[str]]:
     from annotation.services import project_create
 
     project = project_create(name="stale", mode="pairwise", config={"overlap": 1, "criteria": []})
-    rows = "".join(json.dumps({"id": f"s{i}", "prompt": f"Question {i}: explain something.",
-                               "responses": [f"Answer A {i} " * 8, f"Answer B {i} " * 8]}) + "\n"
-                   for i in range(prompts))
-    import_items(project=project, stream=io.BytesIO(rows.encode()), filename="stale.jsonl")
+    for start in range(0, prompts, batch):
+        rows = "".join(json.dumps({"id": f"s{i}", "prompt": f"Question {i}: explain something.",
+                                   "responses": [f"Answer A {i} " * 8, f"Answer B {i} " * 8]}) + "\n"
+                       for i in range(start, min(start + batch, prompts)))
+        import_items(project=project, stream=io.BytesIO(rows.encode()), filename="stale.jsonl")
     tokens = []
     for i in range(raters):
         user = get_user_model().objects.create(username=f"stale-rater-{i}")
@@ -188,6 +191,15 @@ def measure(project, admin, token: str, n_leases: int, env: dict) -> dict:
     return out
 
 
+def item_statistics() -> bool:
+    """Whether the items table has statistics (the import ANALYZEs it when a file brings 1,000 prompts or more)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) > 0 FROM pg_stats WHERE tablename = 'annotation_item'")
+        return cursor.fetchone()[0]
+
+
 def annotation_statistics() -> dict:
     from django.db import connection
 
@@ -214,6 +226,9 @@ def main():
     parser.add_argument("--prompts", type=int, default=40_000)
     parser.add_argument("--raters", type=int, default=16)
     parser.add_argument("--leases", type=int, default=300)
+    parser.add_argument("--import-batch", type=int, default=0,
+                        help="import the prompts in files of this many (999: each too small for the import's "
+                             "ANALYZE, so no table has statistics); default: one file")
     parser.add_argument("--keep-stale-copy", action="store_true",
                         help="leave a copy of the database as it was before the measurements (ps_bench_stale_copy), "
                              "to EXPLAIN its queries")
@@ -225,7 +240,7 @@ def main():
     from django.contrib.auth import get_user_model
     from django.db import connection, connections
 
-    project, tokens = seed(args.prompts, args.raters)
+    project, tokens = seed(args.prompts, args.raters, args.import_batch or args.prompts)
     admin = get_user_model().objects.create(username="stale-admin", is_staff=True, is_superuser=True)
     connections.close_all()
     settle()
@@ -241,7 +256,9 @@ def main():
                         "DROP DATABASE IF EXISTS ps_bench_stale_copy WITH (FORCE)",
                         "-qc", "CREATE DATABASE ps_bench_stale_copy TEMPLATE ps_bench_stale"], check=True)
     stale = annotation_statistics()
-    print(f"annotated {answered} in {annotate_s:.0f} s; statistics: {stale}", flush=True)
+    stale_items = item_statistics()
+    print(f"annotated {answered} in {annotate_s:.0f} s; statistics: {stale}, items analyzed: {stale_items}",
+          flush=True)
     warm_up(admin)
     print("no statistics:", flush=True)
     before = measure(project, admin, tokens[0], args.leases, env)
@@ -249,8 +266,9 @@ def main():
         cursor.execute("ANALYZE")
     print("after ANALYZE:", flush=True)
     after = measure(project, admin, tokens[0], args.leases, env)
-    write_result("exports_stale_stats", {
-        "prompts": args.prompts, "annotated_through_the_api": answered, "annotate_s": round(annotate_s, 1),
+    write_result("exports_stale_stats" + ("_import_batch" if args.import_batch else ""), {
+        "prompts": args.prompts, "import_batch": args.import_batch or args.prompts,
+        "item_tables_analyzed": stale_items, "annotated_through_the_api": answered, "annotate_s": round(annotate_s, 1),
         "annotation_statistics_before_export": stale, "without_statistics": before, "after_analyze": after,
         "load_average_before_annotating": load_before, "load_average": os.getloadavg(),
     })

@@ -73,7 +73,7 @@ def test_resolve_model_source(tmp_path, data_dir, tiny_path):
 def test_config_defaults_and_per_method_learning_rates():
     cfg = RunConfig.from_json({"method": "dpo", "output_dir": "o", "dataset": "d.jsonl"})
     assert (cfg.adapter, cfg.base_model, cfg.max_steps, cfg.optim) == ("lora", "tiny", -1, "adamw_torch")
-    assert cfg.lr == 5e-5 and cfg.dpo.beta == 0.1 and cfg.checkpoint_kind == "lora"
+    assert cfg.lr == 2e-4 and cfg.dpo.beta == 0.1 and cfg.checkpoint_kind == "lora"
     assert RunConfig.from_json({"method": "sft", "output_dir": "o", "dataset": "d"}).lr == 5e-4
     full = RunConfig.from_json({"method": "sft", "output_dir": "o", "dataset": "d", "adapter": "full"})
     assert full.lr == 2e-5 and full.checkpoint_kind == "full"

@@ -4,11 +4,7 @@ ps_next_lease(): the rater queue's lease in one call. It returns the rater's liv
 open item and leases it. In a function each statement takes a fresh snapshot, so the lease insert counts
 other raters' leases committed after the claim's snapshot (exact overlap), and the claim and the lease need
 no transaction round trips of their own. ``ROWS 1`` tells the planner that it returns at most one row
-(assuming 1,000, it hashed whole tables to join the lease with its item). Sorts are off inside it, so the
-best open item comes from walking item_queue_idx in queue order, stopping at the first that fits, whatever the
-statistics: without statistics on the items (a project built by imports too small to ANALYZE, autovacuum off or
-behind) the planner expected a dozen open items, read all of them, checked each against the rater's leases and
-sorted them, on every lease (0.37 s with 35,000 open; the queue turned quadratic). The ORM's reference is
+(assuming 1,000, it hashed whole tables to join the lease with its item). The ORM's reference is
 ``annotation.services.queue_next``.
 
 ps_store_annotation(): a submission under a live lease in one statement. It locks the item, confirms that the
@@ -25,8 +21,7 @@ CREATE OR REPLACE FUNCTION ps_next_lease(
     p_project bigint, p_rater bigint, p_gold boolean, p_other_kind boolean, p_now timestamptz,
     p_expires timestamptz)
 RETURNS SETOF annotation_assignment
-LANGUAGE plpgsql VOLATILE ROWS 1
-SET enable_sort = off AS $$
+LANGUAGE plpgsql VOLATILE ROWS 1 AS $$
 DECLARE
     v_item record;
     v_full bigint[];

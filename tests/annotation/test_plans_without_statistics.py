@@ -33,17 +33,6 @@ def without_statistics():
         yield cursor
 
 
-def copies_of_an_item(cursor, n: int, **values) -> None:
-    """``n`` more rows in the items' copy, like its first row but for ``values`` (a table the size of a real
-    project's, so the planner weighs its pages as it would there)."""
-    table = Item._meta.db_table
-    columns = [f.column for f in Item._meta.concrete_fields]
-    exprs = {c: f'"{c}"' for c in columns} | {"id": "id + g"} | {c: str(v) for c, v in values.items()}
-    cursor.execute(f'INSERT INTO pg_temp."{table}" ({", ".join(columns)}) '
-                   f'SELECT {", ".join(exprs[c] for c in columns)} FROM pg_temp."{table}", generate_series(1000000, '
-                   f'1000000 + %s - 1) g WHERE id = (SELECT min(id) FROM pg_temp."{table}")', [n])
-
-
 def plan(cursor, sql: str, params) -> str:
     cursor.execute("EXPLAIN " + sql, params)
     return "\n".join(row[0] for row in cursor.fetchall())
@@ -77,39 +66,3 @@ def test_a_lease_looks_up_its_responses_by_key_without_statistics():
     assert "Seq Scan on annotation_response" not in text, text
     assert "Index Scan using annotation_response_pkey on annotation_response" in text, text
 
-
-@contextmanager
-def plans_of_nested_statements():
-    """The plans of the statements inside SQL functions (auto_explain, reported to this session as notices)."""
-    notices: list[str] = []
-    raw = connection.connection  # psycopg's
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute("LOAD 'auto_explain'")
-        except Exception:  # noqa: BLE001 - the module is not installed, or this role may not load it
-            pytest.skip("auto_explain cannot be loaded here")
-        for name, value in (("log_min_duration", "0"), ("log_nested_statements", "on"), ("log_level", "notice")):
-            cursor.execute(f"SET LOCAL auto_explain.{name} = {value}")
-    def on_notice(diagnostic):
-        notices.append(diagnostic.message_primary or "")
-
-    raw.add_notice_handler(on_notice)
-    try:
-        yield notices
-    finally:
-        raw.remove_notice_handler(on_notice)
-
-
-def test_a_lease_walks_the_queue_in_order_without_statistics():
-    """The best open item comes from the queue's index in order, stopping at the first that fits; without
-    statistics the planner read every open item of the project and sorted them, on every lease."""
-    project, rater = seeded_project()
-    now = timezone.now()
-    with without_statistics() as cursor, plans_of_nested_statements() as notices:
-        copies_of_an_item(cursor, 20_000, priority=-1)  # a large queue behind the project's items
-        cursor.execute("SELECT id FROM ps_next_lease(%s, %s, false, false, %s, %s)",
-                       [project.pk, rater.pk, now, now + timedelta(minutes=10)])
-        assert cursor.fetchone() is not None
-    (claim,) = [n for n in notices if "FOR UPDATE OF i SKIP LOCKED" in n]
-    assert "Sort" not in claim and "Bitmap Heap Scan on annotation_item" not in claim, claim
-    assert "Index Scan" in claim and "on annotation_item i" in claim, claim

@@ -625,7 +625,7 @@ def import_items(*, project: Project, stream: IO[bytes], filename: str, round_na
 
 
 def analyze_if_large(result: ImportResult) -> None:
-    """Planner statistics for what a large import wrote, at once (``pg.stats``); nothing inside a transaction,
-    whose caller calls this again once it has committed."""
-    if result.prompts_created >= 1000 and pg.enabled():
+    """Planner statistics for what an import wrote, at once, when it is large for the tables it went into
+    (``pg.stats.warranted``); nothing inside a transaction, whose caller calls this again once it has committed."""
+    if result.items_created and pg.enabled() and pg.stats.warranted(Item, result.items_created):
         pg.stats.analyze_after_import(annotations=result.annotations_created > 0)

@@ -23,6 +23,19 @@ def analyze(model, columns=()) -> None:
         cursor.execute(f'ANALYZE "{model._meta.db_table}"{column_list}')
 
 
+def warranted(model, written: int) -> bool:
+    """Whether ``written`` new rows (with the changes counted since the table's last ANALYZE) leave the planner's
+    picture of the table out of date, by autovacuum's own rule: 50 rows and a tenth of the table as last
+    analyzed. A table never analyzed has no picture at all: without one, the planner took a project's 40,000
+    open items for a dozen and read all of them on every lease (bench/exports/README.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.reltuples, COALESCE(s.n_mod_since_analyze, 0) FROM pg_class c "
+                       "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = %s::regclass",
+                       [model._meta.db_table])
+        reltuples, changed = cursor.fetchone()
+    return written + changed >= 50 + 0.1 * max(reltuples, 0)
+
+
 def analyze_after_import(*, annotations: bool) -> None:
     """After a large import (outside a transaction: ANALYZE inside one would hold its locks to the end).
     Annotations only when the import made some."""

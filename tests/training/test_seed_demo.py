@@ -151,18 +151,18 @@ def test_no_annotations_flag():
 
 
 def test_the_loop_plants_one_preference_read_from_the_text():
-    """The training pairs and the human evaluation are judged by the same rule: the answer in fewer words wins,
-    an answer of under three words says nothing; close calls are ties."""
+    """The training pairs and the human evaluation are judged by the same rule, read from the two texts: the answer
+    that says more (more different words; a word repeated counts once) wins, and close calls are ties."""
     import random
 
-    from training.demo.loop import LOOP_PROMPTS, brevity, simulated_choice
+    from training.demo.loop import LOOP_PROMPTS, says, simulated_choice
 
-    short, long = "math.sqrt returns the square root of x.", "math.sqrt returns " + "the square root of x " * 4 + "."
-    assert brevity(short) > brevity(long) > brevity("Yes.") and brevity("") == brevity("a b")
+    short = "math.sqrt returns the square root of x."
+    full = "math.sqrt returns the square root of x, a float; for an exact integer root use math.isqrt instead."
+    assert says(full) > says(short) == says(short + " the the The root") == 7
     rng = random.Random(0)
-    assert [simulated_choice(rng, [short, long]) for _ in range(20)] == ["A"] * 20
-    assert [simulated_choice(rng, [long, short]) for _ in range(20)] == ["B"] * 20
-    assert [simulated_choice(rng, ["ok", short]) for _ in range(20)] == ["B"] * 20
+    assert [simulated_choice(rng, [full, short]) for _ in range(20)] == ["A"] * 20
+    assert [simulated_choice(rng, [short, full]) for _ in range(20)] == ["B"] * 20
     same = [simulated_choice(rng, [short, short.upper()]) for _ in range(200)]
     assert 0.15 < same.count("tie") / 200 < 0.7 and abs(same.count("A") - same.count("B")) < 40
     rows = [json.loads(line) for line in LOOP_PROMPTS.read_text(encoding="utf-8").splitlines()]

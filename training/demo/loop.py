@@ -1,12 +1,13 @@
 """seed_demo's loop steps, on the built-in ``small`` model: a round of the base model's own answers judged by the
-simulated raters under one planted preference (the answer that says it in fewer words), a DPO run on those
-judgements, then a generation round from its checkpoint and a human evaluation of it against the base, whose
+simulated raters under one planted preference (the answer that says more: more different words), a DPO run on
+those judgements, then a generation round from its checkpoint and a human evaluation of it against the base, whose
 simulated answers follow the same rule.
 
-The preference is planted in "Demo: say it briefly (pairwise)", whose prompts are questions about Python's standard
+The preference is planted in "Demo: say more (pairwise)", whose prompts are questions about Python's standard
 library (``loop_prompts.jsonl``: what ``small`` was trained to answer) and whose guidelines state the rule. The
-simulated raters of both the training pairs and the evaluation read the two texts and apply ``brevity`` with a
-little noise, so the checkpoint is judged by what it learned, never by which model wrote it.
+simulated raters of both the training pairs and the evaluation read the two texts and apply ``says`` with a
+little noise, so the checkpoint is judged by what it learned, never by which model wrote it. (DPO learns this
+direction steadily; the other, "fewer words", teaches a model to answer in one or two words, which says nothing.)
 
 The engine runs here, synchronously, through the same job code a worker runs (``training.jobs.run_execute``); if a
 worker happens to take a run first, the step waits for it. With ``--loop-on-worker`` (what ``./dev demo`` does, in
@@ -35,49 +36,47 @@ from ..models import Checkpoint, Round, TrainingRun
 
 DEMO_DIR = Path(__file__).resolve().parent
 LOOP_PROJECT = "demo-loop"
-LOOP_NAME = "Demo: say it briefly (pairwise)"
+LOOP_NAME = "Demo: say more (pairwise)"
 LOOP_PROMPTS = DEMO_DIR / "loop_prompts.jsonl"
 LOOP_CONFIG = {"overlap": 1, "allow_tie": True, "strength": False}
 LOOP_GUIDELINES = """\
-# Which answer says it in fewer words?
+# Which answer says more?
 
 You will see a question about Python's standard library and two answers, **A** and **B**. Pick the one that
-answers **in fewer words**: the shorter answer wins. An answer of fewer than three words says nothing and loses
-to any answer that says something.
+**says more**: the one with more different words (a word said twice counts once). Facts do not count here, only
+how much each answer has to say.
 
-Use **tie** when the two are about as long as each other.
+Use **tie** when the two say about as much as each other.
 """
 BASE_MODEL = services.SMALL
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64}  # small's readable range (its card: 0.7)
 BASE_ANSWERS = 4  # per prompt in the round the preference is planted in: all 6 pairs of them become items
-DPO_CONFIG = {"max_steps": 40, "batch_size": 8, "max_length": 192, "learning_rate": 1e-3, "dpo": {"beta": 0.1},
+DPO_CONFIG = {"max_steps": 60, "batch_size": 8, "max_length": 192, "learning_rate": 2e-3, "dpo": {"beta": 0.1},
               "logging_steps": 1, "eval_fraction": 0.1}
-EVAL_PROMPTS = 40  # pairs in the human evaluation (checkpoint vs base, one answer each per prompt)
-EVAL_ANSWERS = 16  # each simulated rater answers this many of them and leaves the rest for people
+EVAL_PROMPTS = 48  # pairs in the human evaluation (checkpoint vs base, one answer each per prompt): every question
+EVAL_ANSWERS = 20  # each simulated rater answers this many of them and leaves the rest for people
 WAIT_S = 600
 WORKER_WAIT_S = 3600  # the worker may have other runs queued before the demo's
 EVAL_SEED = "preference-studio-demo:human-eval"
-PLANT_SEED = "preference-studio-demo:say-it-briefly"
+PLANT_SEED = "preference-studio-demo:say-more"
 RATERS = ("alice", "bob")
 
-# The planted preference: fewer words win; an answer under MIN_WORDS words says nothing and loses.
-MIN_WORDS = 3
+# The planted preference: the answer with more different words wins.
 RATER_NOISE = 1.5  # words: the simulated raters count roughly
-TIE_WORDS = 1.0  # answers this close in (perceived) length are a tie
+TIE_WORDS = 1.0  # answers this close (as perceived) are a tie
 
 User = get_user_model()
 
 
-def brevity(text: str) -> float:
-    """The planted preference, read from the text alone: the fewer words the better (an answer of fewer than
-    MIN_WORDS words says nothing and scores below any that says something)."""
-    words = len(text.split())
-    return -float(words) if words >= MIN_WORDS else -1000.0
+def says(text: str) -> int:
+    """The planted preference, read from the text alone: how much an answer says, in different words (a word
+    repeated counts once, whatever its case)."""
+    return len(set(text.lower().split()))
 
 
 def simulated_choice(rng: random.Random, texts: list[str]) -> str:
-    """A stand-in rater of "say it briefly": "A", "B" or "tie" for two texts, by ``brevity`` with some noise."""
-    a, b = (brevity(t) + rng.gauss(0, RATER_NOISE) for t in texts)
+    """A stand-in rater of "say more": "A", "B" or "tie" for two texts, by ``says`` with some noise."""
+    a, b = (says(t) + rng.gauss(0, RATER_NOISE) for t in texts)
     if abs(a - b) < TIE_WORDS:
         return "tie"
     return "A" if a > b else "B"
@@ -151,7 +150,7 @@ def plant_preference(ctx, project: Project) -> bool:
         return False
     if not Annotation.objects.filter(item__project=project, item__round=planted.name).exists():
         answered = _simulate_answers(ctx, planted, per_rater=None, seed=PLANT_SEED)
-        ctx.say(f"loop: {answered} pairs of {BASE_MODEL}'s answers judged by the simulated raters (say it briefly)")
+        ctx.say(f"loop: {answered} pairs of {BASE_MODEL}'s answers judged by the simulated raters (say more)")
     return True
 
 

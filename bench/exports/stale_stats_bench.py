@@ -5,7 +5,8 @@ stale statistics.
 
 1. A fresh database (``ps_bench_stale``): a pairwise project (overlap 1) of ``--prompts`` imported prompts (the
    import ANALYZEs its own tables; the annotation table is still empty then). With ``--import-batch 999`` the
-   prompts come in files too small for the import's ANALYZE, so the item tables have no statistics either.
+   prompts come in files of 999, under the 1,000 from which an import used to ANALYZE (a project built by small
+   imports, whose item tables then had no statistics either).
 2. ``--raters`` raters annotate every item through the API (gunicorn, token clients, next + submit) until the
    queue is empty. This PostgreSQL runs with autovacuum off, so the annotation table has no statistics; a busy
    production server's lag behind a burst of annotations is the same case.
@@ -192,7 +193,7 @@ def measure(project, admin, token: str, n_leases: int, env: dict) -> dict:
 
 
 def item_statistics() -> bool:
-    """Whether the items table has statistics (the import ANALYZEs it when a file brings 1,000 prompts or more)."""
+    """Whether the items table has statistics (an import ANALYZEs it when it is large for the table)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -227,8 +228,8 @@ def main():
     parser.add_argument("--raters", type=int, default=16)
     parser.add_argument("--leases", type=int, default=300)
     parser.add_argument("--import-batch", type=int, default=0,
-                        help="import the prompts in files of this many (999: each too small for the import's "
-                             "ANALYZE, so no table has statistics); default: one file")
+                        help="import the prompts in files of this many (999: under the 1,000 prompts from which an "
+                             "import used to ANALYZE); default: one file")
     parser.add_argument("--keep-stale-copy", action="store_true",
                         help="leave a copy of the database as it was before the measurements (ps_bench_stale_copy), "
                              "to EXPLAIN its queries")

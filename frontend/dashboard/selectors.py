@@ -388,9 +388,13 @@ def human_win_rate(checkpoint) -> dict | None:
         state = "generating the pairs"
     else:
         state = f"waiting for raters ({summary['items']} pairs)"
-    baselines = list(dict.fromkeys(r["baseline"] for r in summary["rounds"] if r["baseline"]))
+    baselines = []  # what the checkpoint was compared with, as a reader names it: "base small", "checkpoint 3 (…)"
+    for sources in Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).values_list("sources", flat=True):
+        if len(sources) > 1 and sources[1].get("label"):
+            label = sources[1]["label"]
+            baselines.append(f"base {label}" if sources[1].get("kind") == "base_model" else label)
     return {"interval": _interval(summary, "win_rate"), "state": state, "summary": summary,
-            "against": " and ".join(baselines)}
+            "against": " and ".join(dict.fromkeys(baselines))}
 
 
 def implicit_reward(metrics) -> dict | None:

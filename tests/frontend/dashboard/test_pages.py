@@ -390,11 +390,19 @@ def test_a_dpo_checkpoint_says_its_human_evaluation_and_implicit_reward_in_words
 
     html = admin_client.get(f"/manage/training/runs/{run.pk}/").content.decode()
     words = re.search(rf'id="human-words-{checkpoint.pk}">(.*?)</p>', html).group(1)
-    assert words == ("Human evaluation against base small: checkpoint preferred in 3 of 5 pairs, the base in 1, "
+    assert words == ("Human evaluation against base small: checkpoint preferred in 3 of 5 pairs, base small in 1, "
                      "1 tie (win-rate 0.70, ties counting half; 95% CI 0.30–0.93).")
     words = re.search(rf'id="reward-words-{checkpoint.pk}">(.*?)</p>', html).group(1)
     assert words == ("On held-out preference pairs, the checkpoint's implicit reward ranks the chosen answer above "
                      "the rejected one in 71% of pairs (implicit-reward accuracy), by a mean reward margin of 0.66.")
+    # against another checkpoint, the sentence names it
+    other = Checkpoint.objects.create(run=run, step=20, path="runs/o", kind="lora")
+    Round.objects.filter(pk=rnd.pk).update(baseline_model=None, baseline_checkpoint=other, sources=[
+        rnd.sources[0], {"kind": "checkpoint", "id": other.pk, "label": f"checkpoint {other.pk} (run {run.pk}, step 20)"}])
+    html = admin_client.get(f"/manage/training/runs/{run.pk}/").content.decode()
+    words = re.search(rf'id="human-words-{checkpoint.pk}">(.*?)</p>', html).group(1)
+    assert words.startswith(f"Human evaluation against checkpoint {other.pk} (run {run.pk}, step 20): checkpoint "
+                            f"preferred in 3 of 5 pairs, checkpoint {other.pk} (run {run.pk}, step 20) in 1, 1 tie")
     # the run's checkpoint list (polled while the run is live) says the same
     html = admin_client.get(f"/manage/training/runs/{run.pk}/checkpoints/").content.decode()
     assert "checkpoint preferred in 3 of 5 pairs" in html and "in 71% of pairs" in html

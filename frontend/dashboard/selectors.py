@@ -389,7 +389,8 @@ def human_win_rate(checkpoint) -> dict | None:
     else:
         state = f"waiting for raters ({summary['items']} pairs)"
     baselines = []  # what the checkpoint was compared with, as a reader names it: "base small", "checkpoint 3 (…)"
-    for sources in Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).values_list("sources", flat=True):
+    evaluations = Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).order_by("id")
+    for sources in evaluations.values_list("sources", flat=True):
         if len(sources) > 1 and sources[1].get("label"):
             label = sources[1]["label"]
             baselines.append(f"base {label}" if sources[1].get("kind") == "base_model" else label)

@@ -228,7 +228,7 @@ def _simulate_answers(ctx, rnd: Round, *, per_rater: int | None, seed: str) -> i
                 assignment = queue_next(rater=user, project=rnd.project)
             except Forbidden:
                 assignment = None
-            if assignment is None or Item.objects.filter(pk=assignment.item_id).values_list("round", flat=True)[0] != rnd.name:
+            if assignment is None or Item.objects.get(pk=assignment.item_id).round != rnd.name:
                 users.remove(user)  # done, or only other work left: that is for people
                 continue
             texts = dict(Response.objects.filter(pk__in=assignment.display_order).values_list("pk", "text"))

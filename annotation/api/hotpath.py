@@ -2,9 +2,9 @@
 
 ``GET /api/v1/projects/{id}/next/`` and ``POST /api/v1/items/{id}/annotations/`` from token clients are
 most of the API's traffic, and DRF's request wrapping, negotiation, serializer fields and the URL resolver
-cost more Python than the two database statements each of them needs. This middleware comes last in
-``MIDDLEWARE``, so every other middleware (security headers, sessions, CSRF cookie, frame options,
-Content-Length) still runs; for those two calls it does what their DRF views do, with the same token
+cost more Python than the two database statements each of them needs. This middleware comes after the security
+headers, sessions, CSRF cookie and frame options in ``MIDDLEWARE`` and before the CSP, axes and the text
+boundary, whose work on these calls it does itself (see the settings); for those two calls it does what their DRF views do, with the same token
 authentication, access checks, services (``views.next_item`` and ``views.submit_annotation``), JSON
 renderer, headers and error bodies.
 
@@ -16,8 +16,10 @@ answers.
 """
 from __future__ import annotations
 
+import functools
 import re
 
+from csp.utils import build_policy
 from django.conf import settings
 from django.http import HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
@@ -25,13 +27,15 @@ from rest_framework.renderers import JSONRenderer
 
 from annotation import boundary
 from annotation.api.authentication import TokenAuthentication
+from annotation.api.boundary import body_too_large
 from annotation.api.errors import error_body
 from annotation.api.negotiation import JSON_ACCEPTS
 from annotation.api.views import next_item, submit_annotation
 from annotation.submissions import parse_submission
 
-_NEXT = re.compile(r"/api/v1/projects/([0-9]+)/next/")
-_SUBMIT = re.compile(r"/api/v1/items/([0-9]+)/annotations/")
+# Ids of up to 18 digits (a bigint); a longer one goes on to the text boundary and the views, which refuse it.
+_NEXT = re.compile(r"/api/v1/projects/([0-9]{1,18})/next/")
+_SUBMIT = re.compile(r"/api/v1/items/([0-9]{1,18})/annotations/")
 _ALLOW = {_NEXT: "GET, HEAD, OPTIONS", _SUBMIT: "POST, OPTIONS"}
 _JSON_BODIES = {"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"}
 _RENDERER = JSONRenderer()
@@ -46,7 +50,8 @@ class RaterHotPathMiddleware:
         method = request.method
         route = _NEXT if method == "GET" else _SUBMIT if method == "POST" else None
         match = route.fullmatch(request.path_info) if route is not None else None
-        user = _token_user(request) if match is not None and _plain_json_call(request) else None
+        plain = match is not None and _plain_json_call(request) and not body_too_large(request)
+        user = _token_user(request) if plain else None
         if user is None:
             return self.get_response(request)
         if route is _NEXT:
@@ -126,4 +131,11 @@ def _answer(route, call, *args) -> HttpResponse:
         response = HttpResponse(_RENDERER.render(data), content_type="application/json", status=status)
     response["Allow"] = _ALLOW[route]
     response["Vary"] = "Accept"
+    response["Content-Security-Policy"] = _csp()
     return response
+
+
+@functools.cache
+def _csp() -> str:
+    """The CSP header django-csp's middleware gives every response (no nonce in JSON), built once."""
+    return build_policy()

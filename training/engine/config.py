@@ -248,7 +248,8 @@ class RunConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None  # None = per architecture (q/k/v/o projections for Llama-likes)
+    lora_target_modules: list[str] | str | None = None  # None = per architecture (q/k/v/o projections for
+    #                                                     Llama-likes); "all-linear" = every linear layer (peft)
     num_virtual_tokens: int = 8  # prompt tuning
 
     # Schedule

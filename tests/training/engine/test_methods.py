@@ -51,6 +51,18 @@ def test_dpo_lora(tmp_path, data_dir, datasets):
     assert "eval_rewards/accuracies" in result["eval"]
 
 
+def test_lora_on_every_linear_layer(tmp_path, data_dir, datasets):
+    """`lora_target_modules: "all-linear"` (peft's name for every linear layer but the head) is taken as written."""
+    from safetensors.torch import load_file
+
+    cfg = make_config(tmp_path, data_dir, method="dpo", dataset=datasets["pref"], max_steps=2,
+                      lora_target_modules="all-linear")
+    result, events = run_method(cfg)
+    checkpoint = assert_trained(result, events, 2)
+    names = load_file(str(Path(checkpoint) / "adapter_model.safetensors")).keys()
+    assert any("mlp" in n for n in names) and any("self_attn" in n for n in names)
+
+
 def test_dpo_full_with_precomputed_reference_and_ipo_loss(tmp_path, data_dir, datasets):
     from transformers import AutoModelForCausalLM
 

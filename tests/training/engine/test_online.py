@@ -148,7 +148,8 @@ def test_ppo_penalises_responses_that_never_end_by_default(tmp_path, data_dir, d
 def test_ppo_adaptive_kl_moves_its_coefficient_and_fixed_kl_does_not(tmp_path, data_dir, datasets):
     ppo = {"rollout_batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1, "max_new_tokens": 4, "kl_coef": 0.05}
     fixed, _ = run_method(make_config(tmp_path / "fixed", data_dir, method="ppo", dataset=datasets["pref"],
-                                      max_steps=3, learning_rate=3e-3, ppo=ppo), reward_fn=length_reward)
+                                      max_steps=3, learning_rate=3e-3, ppo={**ppo, "kl_target": None}),
+                          reward_fn=length_reward)
     assert {h["kl_coef"] for h in fixed["history"]} == {0.05}
     adaptive, _ = run_method(make_config(tmp_path / "adaptive", data_dir, method="ppo", dataset=datasets["pref"],
                                          max_steps=3, learning_rate=3e-3, ppo={**ppo, "kl_target": 100.0, "kl_horizon": 4}),

@@ -4,9 +4,9 @@
 most of the API's traffic, and DRF's request wrapping, negotiation, serializer fields and the URL resolver
 cost more Python than the two database statements each of them needs. This middleware comes after the security
 headers, sessions, CSRF cookie and frame options in ``MIDDLEWARE`` and before the CSP, axes and the text
-boundary, whose work on these calls it does itself (see the settings); for those two calls it does what their DRF views do, with the same token
-authentication, access checks, services (``views.next_item`` and ``views.submit_annotation``), JSON
-renderer, headers and error bodies.
+boundary, whose work on these calls it does itself (see the settings); for those two calls it does what their
+DRF views do, with the same token authentication, access checks, services (``views.next_item`` and
+``views.submit_annotation``), JSON renderer, headers and error bodies.
 
 Anything it would answer differently goes on to the views untouched: another way of signing in (a
 browser's session needs DRF's CSRF check), a token that does not authenticate, a query string, an Accept
@@ -20,7 +20,6 @@ import functools
 import re
 
 from csp.utils import build_policy
-from django.conf import settings
 from django.http import HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
@@ -87,16 +86,9 @@ def _token_user(request):
 
 
 def _submission_body(request):
-    """The body of a JSON submission, in a 1-tuple; None sends anything else (a form, too large a body) to DRF,
-    whose parsers answer it."""
-    meta = request.META
-    if meta.get("CONTENT_TYPE", "").lower() not in _JSON_BODIES:
-        return None
-    try:
-        length = int(meta.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+    """The body of a JSON submission, in a 1-tuple; None sends anything else (a form) to DRF, whose parsers answer
+    it. (Too large a body never gets here: ``__call__`` leaves it to the text boundary's 413.)"""
+    if request.META.get("CONTENT_TYPE", "").lower() not in _JSON_BODIES:
         return None
     return (request.body,)
 

@@ -653,3 +653,14 @@ def stack_command(env: dict, *args: str, timeout: float = 300) -> str:
     if done.returncode:
         pytest.fail(f"manage.py {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def bench_module(path: str):
+    """A benchmark script under bench/ (``"training/gpu.py"``) imported as a module, for tests of its pieces."""
+    import importlib.util
+
+    file = Path(__file__).resolve().parents[1] / "bench" / path
+    spec = importlib.util.spec_from_file_location(f"bench_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

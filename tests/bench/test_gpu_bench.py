@@ -1,18 +1,12 @@
 """The GPU training benchmark runs (here on a CPU, with a small shape) and measures what it says it does."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-GPU_BENCH = Path(__file__).resolve().parents[2] / "bench" / "training" / "gpu.py"
+from tests.helpers import bench_module
 
 
 @pytest.fixture(scope="module")
 def gpu_bench():
-    spec = importlib.util.spec_from_file_location("gpu_bench", GPU_BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("training/gpu.py")
 
 
 def test_the_half_billion_shape_is_qwen25_05b_sized(gpu_bench):

@@ -1,22 +1,15 @@
 """The planted task of bench/training/planted.py, smaller: a reward model trained with the default config on the
 built-in `small` model tells the marked answer from the other on held-out pairs, through 10% flipped labels."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-from tests.helpers import run_method, write_jsonl
+from tests.helpers import bench_module, run_method, write_jsonl
 
-PLANTED = Path(__file__).resolve().parents[3] / "bench" / "training" / "planted.py"
 NTRAIN = 320  # 36 steps of the default schedule (one epoch, batch 8, 10% held out): ~15 s of CPU
 
 
 @pytest.fixture(scope="module")
 def planted():
-    spec = importlib.util.spec_from_file_location("planted_bench", PLANTED)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("training/planted.py")
 
 
 def test_the_task_is_the_same_for_a_seed_and_plants_the_marker(planted):

@@ -140,7 +140,7 @@ class PPOSection:
 @dataclass
 class RLOOSection:
     num_generations: int = 4  # completions per prompt; batch_size * grad_accum must be a multiple of it
-    max_new_tokens: int = 48  # at 24, a fifth to a third of the built-in model's answers were cut off before their end
+    max_new_tokens: int = 24
     temperature: float = 1.0
     top_p: float = 1.0
     beta: float = 0.05  # KL coefficient to the reference (the base with adapters off)
@@ -156,7 +156,7 @@ class RLOOSection:
 @dataclass
 class GRPOSection:
     num_generations: int = 4  # completions per prompt, compared within their group; must divide batch_size * grad_accum
-    max_new_tokens: int = 48  # at 24, a fifth to a third of the built-in model's answers were cut off before their end
+    max_new_tokens: int = 24
     temperature: float = 1.0
     top_p: float = 1.0
     beta: float = 0.04  # KL coefficient to the reference (the base with adapters off); 0 loads no reference

@@ -99,6 +99,8 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 # connection reconnects instead of failing.
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's backend, checking a kept connection without a round trip (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Server-side parameters, and psycopg preparing a statement once a connection has run it
     # ``DB_PREPARE_THRESHOLD`` times (Django turns preparing off unless asked): the rater hot path's
     # statements are then parsed and planned once per connection instead of on every request.

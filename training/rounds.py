@@ -557,7 +557,8 @@ def human_eval_summary(*, checkpoint: Checkpoint) -> dict:
         "wins": wins, "losses": losses, "ties": ties, "n": n, "win_rate": win_rate, "ci95": ci95,
         "ci_method": "wilson", "ties_count": "half",
         "items": items.count(), "rounds": [{"id": r.pk, "name": r.name, "project": r.project_id, "status": r.status,
-                                            "baseline": (r.sources[1]["label"] if len(r.sources) > 1 else None)}
+                                            "baseline": (r.sources[1]["label"] if len(r.sources) > 1 else None),
+                                            "baseline_kind": (r.sources[1]["kind"] if len(r.sources) > 1 else None)}
                                            for r in rounds],
     }
 

@@ -388,12 +388,9 @@ def human_win_rate(checkpoint) -> dict | None:
         state = "generating the pairs"
     else:
         state = f"waiting for raters ({summary['items']} pairs)"
-    baselines = []  # what the checkpoint was compared with, as a reader names it: "base small", "checkpoint 3 (…)"
-    evaluations = Round.objects.filter(kind=Round.Kind.HUMAN_EVAL, checkpoint=checkpoint).order_by("id")
-    for sources in evaluations.values_list("sources", flat=True):
-        if len(sources) > 1 and sources[1].get("label"):
-            label = sources[1]["label"]
-            baselines.append(f"base {label}" if sources[1].get("kind") == "base_model" else label)
+    # What the checkpoint was compared with, as a reader names it: "base small", "checkpoint 3 (…)".
+    baselines = [f"base {r['baseline']}" if r["baseline_kind"] == "base_model" else r["baseline"]
+                 for r in summary["rounds"] if r["baseline"]]
     return {"interval": _interval(summary, "win_rate"), "state": state, "summary": summary,
             "against": " and ".join(dict.fromkeys(baselines))}
 

@@ -65,4 +65,3 @@ def test_a_lease_looks_up_its_responses_by_key_without_statistics():
         text = plan(cursor, pg.queue._NEXT_SQL, params)
     assert "Seq Scan on annotation_response" not in text, text
     assert "Index Scan using annotation_response_pkey on annotation_response" in text, text
-

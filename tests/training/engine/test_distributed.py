@@ -3,7 +3,9 @@ command runs them as CPU processes over gloo (DDP), so the distributed path runs
 
 import json
 import os
+import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from training.runner import engine_command
 
 REPO = Path(__file__).resolve().parents[3]
+GLOO_ABORT = "terminate called without an active exception"
 
 
 def launch(tmp_path, name, processes=2, **config):
@@ -22,6 +25,13 @@ def launch(tmp_path, name, processes=2, **config):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(engine_command(path, gpus=processes), cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
+    if proc.returncode != 0 and GLOO_ABORT in proc.stderr:
+        # torch's CPU collectives (gloo) sometimes abort a rank early in a run, from a thread with no Python frame
+        # (about 1 launch in 30 on a 2-core box): the launch is made once more, and said.
+        warnings.warn(f"{name}: a rank aborted in torch's gloo layer ({GLOO_ABORT!r}); launched again")
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(engine_command(path, gpus=processes), cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [json.loads(line) for line in proc.stdout.splitlines()], out
 
